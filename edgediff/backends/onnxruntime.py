@@ -1,0 +1,150 @@
+"""ONNX Runtime backend: torch.export-based ONNX export, graph clean-up, CPU sessions and ORT's op profiler.
+
+The exported graph is portable ONNX (it also feeds TensorRT on Jetson); ORT's own hardware-specific
+optimisations are applied when a session is created, not baked into the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgediff.backends.base import Artifact, Backend, register
+from edgediff.errors import BackendUnavailable, UnsupportedError
+from edgediff.model.components import Component
+from edgediff.profile.record import OpTime
+
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot hold more than 2 GB in one file
+
+
+@dataclass
+class OnnxRuntimeOptions:
+    opset: int = 18
+    threads: int = 0  # 0 = ORT's default (all physical cores)
+    optimization_level: str = "all"  # "disable", "basic", "extended", "all"
+    fuse: bool = True  # apply edgediff's graph rewrites (see edgediff.backends.onnx_graph)
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+@register
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    Options = OnnxRuntimeOptions
+    supported_precisions = ("fp32", "fp16", "int8")
+    suffix = ".onnx"
+
+    def check_available(self) -> None:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailable(f"the onnxruntime backend needs onnx and onnxruntime: pip install "
+                                     f"onnx onnxscript onnxruntime ({exc})") from None
+
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def lower(self, component: Component, options: OnnxRuntimeOptions, precision: str, out_dir: Path) -> Artifact:
+        import torch
+
+        path = out_dir / f"{component.name}.onnx"
+        args = component.example_args(0)
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                program = torch.onnx.export(
+                    component.module, args, dynamo=True, opset_version=options.opset,
+                    input_names=[s.name for s in component.inputs],
+                    output_names=[s.name for s in component.outputs],
+                    optimize=True, verbose=False,
+                )
+        except Exception as exc:  # the exporter raises many types; turn them into one teachable error
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise UnsupportedError(
+                f"the onnxruntime backend cannot export component '{component.name}': {first} "
+                "(run with --debug for the exporter's trace)"
+            ) from exc
+        model = program.model_proto
+        from edgediff.backends import onnx_graph
+
+        if options.fuse:
+            model = onnx_graph.optimize(model)
+        if precision == "fp16":
+            model = onnx_graph.to_fp16(model)
+        extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
+        return Artifact(component.name, path, component.inputs, component.outputs,
+                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {}})
+
+    def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        so.graph_optimization_level = levels[options.optimization_level]
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        so.log_severity_level = 3
+        if profile_prefix:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
+        available = set(ort.get_available_providers())
+        providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
+        return ort.InferenceSession(str(artifact.path), sess_options=so, providers=providers)
+
+    def load(self, artifact: Artifact, options: OnnxRuntimeOptions):
+        session = self._session(artifact, options)
+        dtypes = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in session.get_inputs()}
+        names = [o.name for o in session.get_outputs()]
+
+        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            feed = {k: np.asarray(inputs[k]).astype(dtypes[k], copy=False) for k in dtypes}
+            return dict(zip(names, session.run(names, feed)))
+
+        return run
+
+    def op_profile(self, artifact: Artifact, options: OnnxRuntimeOptions, inputs: Mapping[str, np.ndarray],
+                   runs: int = 3) -> list[OpTime]:
+        """Run ORT's profiler and sum node time by op type (what a person tuning the graph looks at)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            session = self._session(artifact, options, profile_prefix=os.path.join(tmp, "ort"))
+            dtypes = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in session.get_inputs()}
+            feed = {k: np.asarray(inputs[k]).astype(dtypes[k]) for k in dtypes}
+            for _ in range(runs):
+                session.run(None, feed)
+            trace = json.loads(Path(session.end_profiling()).read_text())
+        return summarize_ort_trace(trace, runs)
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+              "tensor(int32)": np.int32, "tensor(double)": np.float64}
+
+
+def summarize_ort_trace(trace: list[dict[str, Any]], runs: int) -> list[OpTime]:
+    """Total time per op type over the runs of an ORT profile trace, largest first, in ms per run."""
+    per_op: dict[str, list[float]] = {}
+    for event in trace:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        op = event.get("args", {}).get("op_name", "?")
+        per_op.setdefault(op, []).append(event.get("dur", 0) / 1000.0)
+    total = sum(sum(v) for v in per_op.values()) or 1.0
+    ops = [OpTime(op, sum(v) / runs, 100.0 * sum(v) / total, len(v) // max(runs, 1)) for op, v in per_op.items()]
+    return sorted(ops, key=lambda o: o.ms, reverse=True)
+
+
+def timed(fn, *args) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start

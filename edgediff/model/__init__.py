@@ -1,0 +1,1 @@
+"""Load models and split them into export-ready components (the `load` stage)."""
