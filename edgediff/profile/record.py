@@ -31,7 +31,7 @@ class ProfileRecord:
     precision: str
     device: str
     tool: str
-    median_ms: float
+    median_ms: float | None  # None when the tool reports no median (e.g. TFLite benchmark_model: only avg)
     tool_version: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     warmup: int | None = None
