@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "edgediff.commands.convert",
     "edgediff.commands.verify",
     "edgediff.commands.profile",
+    "edgediff.commands.targets",
 ]
 
 
