@@ -9,6 +9,11 @@ need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v adb >/dev/null 2>&1 || need+=(adb)
 
+# sshd run as root needs its privilege-separation folder (normally made by the service's start script).
+if [[ $(id -u) -eq 0 && ! -d /run/sshd ]]; then
+    mkdir -p /run/sshd && chmod 755 /run/sshd
+fi
+
 if [[ ${#need[@]} -eq 0 ]]; then
     exit 0
 fi
@@ -35,5 +40,7 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || apt-get install -y -qq --no-install-recommends "${need[@]}"
+mkdir -p /run/sshd && chmod 755 /run/sshd
 echo "system-deps: installed ${need[*]}"
