@@ -13,12 +13,18 @@ COMMAND_MODULES = [
     "edgediff.commands.convert",
     "edgediff.commands.verify",
     "edgediff.commands.profile",
+    "edgediff.commands.generate",
+    "edgediff.commands.golden",
     "edgediff.commands.targets",
+    "edgediff.commands.distill",
+    "edgediff.commands.prune",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgediff", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edgediff", description="Put Stable-Diffusion-class models on phones and edge boards: "
+        "load -> slim -> lower -> verify -> profile -> bundle.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

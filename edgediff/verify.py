@@ -67,6 +67,7 @@ class ComponentResult:
     samples: int = 0
     reason: str = ""
     per_output: dict[str, Metrics] = field(default_factory=dict)
+    structural: dict[str, Any] | None = None  # backends that cannot run here report structural checks
 
     def shortfall(self, limits: Thresholds) -> str:
         m = self.metrics

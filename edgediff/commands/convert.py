@@ -1,0 +1,108 @@
+"""`edgediff convert`: every stage, from a model folder to a verified, profiled bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from edgediff.recipe import load_recipe, set_field, to_toml
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="load, slim, lower, verify, profile and bundle a model",
+                       description="Convert MODEL (a path, a name under models/, or the embedded default) "
+                                   "into DIR/<backend>/ with manifest.json and report.md.")
+    p.add_argument("model", nargs="?", default=None, help="model folder or name under models/ (default: shapes-sd)")
+    add_recipe_arguments(p)
+    p.add_argument("--output", "-o", type=Path, default=None, help="output folder (default: out/<model name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and do nothing else")
+    p.set_defaults(func=run)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", type=Path, help="recipe TOML file (CLI flags override its fields)")
+    p.add_argument("--target", help="backend or device target name (onnxruntime, litert, coreml, or targets/NAME)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--random-weights", action="store_true",
+                   help="build a folder that has configs but no weights with seeded random weights")
+    p.add_argument("--module", help="custom network class 'package.module:Class' (with --weights)")
+    p.add_argument("--weights", help="weights file of the custom network")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--components", help="comma-separated: text_encoder,unet,vae_decoder,vae_encoder")
+    p.add_argument("--no-profile", action="store_true", help="skip host profiling")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any recipe field, e.g. --set verify.samples=5 (repeatable)")
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """The recipe file with CLI flags applied on top; every flag maps to one recipe field."""
+    from edgediff.backends.base import BACKEND_MODULES
+
+    recipe = load_recipe(args.recipe)
+    if args.model:
+        recipe.model.source = args.model
+    if args.random_weights:
+        recipe.model.random_weights = True
+    if args.module:
+        recipe.model.module = args.module
+    if args.weights:
+        recipe.model.weights = args.weights
+    if args.target:
+        if args.target in BACKEND_MODULES:
+            recipe.backend.name = args.target
+        else:
+            recipe.backend.target = args.target
+    if args.precision:
+        recipe.backend.precision = args.precision
+    if args.height:
+        recipe.pipeline.height = args.height
+    if args.width:
+        recipe.pipeline.width = args.width
+    if args.components:
+        recipe.pipeline.components = [c.strip() for c in args.components.split(",") if c.strip()]
+    if args.no_profile:
+        recipe.profile.enabled = False
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            from edgediff.errors import RecipeError
+
+            raise RecipeError(f"--set expects SECTION.KEY=VALUE, got '{item}'")
+        set_field(recipe, key.strip(), value.strip())
+    return recipe
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    if args.dry_run:
+        from edgediff.backends.base import get_backend, options_from_dict
+
+        options_from_dict(get_backend(recipe.backend.name).Options, recipe.backend.options, "backend.options")
+        print(to_toml(recipe), end="")
+        return 0
+    from edgediff import pipeline
+    from edgediff.report import HEADERS, component_rows, text_table
+
+    start = time.perf_counter()
+    plan = pipeline.resolve(recipe)
+    if plan.model.random_weights:
+        print(f"note: {plan.model.source} uses seeded random weights (architecture test; images will be noise)",
+              file=sys.stderr)
+    output = args.output or Path("out") / Path(plan.recipe.model.source or plan.model.source).name
+    final = pipeline.convert(plan, output, log=lambda m: print(m, file=sys.stderr))
+    from edgediff.bundle import read_manifest
+    from edgediff.profile.record import read_records
+
+    manifest = read_manifest(final)
+    records = read_records(final / "profile.json") if (final / "profile.json").exists() else []
+    print(text_table(HEADERS, component_rows(manifest, records)))
+    e2e = manifest.get("verify", {}).get("end_to_end", {})
+    if e2e.get("status") in ("passed", "failed"):
+        print(f"end to end: image PSNR {e2e['psnr_db']} dB vs PyTorch ({e2e['status']})")
+    elif e2e:
+        print(f"end to end: skipped ({e2e.get('reason')})")
+    print(f"wrote {final} in {time.perf_counter() - start:.0f} s (report: {final / 'report.md'})")
+    return 0

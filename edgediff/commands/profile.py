@@ -1,0 +1,43 @@
+"""`edgediff profile BUNDLE`: time every component on this host next to PyTorch eager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("profile", help="measure latency and memory of a bundle",
+                       description="Warm-up, then N timed runs per component (median, p90, peak RSS, top ops), "
+                                   "with PyTorch eager timed in the same run for the ratio.")
+    p.add_argument("bundle", type=Path, nargs="?")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--components", help="comma-separated subset")
+    p.add_argument("--no-pytorch", action="store_true", help="do not time the PyTorch originals")
+    p.add_argument("--json", type=Path, help="write the records as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgediff.errors import RecipeError
+    from edgediff.profile.host import profile_bundle
+    from edgediff.profile.record import write_records
+    from edgediff.report import text_table
+
+    if args.bundle is None:
+        raise RecipeError("give a BUNDLE folder to profile")
+    if args.runs < 1:
+        raise RecipeError("--runs must be at least 1")
+    components = [c for c in args.components.split(",") if c] if args.components else None
+    records = profile_bundle(args.bundle, runs=args.runs, warmup=args.warmup, compare_pytorch=not args.no_pytorch,
+                             components=components, log=print)
+    rows = [[r.component, r.backend, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}" if r.p90_ms is not None else "–",
+             f"{r.extra['ratio_to_pytorch']:.2f}×" if "ratio_to_pytorch" in r.extra else "–",
+             f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb else "–"] for r in records]
+    print(text_table(["component", "engine", "median ms", "p90 ms", "ratio", "peak RSS MB"], rows))
+    if args.json:
+        write_records(records, args.json)
+        print(f"wrote {args.json}")
+    return 0
