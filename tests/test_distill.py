@@ -1,0 +1,123 @@
+"""Distillation maths and the student folder, on a tiny randomly initialised SD pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+diffusers = pytest.importorskip("diffusers")
+
+from tests.distill_tiny import save_tiny_teacher, tokenizer_dir  # noqa: E402
+
+from edgediff.slim import distill as D  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not tokenizer_dir().is_dir(), reason="needs the CLIP tokenizer files in shared/architectures")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny-sd")
+
+
+def test_guidance_embedding_matches_diffusers() -> None:
+    from diffusers import StableDiffusionPipeline
+
+    w = torch.tensor([0.0, 1.5, 7.0])
+    for dim in (256, 33):
+        ref = StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim)
+        torch.testing.assert_close(D.guidance_embedding(w, dim), ref)
+
+
+def test_boundary_scalings_match_lcm_scheduler() -> None:
+    from diffusers import LCMScheduler
+
+    sched = LCMScheduler()
+    t = torch.tensor([0, 19, 499, 999])
+    c_skip, c_out = D.boundary_scalings(t, 10.0)
+    for i, ti in enumerate(t.tolist()):
+        ref_skip, ref_out = sched.get_scalings_for_boundary_condition_discrete(ti)
+        assert c_skip[i].item() == pytest.approx(ref_skip, rel=1e-5)
+        assert c_out[i].item() == pytest.approx(ref_out, rel=1e-5)
+    assert c_skip[0] == 1.0 and c_out[0] == 0.0  # the boundary: f(x, 0) = x
+
+
+def test_ddim_x0_target_lands_on_the_goal() -> None:
+    g = torch.Generator().manual_seed(0)
+    x_t, x_end = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    a_t, a_end = torch.tensor([0.05, 0.3, 0.6]), torch.tensor([0.3, 0.7, 1.0])
+    x0 = D.ddim_x0_target(x_t, x_end, a_t, a_end)
+    _, eps = D.split_prediction((x_t - a_t.sqrt().view(-1, 1, 1, 1) * x0) / (1 - a_t).sqrt().view(-1, 1, 1, 1), x_t, a_t, "epsilon")
+    torch.testing.assert_close(D.ddim_step(x0, eps, a_end), x_end, atol=1e-4, rtol=1e-4)
+
+
+def test_student_starts_equal_to_teacher_and_lora_fuses_exactly(teacher: Path) -> None:
+    pipe = D.load_teacher(teacher)
+    student = D.make_student_unet(pipe.unet, 64).eval()
+    assert student.config.time_cond_proj_dim == 64
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    t = torch.tensor([999, 10])
+    cond = D.guidance_embedding(torch.tensor([6.5, 0.0]), 64)
+    with torch.no_grad():
+        ref = pipe.unet(x, t, encoder_hidden_states=text).sample
+        torch.testing.assert_close(student(x, t, encoder_hidden_states=text, timestep_cond=cond).sample, ref)
+        lora = D.make_student_unet(pipe.unet, None).eval()
+        wrapped = D.add_lora(lora, rank=4)
+        assert wrapped > 0 and not any(p.requires_grad for n, p in lora.named_parameters() if "lora_" not in n)
+        for m in lora.modules():
+            if isinstance(m, D.LoRALinear):
+                torch.nn.init.normal_(m.lora_up.weight, std=0.05)
+        before = lora(x, t, encoder_hidden_states=text).sample
+        assert not torch.allclose(before, ref)
+        assert D.fuse_lora(lora) == wrapped
+        assert not any(isinstance(m, D.LoRALinear) for m in lora.modules())
+        torch.testing.assert_close(lora(x, t, encoder_hidden_states=text).sample, before, atol=1e-5, rtol=1e-4)
+
+
+def test_step_loss_is_zero_when_student_equals_one_teacher_step(teacher: Path) -> None:
+    """With one teacher step per student step, no guidance and the student initialised from the teacher,
+    the student's DDIM step is the teacher's: the distillation target must be met exactly."""
+    pipe = D.load_teacher(teacher)
+    settings = D.DistillSettings(teacher=teacher, output=teacher, run_dir=teacher, method="step", steps=4, teacher_steps=4,
+                                 guided_fraction=0.0, guidance_embedding_dim=64)
+    student = D.make_student_unet(pipe.unet, 64).eval()
+    sched = D.Schedule.from_scheduler(pipe.scheduler)
+    grid = D.student_timesteps(dict(pipe.scheduler.config), 4)
+    assert grid[0].tolist() == [999, 749, 499, 249] and grid[1].tolist() == [749, 499, 249, -1]
+    g = torch.Generator().manual_seed(2)
+    x0, text = torch.randn(6, 4, 8, 8, generator=g), torch.randn(6, 77, 32, generator=g)
+    empty = torch.randn(1, 77, 32, generator=g).expand(6, -1, -1)
+    _, parts = D.step_distill_loss(student, pipe.unet, sched, settings, grid, x0, text, empty, g)
+    assert parts["distill"] < 1e-8
+    assert parts["denoise"] > 0.0
+
+
+def test_consistency_student_folder_samples_without_a_guidance_batch(teacher: Path, tmp_path: Path) -> None:
+    from diffusers import LCMScheduler, StableDiffusionPipeline
+
+    out = tmp_path / "student"
+    settings = D.DistillSettings(teacher=teacher, output=out, run_dir=tmp_path / "run", max_steps=3, batch_size=2,
+                                 cache_size=8, checkpoint_every=2, guidance=6.0, guidance_embedding_dim=64, cpu=True)
+    result = D.distill(settings)
+    assert result.loop.final_step == 3 and result.replicas_identical and result.num_processes == 1
+    defaults = json.loads((out / "edgediff.json").read_text())
+    assert defaults["format"] == "edgediff-model/1"
+    assert (defaults["steps"], defaults["guidance"], defaults["batched_cfg"], defaults["scheduler"]) == (4, 6.0, False, "LCMScheduler")
+    row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
+    torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([5.0]), 64)[0])
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
+    assert isinstance(pipe.scheduler, LCMScheduler) and pipe.unet.config.time_cond_proj_dim == 64
+    student_weights = D.parameter_digest(pipe.unet)
+    assert student_weights != D.parameter_digest(D.make_student_unet(D.load_teacher(teacher).unet, 64))  # it trained
+    calls: list[tuple[int, bool]] = []
+    pipe.unet.register_forward_hook(lambda m, args, kwargs, out: calls.append((args[0].shape[0], kwargs.get("timestep_cond") is not None)), with_kwargs=True)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a small red circle on a blue background, in the center", num_inference_steps=defaults["steps"],
+                 guidance_scale=defaults["guidance"], output_type="np", generator=torch.Generator().manual_seed(0)).images
+    assert image.shape == (1, 64, 64, 3)
+    assert calls == [(1, True)] * 4  # one UNet call per step, batch 1, guidance through timestep_cond
