@@ -288,7 +288,8 @@ def parse_export_profile(text: str) -> ExportedProfile:
     return ExportedProfile(iterations, layers, records.closed)
 
 
-def _ops(layers: list[LayerTime]) -> list[OpTime]:
+def layer_ops(layers: list[LayerTime]) -> list[OpTime]:
+    """Per-layer average ms per inference and share of the total."""
     return [OpTime(layer.name, layer.avg_ms, layer.percent) for layer in layers]
 
 
@@ -324,5 +325,5 @@ def to_record(log: TrtexecLog, *, component: str, backend: str = "tensorrt", pre
         warmup=log.warmup_queries if log.warmup_queries else None, runs=runs,
         median_ms=lat.median, p90_ms=lat.percentiles.get(90.0), mean_ms=lat.mean, min_ms=lat.min, max_ms=lat.max,
         init_ms=rescale(log.engine_deserialize_s, 1000) if log.engine_deserialize_s is not None else None,
-        ops=_ops(log.layers), extra=extra,
+        ops=layer_ops(log.layers), extra=extra,
     )
