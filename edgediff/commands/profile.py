@@ -12,11 +12,14 @@ def register(sub) -> None:
                        description="Warm-up, then N timed runs per component (median, p90, peak RSS, top ops), "
                                    "with PyTorch eager timed in the same run for the ratio.")
     p.add_argument("bundle", type=Path, nargs="?")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--runs", type=int, default=None, help="timed runs (default 5 on the host, the target's on a device)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 1 on the host, the target's)")
     p.add_argument("--components", help="comma-separated subset")
     p.add_argument("--no-pytorch", action="store_true", help="do not time the PyTorch originals")
     p.add_argument("--json", type=Path, help="write the records as JSON")
+    from edgediff.commands.targets import add_device_profile_arguments
+
+    add_device_profile_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -26,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from edgediff.profile.record import write_records
     from edgediff.report import text_table
 
+    if args.target or args.import_file is not None:
+        from edgediff.commands.targets import run_device_profile
+
+        return run_device_profile(args)
+    args.runs = 5 if args.runs is None else args.runs
+    args.warmup = 1 if args.warmup is None else args.warmup
     if args.bundle is None:
         raise RecipeError("give a BUNDLE folder to profile")
     if args.runs < 1:

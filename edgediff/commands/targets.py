@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -39,4 +40,68 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t.name:<{width}}  {t.platform:<7}  {t.summary()}{budget}")
         if t.description:
             print(f"{'':<{width}}  {t.description}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ `edgediff profile --target/--import`
+
+
+def add_device_profile_arguments(p: argparse.ArgumentParser) -> None:
+    """The device options of `edgediff profile` (the host options stay in edgediff/commands/profile.py)."""
+    from edgediff.profile.importers import TOOLS
+
+    g = p.add_argument_group("device targets and saved tool outputs")
+    g.add_argument("--target", help="measure on a device target (name from `edgediff targets`, or a .toml path)")
+    g.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
+                   help="read a saved output of a benchmark tool instead of measuring (BUNDLE not needed)")
+    g.add_argument("--tool", help=f"with --import: the tool that wrote FILE ({', '.join(TOOLS)})")
+    g.add_argument("--component", help="with --import: which component FILE measured (default: model)")
+    g.add_argument("--device", help="with --import: the device it ran on (default: unknown)")
+    g.add_argument("--backend", help="with --import: override the backend recorded")
+    g.add_argument("--precision", help="with --import: the precision of the artifact (default: unknown)")
+    g.add_argument("--chart", type=Path, metavar="PNG", help="also draw the latency bar chart across devices")
+
+
+def run_device_profile(args: argparse.Namespace) -> int:
+    """`--import FILE --tool T` prints the records as JSON; `--target NAME` measures BUNDLE on the device."""
+    import json
+
+    from edgediff.errors import RecipeError
+    from edgediff.profile.chart import latency_chart, latency_table
+    from edgediff.profile.record import write_records
+
+    if args.import_file is not None:
+        from edgediff.profile.importers import import_report
+
+        if args.target:
+            raise RecipeError("give either --import FILE or --target NAME, not both")
+        if not args.tool:
+            raise RecipeError("--import needs --tool (benchmark_model, onnxruntime_perf_test, trtexec, app, ...)")
+        records = import_report(args.import_file, args.tool, component=args.component, device=args.device,
+                                backend=args.backend, precision=args.precision)
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    else:
+        from edgediff.profile.devices import profile_on_target
+        from edgediff.report import text_table
+        from edgediff.targets import load_target
+
+        if args.bundle is None:
+            raise RecipeError(f"give a BUNDLE folder to measure on {args.target}")
+        for flag in ("tool", "component", "device", "backend", "precision"):
+            if getattr(args, flag):
+                raise RecipeError(f"--{flag} only applies to --import")
+        if args.runs is not None and args.runs < 1:
+            raise RecipeError("--runs must be at least 1")
+        components = [c for c in args.components.split(",") if c] if args.components else None
+        records = profile_on_target(args.bundle, load_target(args.target), runs=args.runs, warmup=args.warmup,
+                                    components=components, log=print)
+        header, rows = latency_table(records)
+        print(text_table(header, rows))
+        if any(r.median_ms is None for r in records):
+            print("* mean: the tool reports no median")
+    if args.json:
+        write_records(records, args.json)
+        print(f"wrote {args.json}")
+    if args.chart:
+        print(f"wrote {latency_chart(records, args.chart)}")
     return 0
