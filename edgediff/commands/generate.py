@@ -1,0 +1,99 @@
+"""`edgediff generate`: text to image from a converted bundle with the torch-free runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgediff.errors import RecipeError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="make an image from a bundle (no PyTorch needed)",
+        description="Run a converted bundle end to end (tokenizer, text encoder, UNet loop, VAE decoder) with numpy "
+        "and the bundle's runtime. Seeds draw the initial latent with numpy: np.random.default_rng(SEED).",
+    )
+    p.add_argument("bundle", type=Path, help="bundle folder (DIR/<backend>/ with manifest.json, or DIR with one backend)")
+    p.add_argument("--prompt", "-p", help="text prompt")
+    p.add_argument("--prompts-file", type=Path, help="batch mode: one prompt per line (blank lines and # comments skipped)")
+    p.add_argument("--output", "-o", type=Path, help="image file (single prompt) or folder (batch; default: images/)")
+    p.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (batch: prompt i uses SEED + i)")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the manifest's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the manifest's)")
+    p.add_argument("--scheduler", help="override the scheduler: ddim, euler, dpm++2m, lcm, pndm or a diffusers class name")
+    p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
+    p.add_argument("--threads", type=int, help="intra-op threads for the runtime")
+    p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
+    p.add_argument("--no-verify-checksums", action="store_true", help="skip the sha256 check of the bundle files")
+    p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: Path) -> list[str]:
+    """Non-empty lines that are not # comments."""
+    if not path.is_file():
+        raise RecipeError(f"prompts file {path} does not exist")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise RecipeError(f"{path} holds no prompts (one per line; lines starting with # are skipped)")
+    return prompts
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[str, int, Path]]:
+    if bool(args.prompt) == bool(args.prompts_file):
+        raise RecipeError("give exactly one of --prompt TEXT or --prompts-file FILE")
+    if args.prompt:
+        output = args.output or Path("image.png")
+        if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+            raise RecipeError(f"--output {output} needs an image extension (.png, .jpg, ...)")
+        return [(args.prompt, args.seed, output)]
+    folder = args.output or Path("images")
+    if folder.suffix:
+        raise RecipeError(f"in batch mode --output is a folder, got {folder}")
+    prompts = read_prompts(args.prompts_file)
+    return [(p, args.seed + i, folder / f"{i:04d}.png") for i, p in enumerate(prompts)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from edgediff.runtime import BundlePipeline, SessionOptions
+
+    jobs = _jobs(args)
+    if args.steps is not None and args.steps < 1:
+        raise RecipeError(f"--steps must be at least 1, got {args.steps}")
+    options = SessionOptions(
+        threads=args.threads,
+        providers=[p.strip() for p in args.providers.split(",")] if args.providers else None,
+    )
+    pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=options, verify_checksums=not args.no_verify_checksums)
+    print(
+        f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
+        file=sys.stderr,
+    )
+    records = []
+    for prompt, seed, output in jobs:
+        result = pipe.generate(
+            prompt, seed=seed, steps=args.steps, guidance=args.guidance, negative_prompt=args.negative_prompt,
+            scheduler=args.scheduler, progress=not args.quiet,
+        )
+        output.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(result.image).save(output)
+        print(f"{output}: {prompt!r} seed {seed}, {result.steps} steps ({result.scheduler}), guidance {result.guidance}")
+        print(f"  {result.timings.describe()}")
+        records.append(
+            {"prompt": prompt, "seed": seed, "output": str(output), "steps": result.steps, "guidance": result.guidance,
+             "scheduler": result.scheduler, "unet_step_ms": [round(v, 3) for v in result.timings.unet_step_ms],
+             **result.timings.summary()}
+        )
+    if args.timings_json:
+        args.timings_json.parent.mkdir(parents=True, exist_ok=True)
+        args.timings_json.write_text(json.dumps(records, indent=2) + "\n")
+    return 0

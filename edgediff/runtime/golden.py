@@ -1,0 +1,127 @@
+"""Golden files: what the iOS and Android apps compare themselves against.
+
+For one prompt and seed the runtime records token ids, the scheduler tables it ran, and the tensors at each
+stage boundary (text embeddings, initial latent, first UNet input and guided output, the latent after every
+step, the decoded image). Tensors are raw little-endian files (`.f32` float32, `.i32` int32) so Swift and
+Kotlin read them without a parser; golden.json gives each one's shape, sha256 and summary statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgediff.runtime.pipeline import BundlePipeline
+
+GOLDEN_FORMAT = "edgediff-golden/1"
+DEFAULT_PROMPT = "a red circle on a blue background"
+# Prompts that exercise the tokenizer's edge cases (case, punctuation, unicode, special tokens, truncation).
+TOKENIZER_CASES = (
+    "",
+    "A Photo of a CAT, sitting on a mat!!",
+    "don't stop: it's 3.14159 (roughly) & 100% fine; OK?",
+    "naïve café — “quotes” 日本語 🐱",
+    "tabs\tand\nnewlines   collapse",
+    "<|endoftext|> typed as text",
+    "a very long prompt " * 30,
+)
+
+
+def _write_tensor(folder: Path, name: str, value: np.ndarray) -> dict[str, Any]:
+    value = np.asarray(value)
+    if value.dtype.kind in "iu":
+        data, ext, dtype = value.astype("<i4"), "i32", "int32"
+    else:
+        data, ext, dtype = value.astype("<f4"), "f32", "float32"
+    raw = np.ascontiguousarray(data).tobytes()
+    path = folder / f"{name}.{ext}"
+    path.write_bytes(raw)
+    flat = data.astype(np.float64).ravel()
+    return {
+        "file": path.name,
+        "dtype": dtype,
+        "shape": list(value.shape),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "mean": float(flat.mean()),
+        "std": float(flat.std()),
+        "min": float(flat.min()),
+        "max": float(flat.max()),
+        "head": [float(v) for v in flat[:8]],
+    }
+
+
+def write_golden(
+    pipe: BundlePipeline,
+    out_dir: Path,
+    prompt: str = DEFAULT_PROMPT,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    negative_prompt: str = "",
+) -> Path:
+    """Run one generation with every intermediate kept and write it to `out_dir`; returns golden.json's path."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    tensors_dir = out_dir / "tensors"
+    tensors_dir.mkdir(parents=True, exist_ok=True)
+    result = pipe.generate(
+        prompt, seed=seed, steps=steps, guidance=guidance, negative_prompt=negative_prompt, keep_intermediates=True
+    )
+    keep = result.intermediates
+    tensors: dict[str, Any] = {}
+    for name in (
+        "initial_noise", "initial_latents", "prompt_embeds", "negative_prompt_embeds", "timestep_cond",
+        "step0_model_input", "step0_noise_pred", "final_latents", "decoded",
+    ):
+        if keep.get(name) is not None:
+            tensors[name] = _write_tensor(tensors_dir, name, keep[name])
+    for i, latents in enumerate(keep["latents_per_step"]):
+        tensors[f"latents_after_step_{i:03d}"] = _write_tensor(tensors_dir, f"latents_after_step_{i:03d}", latents)
+    Image.fromarray(result.image).save(out_dir / "image.png")
+    sched = pipe.scheduler(result.steps, result.scheduler)
+    (out_dir / "scheduler_tables.json").write_text(json.dumps(sched.tables, indent=1) + "\n")
+    tok_cases = [{"text": text, "ids": pipe.tokenizer(text)} for text in TOKENIZER_CASES]
+    golden = {
+        "format": GOLDEN_FORMAT,
+        "bundle": {
+            "backend": pipe.manifest.backend,
+            "precision": pipe.manifest.precision,
+            "component_sha256": {name: [ch.sha256 for ch in c.chunks] for name, c in pipe.manifest.components.items()},
+        },
+        "seed_convention": "initial_noise = np.random.default_rng(seed).standard_normal(latent_shape) as float32; "
+        "initial_latents = initial_noise * init_noise_sigma; schedulers that inject noise draw standard_normal("
+        "latent_shape) from the same generator, in step order",
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "seed": result.seed,
+        "steps": result.steps,
+        "guidance": result.guidance,
+        "scheduler": result.scheduler,
+        "latent_shape": list(pipe.latent_shape),
+        "vae_scaling_factor": pipe.vae_scaling_factor,
+        "step0_timestep": keep.get("step0_timestep"),
+        "tokens": {
+            "input_ids": [int(v) for v in keep["input_ids"][0]],
+            "negative_input_ids": [int(v) for v in keep["uncond_input_ids"][0]] if keep.get("uncond_input_ids") is not None else None,
+            "cases": tok_cases,
+        },
+        "scheduler_tables": "scheduler_tables.json",
+        "tensors": tensors,
+        "image": "image.png",
+        "timings": result.timings.summary(),
+    }
+    path = out_dir / "golden.json"
+    path.write_text(json.dumps(golden, indent=1) + "\n")
+    return path
+
+
+def read_tensor(golden_dir: Path, entry: dict[str, Any]) -> np.ndarray:
+    """Load one tensor written by `write_golden` (the same decoding an app does)."""
+    dtype = "<i4" if entry["dtype"] == "int32" else "<f4"
+    data = np.frombuffer((Path(golden_dir) / "tensors" / entry["file"]).read_bytes(), dtype=dtype)
+    return data.reshape(entry["shape"])

@@ -1,0 +1,315 @@
+"""Text-to-image from a bundle with numpy and the bundle's runtime only (no torch, no diffusers).
+
+Tokenize -> text encoder -> UNet loop under a table-driven scheduler with classifier-free guidance ->
+VAE decoder, as diffusers' StableDiffusionPipeline does it, so the image matches diffusers at the same seed.
+
+Seed convention (torch's RNG is not available here, and devices have their own): the initial latent is
+`np.random.default_rng(seed).standard_normal(latent_shape).astype(np.float32) * init_noise_sigma`, and
+schedulers that inject noise between steps (LCM, SDE solvers) draw `standard_normal(latent_shape)` from the
+same generator, in step order. To reproduce an image with diffusers, pass that unscaled draw as `latents=`
+(diffusers multiplies by init_noise_sigma itself).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgediff.errors import ModelLoadError
+from edgediff.runtime.manifest import Manifest, load_manifest
+from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
+from edgediff.runtime.sessions import Session, SessionOptions, open_session
+from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
+
+StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class StageTimings:
+    """Wall-clock milliseconds per stage of one image (load_ms is the one-off session creation)."""
+
+    load_ms: float = 0.0
+    tokenize_ms: float = 0.0
+    text_encoder_ms: float = 0.0
+    unet_step_ms: list[float] = field(default_factory=list)
+    scheduler_ms: float = 0.0
+    vae_decoder_ms: float = 0.0
+    total_ms: float = 0.0
+
+    @property
+    def unet_ms(self) -> float:
+        return float(sum(self.unet_step_ms))
+
+    def summary(self) -> dict[str, Any]:
+        steps = np.array(self.unet_step_ms) if self.unet_step_ms else np.zeros(1)
+        return {
+            "load_ms": round(self.load_ms, 2),
+            "tokenize_ms": round(self.tokenize_ms, 3),
+            "text_encoder_ms": round(self.text_encoder_ms, 2),
+            "unet_total_ms": round(self.unet_ms, 2),
+            "unet_steps": len(self.unet_step_ms),
+            "unet_step_median_ms": round(float(np.median(steps)), 2),
+            "unet_step_min_ms": round(float(steps.min()), 2),
+            "unet_step_max_ms": round(float(steps.max()), 2),
+            "scheduler_ms": round(self.scheduler_ms, 3),
+            "vae_decoder_ms": round(self.vae_decoder_ms, 2),
+            "total_ms": round(self.total_ms, 2),
+        }
+
+    def describe(self) -> str:
+        s = self.summary()
+        return (
+            f"tokenize {s['tokenize_ms']:.1f} ms | text encoder {s['text_encoder_ms']:.1f} ms | "
+            f"unet {s['unet_steps']} steps, {s['unet_total_ms']:.0f} ms (median {s['unet_step_median_ms']:.1f} ms/step) | "
+            f"scheduler {s['scheduler_ms']:.1f} ms | vae decoder {s['vae_decoder_ms']:.1f} ms | total {s['total_ms']:.0f} ms"
+        )
+
+
+@dataclass
+class GenerationResult:
+    """An image plus what produced it; `intermediates` is filled when asked for (golden files)."""
+
+    image: np.ndarray
+    seed: int
+    steps: int
+    guidance: float
+    scheduler: str
+    timings: StageTimings
+    intermediates: dict[str, Any] = field(default_factory=dict)
+
+
+def guidance_scale_embedding(w: float, dim: int, batch: int = 1) -> np.ndarray:
+    """LCM's guidance embedding of w = guidance - 1 (diffusers' get_guidance_scale_embedding), float32 [batch, dim]."""
+    w_scaled = np.float32(w * 1000.0)
+    half = dim // 2
+    freq = np.exp(np.arange(half, dtype=np.float32) * -np.float32(np.log(10000.0) / (half - 1)))
+    emb = w_scaled * freq
+    out = np.concatenate([np.sin(emb), np.cos(emb)]).astype(np.float32)
+    if dim % 2 == 1:
+        out = np.concatenate([out, np.zeros(1, np.float32)])
+    return np.tile(out[None, :], (batch, 1))
+
+
+def latents_to_image(decoded: np.ndarray) -> np.ndarray:
+    """VAE output [1,3,H,W] in [-1, 1] -> uint8 HxWx3, rounding as diffusers' image processor does."""
+    img = np.clip(decoded[0].astype(np.float32) / 2 + 0.5, 0.0, 1.0)
+    return np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+class BundlePipeline:
+    """A converted bundle, ready to turn prompts into images. Build it with `BundlePipeline.load(dir)`."""
+
+    def __init__(self, manifest: Manifest, options: SessionOptions, load_ms: float = 0.0):
+        self.manifest = manifest
+        self.options = options
+        start = time.perf_counter()
+        tok = manifest.tokenizer
+        vocab = manifest.root / tok["vocab"]
+        special = read_special_tokens(vocab.parent, overrides=tok)
+        self.tokenizer = CLIPTokenizer(vocab, manifest.root / tok["merges"], int(tok.get("max_length", 77)), special)
+        self.text_encoder: Session = open_session(manifest, "text_encoder", options)
+        self.unet: Session = open_session(manifest, "unet", options)
+        self.vae_decoder: Session = open_session(manifest, "vae_decoder", options)
+        self.load_ms = load_ms + (time.perf_counter() - start) * 1000
+        pipe = manifest.pipeline
+        self.latent_shape = manifest.latent_shape
+        self.vae_scaling_factor = float(pipe.get("vae_scaling_factor", 0.18215))
+        self.vae_shift_factor = float(pipe.get("vae_shift_factor") or 0.0)
+        guidance = pipe.get("guidance") or {}
+        self.default_guidance = float(guidance.get("scale", 7.5))
+        sched = manifest.scheduler
+        self.scheduler_class = resolve_class_name(sched["class_name"])
+        self.scheduler_config = dict(sched.get("config") or {})
+        self.default_steps = int(sched.get("num_inference_steps") or (sched.get("tables") or {}).get("num_inference_steps") or 25)
+        self._manifest_tables = sched.get("tables")
+        unet_spec = manifest.component("unet")
+        sample = unet_spec.input("sample")
+        if sample is None:
+            raise ModelLoadError("the unet component has no `sample` input; the bundle does not follow edgediff-bundle/1")
+        self._unet_batch = sample.fixed_dim(0)
+        self._batched_cfg = bool(guidance.get("batched_cfg", True)) if self._unet_batch is None else self._unet_batch == 2
+        cond = unet_spec.input("timestep_cond")
+        self._time_cond_dim = int(cond.shape[-1]) if cond is not None else None
+        enc = manifest.component("text_encoder")
+        self._text_input = enc.inputs[0].name
+        self._text_output = enc.outputs[0].name
+        self._unet_output = unet_spec.outputs[0].name
+        self._vae_input = manifest.component("vae_decoder").inputs[0].name
+        self._vae_output = manifest.component("vae_decoder").outputs[0].name
+        self.last_timings: StageTimings | None = None
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        backend: str | None = None,
+        options: SessionOptions | None = None,
+        verify_checksums: bool = True,
+    ) -> "BundlePipeline":
+        """Read manifest.json (checking every file's sha256) and open the sessions on the bundle's backend."""
+        start = time.perf_counter()
+        manifest = load_manifest(Path(bundle_dir), backend=backend, verify_checksums=verify_checksums)
+        return cls(manifest, options or SessionOptions(), load_ms=(time.perf_counter() - start) * 1000)
+
+    # ---- stages -------------------------------------------------------------------------------------
+
+    def scheduler(self, steps: int | None = None, class_name: str | None = None) -> TableScheduler:
+        """The manifest's precomputed tables when they fit the request, else tables computed here."""
+        steps = int(steps or self.default_steps)
+        name = resolve_class_name(class_name) if class_name else self.scheduler_class
+        tables = self._manifest_tables
+        if tables and tables.get("num_inference_steps") == steps and tables.get("class_name") == name:
+            return TableScheduler(tables)
+        return TableScheduler(scheduler_tables(name, self.scheduler_config, steps))
+
+    def token_ids(self, prompt: str) -> np.ndarray:
+        return np.array([self.tokenizer(prompt)], dtype=np.int64)
+
+    def encode(self, ids: np.ndarray) -> np.ndarray:
+        return self.text_encoder.run({self._text_input: ids})[self._text_output]
+
+    def _unet(self, latents: np.ndarray, t: float, embeds: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
+        batch = latents.shape[0]
+        feeds = {
+            "sample": latents,
+            "timestep": np.full((batch,), t, dtype=np.float32),
+            "encoder_hidden_states": embeds,
+        }
+        if cond is not None:
+            feeds["timestep_cond"] = np.repeat(cond, batch, axis=0) if cond.shape[0] != batch else cond
+        return self.unet.run(feeds)[self._unet_output]
+
+    def predict_noise(
+        self, latent_input: np.ndarray, t: float, cond_embeds: np.ndarray, uncond_embeds: np.ndarray | None,
+        guidance: float, time_cond: np.ndarray | None,
+    ) -> np.ndarray:
+        """The guided model output for one step (uncond first, then cond, as diffusers batches them)."""
+        if uncond_embeds is None:
+            if self._unet_batch == 2:  # a UNet exported for batched CFG, run without guidance
+                out = self._unet(np.concatenate([latent_input] * 2), t, np.concatenate([cond_embeds] * 2), time_cond)
+                return out[:1]
+            return self._unet(latent_input, t, cond_embeds, time_cond)
+        if self._batched_cfg:
+            out = self._unet(
+                np.concatenate([latent_input, latent_input]), t, np.concatenate([uncond_embeds, cond_embeds]), time_cond
+            )
+            uncond, cond = out[:1], out[1:2]
+        else:
+            uncond = self._unet(latent_input, t, uncond_embeds, time_cond)
+            cond = self._unet(latent_input, t, cond_embeds, time_cond)
+        return (uncond + np.float32(guidance) * (cond - uncond)).astype(np.float32)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        scaled = (latents / np.float32(self.vae_scaling_factor) + np.float32(self.vae_shift_factor)).astype(np.float32)
+        return self.vae_decoder.run({self._vae_input: scaled})[self._vae_output]
+
+    # ---- the whole pipeline -----------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative_prompt: str = "",
+        scheduler: str | None = None,
+        latents: np.ndarray | None = None,
+        callback: StepCallback | None = None,
+        progress: bool = False,
+        keep_intermediates: bool = False,
+    ) -> GenerationResult:
+        """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw."""
+        t_total = time.perf_counter()
+        timings = StageTimings(load_ms=self.load_ms)
+        guidance = self.default_guidance if guidance is None else float(guidance)
+        sched = self.scheduler(steps, scheduler)
+        n_steps = int(sched.tables["num_inference_steps"])
+        keep: dict[str, Any] = {}
+
+        t0 = time.perf_counter()
+        ids = self.token_ids(prompt)
+        do_cfg = guidance > 1.0 and self._time_cond_dim is None
+        uncond_ids = self.token_ids(negative_prompt or "") if do_cfg else None
+        timings.tokenize_ms = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        cond_embeds = self.encode(ids)
+        uncond_embeds = self.encode(uncond_ids) if uncond_ids is not None else None
+        timings.text_encoder_ms = (time.perf_counter() - t0) * 1000
+
+        rng = np.random.default_rng(seed)
+        if latents is None:
+            noise = rng.standard_normal(self.latent_shape).astype(np.float32)
+        else:
+            noise = np.asarray(latents, dtype=np.float32).reshape(self.latent_shape)
+        x = (noise * sched.init_noise_sigma).astype(np.float32)
+        time_cond = guidance_scale_embedding(guidance - 1.0, self._time_cond_dim) if self._time_cond_dim else None
+        if keep_intermediates:
+            keep.update(
+                input_ids=ids, uncond_input_ids=uncond_ids, prompt_embeds=cond_embeds,
+                negative_prompt_embeds=uncond_embeds, initial_noise=noise, initial_latents=x,
+                timestep_cond=time_cond, latents_per_step=[],
+            )
+
+        sched.reset()
+        indices = range(len(sched))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(sched), desc="denoising", unit="step", leave=False)
+        for i in indices:
+            t = float(sched.timesteps[i])
+            t_s = time.perf_counter()
+            model_in = sched.scale_model_input(x, i)
+            timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
+            t_u = time.perf_counter()
+            noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond)
+            step_ms = (time.perf_counter() - t_u) * 1000
+            timings.unet_step_ms.append(step_ms)
+            t_s = time.perf_counter()
+            step_noise = rng.standard_normal(self.latent_shape).astype(np.float32) if sched.step_needs_noise(i) else None
+            x_next = sched.step(noise_pred, i, x, noise=step_noise)
+            timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
+            if keep_intermediates:
+                if i == 0:
+                    keep.update(step0_model_input=model_in, step0_noise_pred=noise_pred, step0_timestep=t)
+                keep["latents_per_step"].append(x_next)
+            x = x_next
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{step_ms:.0f} ms/step")
+            if callback is not None:
+                callback(i, len(sched), step_ms)
+        if bar is not None:
+            bar.close()
+
+        t0 = time.perf_counter()
+        decoded = self.decode(x)
+        image = latents_to_image(decoded)
+        timings.vae_decoder_ms = (time.perf_counter() - t0) * 1000
+        timings.total_ms = (time.perf_counter() - t_total) * 1000
+        if keep_intermediates:
+            keep.update(final_latents=x, decoded=decoded)
+        self.last_timings = timings
+        return GenerationResult(
+            image=image, seed=int(seed), steps=n_steps, guidance=guidance, scheduler=sched.class_name,
+            timings=timings, intermediates=keep,
+        )
+
+    def __call__(
+        self,
+        prompt: str,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative_prompt: str = "",
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """uint8 HxWx3 image; per-stage timings are in `self.last_timings`."""
+        return self.generate(prompt, seed=seed, steps=steps, guidance=guidance, negative_prompt=negative_prompt, **kwargs).image
+
