@@ -121,3 +121,28 @@ def test_consistency_student_folder_samples_without_a_guidance_batch(teacher: Pa
                  guidance_scale=defaults["guidance"], output_type="np", generator=torch.Generator().manual_seed(0)).images
     assert image.shape == (1, 64, 64, 3)
     assert calls == [(1, True)] * 4  # one UNet call per step, batch 1, guidance through timestep_cond
+
+
+def test_recipe_distill_step_swaps_in_the_student(teacher: Path, tmp_path: Path) -> None:
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import load_model
+    from edgediff.recipe import SlimStep
+    from edgediff.slim.steps import apply_slim_steps
+
+    model = load_model(str(teacher))
+    before = build_components(model, ["text_encoder", "unet", "vae_decoder"], ComponentShapes(64, 64, batched_cfg=True))
+    assert before[1].inputs[0].shape[0] == 2
+    options = {"method": "consistency", "steps": 2, "max_steps": 2, "batch_size": 2, "cache_size": 4, "guidance": 5.0,
+               "guidance_embedding_dim": 32, "output": str(tmp_path / "student"), "run_dir": str(tmp_path / "run"), "cpu": True}
+    after = apply_slim_steps([SlimStep(kind="distill", options=options)], model, before)
+    unet = after[1]
+    assert [s.name for s in unet.inputs] == ["sample", "timestep", "encoder_hidden_states", "timestep_cond"]
+    assert unet.inputs[0].shape == (1, 4, 8, 8) and unet.inputs[3].shape == (1, 32)
+    assert model.scheduler_class == "LCMScheduler" and model.defaults["steps"] == 2 and model.defaults["batched_cfg"] is False
+    digest = D.parameter_digest(model.unet)
+    again = load_model(str(teacher))
+    apply_slim_steps([SlimStep(kind="distill", options=options)], again, before)  # current student: reused, not retrained
+    assert D.parameter_digest(again.unet) == digest
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_step"] == 2
+    with pytest.raises(D.RecipeError, match="unknown distill option"):
+        D.settings_from_options(teacher, {"stepz": 4})

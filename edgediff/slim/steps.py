@@ -28,3 +28,6 @@ def apply_slim_steps(steps, model, components: list) -> list:
             raise RecipeError(f"unknown slim step '{step.kind}' (known: {', '.join(sorted(_STEPS)) or 'none yet'})")
         components = _STEPS[step.kind](model, components, dict(step.options))
     return components
+
+
+from edgediff.slim import distill as _distill  # noqa: E402,F401  (registers the `distill` step)
