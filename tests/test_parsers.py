@@ -18,8 +18,10 @@ from edgediff.profile.parsers import (
     android_dumpsys,
     app_report,
     litert_benchmark,
+    mlperf,
     ort_perf_test,
     ort_profile,
+    qaihm,
     tegrastats,
     tflite_benchmark,
     trtexec,
@@ -585,6 +587,8 @@ IMPORTABLE = [
     ("ort_profile_cpu_1.31.1.json", "ort-profile"),
     ("trtexec_8.6.1_perf_summary_p90_95_99.txt", "trtexec"),
     ("trtexec_8.2_perf_summary_end_to_end.txt", "trtexec"),
+    ("mlperf_loadgen_summary_singlestream_invalid.txt", "mlperf"),
+    ("mlperf_mobile_mlperf_log_detail_lines.txt", "mlperf"),
 ]
 
 
@@ -646,6 +650,7 @@ def test_import_and_every_truncation_is_error_or_consistent(name, tool, tmp_path
     ("trtexec_dumpProfile_table.txt", trtexec.parse_trtexec_log),
     ("trtexec_trace_details_10x.txt", trtexec.parse_trtexec_log),
     ("litert_benchmark_stderr.txt", litert_benchmark.parse_log),
+    ("qaihm_profile_job_summary_text.txt", qaihm.parse_job_summaries),
 ])
 def test_side_parsers_truncation_never_wrong(name, parse):
     text = fx(name)
@@ -683,3 +688,48 @@ def test_cut_inside_final_number_is_refused(tmp_path):
     path.write_text(text[:-3])  # "... Inference (avg): 14575" of 14575.2
     with pytest.raises(ParseError, match="may be cut"):
         import_report(path, "benchmark_model")
+
+
+# --------------------------------------------------------------------------------------------- MLPerf, AI Hub
+
+
+def test_mlperf_summary_and_detail():
+    s = mlperf.parse_summary(fx("mlperf_loadgen_summary_singlestream_invalid.txt"))
+    assert s.fields["SUT name"] == "PySUT" and s.fields["Scenario"] == "SingleStream"
+    assert s.fields["Result is"] == "INVALID" and s.fields["Early stopping satisfied"] == "NO"
+    assert s.latency_ns == {"p90": 700060891, "min": 597931992, "max": 700060891, "mean": 635649808,
+                            "p50": 632335750, "p95": 700060891, "p97": 700060891, "p99": 700060891,
+                            "p99.9": 700060891}
+    assert s.qps == {"QPS w/ loadgen overhead": 1.57, "QPS w/o loadgen overhead": 1.57}
+    assert s.test_parameters["min_query_count"] == "10" and s.test_parameters["performance_sample_count"] == "10833"
+    assert s.test_parameters["qsl_rng_seed"] == "13281865557512327830" and len(s.test_parameters) == 19
+    assert s.notes == ["Only processed 10 queries.", "Need to process at least 64 queries for early stopping."]
+    rec = mlperf.to_record(s, component="unet")
+    assert (rec.median_ms, rec.p90_ms, rec.mean_ms, rec.min_ms, rec.max_ms) == (
+        632.33575, 700.060891, 635.649808, 597.931992, 700.060891)
+    d = mlperf.parse_detail(fx("mlperf_mobile_mlperf_log_detail_lines.txt"))
+    assert d["result_mean_latency_ns"] == 31329862 and d["result_query_count"] == 8
+    assert d["result_validity"] == "INVALID" and d["result_min_queries_met"] is False
+    rec = mlperf.to_record(d, component="unet")
+    assert (rec.median_ms, rec.mean_ms, rec.p90_ms, rec.max_ms, rec.runs) == (None, 31.329862, 41.0139, 41.0139, 8)
+
+
+def test_qaihm_summaries_and_profile_dict():
+    a, b = qaihm.parse_job_summaries(fx("qaihm_profile_job_summary_text.txt"))
+    assert (a.model, a.device, a.estimated_inference_ms, a.peak_memory_range_mb) == (
+        "DETR-ResNet50", "QCS8550 (Proxy) (12)", 38.87, (1.36, 8.07))
+    assert a.compute_units == {"NPU": 842, "GPU": 2} and a.total_ops == 844
+    assert (b.model, b.estimated_inference_ms, b.compute_units, b.total_ops) == (
+        "Yolo-v7", 20.86, {"NPU": 292, "CPU": 21}, 313)
+    c, d = qaihm.parse_job_summaries(fx("qaihm_profile_job_summary_more.txt"))
+    assert (c.device, c.estimated_inference_ms, c.peak_memory_range_mb, c.compute_units) == (
+        "SA8255 (Proxy) (13)", 5.32, (0.77, 7.67), {"NPU": 100})
+    assert d.compute_units == {"GPU": 145, "CPU": 70} and d.total_ops == 215 and d.peak_memory_range_mb == (38.27, 87.46)
+    p = qaihm.parse_profile_dict(fx("qai_hub_0.56_download_profile_dict.py.txt"))
+    s = p["execution_summary"]
+    assert (s["estimated_inference_time"], s["estimated_inference_peak_memory"], s["first_load_time"]) == (
+        3652, 166711296, 1374293)
+    assert s["all_inference_times"] == [10003, 4205] and s["first_load_memory_peak_range"] == (98230272, 108003248)
+    assert p["execution_detail"][1]["execution_cycles"] == 180315
+    with pytest.raises(ParseError, match="complete Python literal"):
+        qaihm.parse_profile_dict(fx("qai_hub_0.56_download_profile_dict.py.txt")[:-30])

@@ -205,15 +205,15 @@ def test_remote_command_failure_is_a_device_error(sshd):
         assert s.run(["sh", "-c", "exit 3"], timeout=30, check=False).returncode == 3
 
 
-def test_refused_port_gives_clear_error_and_leaves_nothing(sshd):
-    before = set(Path(tempfile.gettempdir()).glob("edgediff-ssh-*"))
+def test_refused_port_gives_clear_error_and_leaves_nothing(sshd, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # edgediff's local temporary files land here
     closed = SshSession("127.0.0.1", user=sshd.user, port=_free_port(), identity_file=str(sshd.key),
                         options=("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"), connect_timeout_s=1)
     start = time.monotonic()
     with pytest.raises(DeviceError, match="connection failed or dropped.*refused"):
         closed.open()
     assert time.monotonic() - start < 15
-    assert set(Path(tempfile.gettempdir()).glob("edgediff-ssh-*")) == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_silent_server_times_out(sshd):
@@ -237,8 +237,8 @@ def test_command_timeout_stops_the_remote_process(sshd):
         start = time.monotonic()
         with pytest.raises(DeviceError, match="did not finish within 2 s"):
             s.run(["sleep", marker], timeout=2)
-        assert time.monotonic() - start < 10
-        assert _wait_until(lambda: not processes_with(f"sleep {marker}"), 10), "remote sleep survived the timeout"
+        assert time.monotonic() - start < 20
+        assert _wait_until(lambda: not processes_with(f"sleep {marker}"), 30), "remote sleep survived the timeout"
         assert s.run(["true"], timeout=30).returncode == 0  # the session is still usable
     assert not Path(workdir).exists()
 
@@ -259,15 +259,15 @@ def test_server_killed_mid_run_clear_error_and_cleanup(sshd, tmp_path):
 
     worker = threading.Thread(target=bench)
     worker.start()
-    assert _wait_until(lambda: bool(processes_with(f"sleep {marker}")), 15)
+    assert _wait_until(lambda: bool(processes_with(f"sleep {marker}")), 40)
     sshd.kill_connections(include_master=True)
-    worker.join(timeout=40)
+    worker.join(timeout=60)
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DeviceError)
     assert "connection failed or dropped" in str(errors[0])
     # board side: the benchmark is stopped and the work folder removed, though edgediff could not ask for it
-    assert _wait_until(lambda: not processes_with(f"sleep {marker}"), 15), "remote benchmark survived"
-    assert _wait_until(lambda: not Path(workdir).exists(), 15), "remote work folder survived"
+    assert _wait_until(lambda: not processes_with(f"sleep {marker}"), 30), "remote benchmark survived"
+    assert _wait_until(lambda: not Path(workdir).exists(), 30), "remote work folder survived"
     # local side: closing after the drop is quick, quiet and leaves no temporary files
     start = time.monotonic()
     s.close()

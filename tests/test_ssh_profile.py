@@ -64,6 +64,7 @@ def check_record(rec, target_name):
 
 def test_profile_bundle_over_loopback_ssh(sshd, tmp_path):  # noqa: F811
     bundle = make_bundle(tmp_path)
+    (tmp_path / "board").mkdir()
     opts = '["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "KexAlgorithms=curve25519-sha256"]'
     target = load_target_file(target_file(tmp_path, f"""\
 method = "ssh"
@@ -72,12 +73,13 @@ user = {json.dumps(sshd.user)}
 port = {sshd.port}
 identity_file = {json.dumps(str(sshd.key))}
 ssh_options = {opts}
-connect_timeout_s = 5"""))
+connect_timeout_s = 5
+remote_dir = {json.dumps(str(tmp_path / "board"))}"""))
     logs: list[str] = []
     (rec,) = profile_on_target(bundle, target, log=logs.append)
     check_record(rec, "board")
     assert "uname" in rec.extra["device_info"]
-    assert not list(Path("/tmp").glob("edgediff.*/" + NAME[:8] + "*"))  # board work folder removed
+    assert list((tmp_path / "board").iterdir()) == []  # board work folder removed
     assert not processes_with("litert-benchmark --model")
 
 

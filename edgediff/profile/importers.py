@@ -6,7 +6,15 @@ import re
 from pathlib import Path
 
 from edgediff.errors import ParseError, RecipeError
-from edgediff.profile.parsers import app_report, litert_benchmark, ort_perf_test, ort_profile, tflite_benchmark, trtexec
+from edgediff.profile.parsers import (
+    app_report,
+    litert_benchmark,
+    mlperf,
+    ort_perf_test,
+    ort_profile,
+    tflite_benchmark,
+    trtexec,
+)
 from edgediff.profile.record import ProfileRecord
 
 # tool name -> default backend of the artifacts it measures
@@ -17,6 +25,7 @@ TOOLS: dict[str, str] = {
     "ort-profile": "onnxruntime",
     "trtexec": "tensorrt",
     "app": "coreml",
+    "mlperf": "unknown",
 }
 _ALIASES = {"litert_benchmark": "litert-benchmark", "ort_profile": "ort-profile", "ios": "app",
             "tflite_benchmark": "benchmark_model"}
@@ -58,6 +67,9 @@ def import_report(path: str | Path, tool: str, *, component: str | None = None, 
         return [litert_benchmark.to_record(result, **meta)]
     if tool == "onnxruntime_perf_test":
         return [ort_perf_test.to_record(ort_perf_test.parse_perf_test(text), **meta)]
+    if tool == "mlperf":
+        parsed = mlperf.parse_detail(text) if ":::MLLOG" in text else mlperf.parse_summary(text)
+        return [mlperf.to_record(parsed, **meta)]
     if tool == "ort-profile":
         return [ort_profile.to_record(ort_profile.parse_ort_profile(text), **meta)]
     # trtexec
