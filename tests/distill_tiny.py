@@ -3,6 +3,7 @@ folder: a real teacher architecture for distillation tests that runs in seconds 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -41,4 +42,6 @@ def save_tiny_teacher(folder: Path, seed: int = 0) -> Path:
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(folder), safe_serialization=True)
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir() / name, Path(folder) / "tokenizer" / name)  # the files devices need
     return Path(folder)

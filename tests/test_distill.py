@@ -106,6 +106,7 @@ def test_consistency_student_folder_samples_without_a_guidance_batch(teacher: Pa
     assert result.loop.final_step == 3 and result.replicas_identical and result.num_processes == 1
     defaults = json.loads((out / "edgediff.json").read_text())
     assert defaults["format"] == "edgediff-model/1"
+    assert (out / "tokenizer" / "vocab.json").is_file() and (out / "tokenizer" / "merges.txt").is_file()
     assert (defaults["steps"], defaults["guidance"], defaults["batched_cfg"], defaults["scheduler"]) == (4, 6.0, False, "LCMScheduler")
     row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
     torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([5.0]), 64)[0])

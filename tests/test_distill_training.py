@@ -53,3 +53,11 @@ def test_step_generator_differs_per_process_and_step() -> None:
     assert not torch.equal(draws[(0, 0)], draws[(1, 0)])
     assert not torch.equal(draws[(0, 0)], draws[(0, 1)])
     assert torch.equal(draws[(0, 0)], torch.randn(3, generator=step_generator(0, 0, 0)))
+
+
+def test_time_budget_stops_early_and_checkpoints(tmp_path: Path) -> None:
+    settings = LoopSettings(output_dir=tmp_path, max_steps=1000, checkpoint_every=500, max_seconds=0.0, cpu=True)
+    accelerator = make_accelerator(settings)
+    result = run_loop(accelerator, settings, lambda i: {"i": float(i)})
+    assert result.final_step == 1
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_0000001"]

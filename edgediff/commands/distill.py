@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, help="student folder (default: models/<teacher>-lcm<steps> or -step<steps>)")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default: runs/distill/<output name>)")
     p.add_argument("--max-steps", type=int, default=2000, help="training iterations")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget: stop early, checkpoint and save the student (rerun to resume)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, ode_steps=args.ode_steps, ema_decay=args.ema_decay,
         lora_rank=args.lora_rank, teacher_steps=args.teacher_steps, guided_fraction=args.guided_fraction,
         denoise_weight=args.denoise_weight, cache_size=args.cache_size, log_every=args.log_every,
-        cpu=True if args.cpu else None,
+        cpu=True if args.cpu else None, max_minutes=args.max_minutes,
     )
     result = distill(settings)
     if result.defaults is not None:  # main process

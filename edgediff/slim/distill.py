@@ -84,6 +84,7 @@ class DistillSettings:
     guided_fraction: float = 0.5
     denoise_weight: float = 0.1
     cpu: bool | None = None
+    max_minutes: float | None = None  # wall-time budget of one invocation (rerun to resume)
 
     def __post_init__(self) -> None:
         self.teacher, self.output, self.run_dir = Path(self.teacher), Path(self.output), Path(self.run_dir)
@@ -541,6 +542,7 @@ def distill(settings: DistillSettings) -> DistillResult:
         output_dir=settings.run_dir, max_steps=settings.max_steps, seed=settings.seed,
         checkpoint_every=settings.checkpoint_every, log_every=settings.log_every, cpu=settings.cpu,
         description=f"distill ({settings.method}, {settings.steps} steps)",
+        max_seconds=settings.max_minutes * 60 if settings.max_minutes else None,
     )
     accelerator = make_accelerator(loop)
     device = accelerator.device
@@ -634,6 +636,12 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
     )
     settings.output.mkdir(parents=True, exist_ok=True)
     out.save_pretrained(str(settings.output), safe_serialization=True)
+    teacher_tokenizer = settings.teacher / "tokenizer"
+    if teacher_tokenizer.is_dir():  # keep the teacher's exact tokenizer files (vocab.json/merges.txt for devices)
+        import shutil
+
+        shutil.rmtree(settings.output / "tokenizer")
+        shutil.copytree(teacher_tokenizer, settings.output / "tokenizer")
     provenance = {
         "method": settings.method + ("+lora" if settings.lora_rank else ""),
         "teacher": str(settings.teacher),

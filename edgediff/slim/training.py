@@ -41,6 +41,7 @@ class LoopSettings:
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
     description: str = "train"
+    max_seconds: float | None = None  # wall-time budget for this invocation: stop (and checkpoint) early
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -157,11 +158,20 @@ def run_loop(
                         fh.write(json.dumps(record) + "\n")
             if step % settings.checkpoint_every == 0 and step < settings.max_steps:
                 save_checkpoint(accelerator, settings, step)
+            if settings.max_seconds is not None and _out_of_time(accelerator, began, settings.max_seconds):
+                accelerator.print(f"stopping at step {step}: the {settings.max_seconds:.0f}s budget is spent (rerun to resume)")
+                break
     finally:
         bar.close()
     if step > start:
         save_checkpoint(accelerator, settings, step)
     return LoopResult(start_step=start, final_step=step, seconds=time.perf_counter() - began, last_metrics=metrics)
+
+
+def _out_of_time(accelerator: Any, began: float, budget: float) -> bool:
+    """All processes stop at the same step: any one over budget stops them all."""
+    over = torch.tensor([1.0 if time.perf_counter() - began > budget else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(over, reduction="sum").item() > 0)
 
 
 def reduce_mean(accelerator: Any, value: torch.Tensor) -> float:
