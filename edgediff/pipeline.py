@@ -6,7 +6,7 @@ exactly what will run); `convert` executes it into `DIR/<backend>/` via a stagin
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -42,59 +42,38 @@ class Plan:
     limits: dict[str, verify.Thresholds] = field(default_factory=dict)
 
 
-def resolve(recipe: Recipe) -> Plan:
-    """Validate the recipe, load the model and build its components. Nothing is written."""
-    recipe = dataclasses.replace(recipe)
+def resolve_recipe(recipe: Recipe) -> Recipe:
+    """Fill every default from the target and the model folder's config files; loads no weights."""
+    recipe = copy.deepcopy(recipe)
     if recipe.backend.target:
-        _apply_target(recipe)
-    backend = get_backend(recipe.backend.name)
-    options = options_from_dict(backend.Options, recipe.backend.options, "backend.options")
-    precision = recipe.backend.precision
-    if precision not in PRECISIONS:
-        raise RecipeError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
-    if precision not in backend.supported_precisions:
-        raise UnsupportedError(f"the {backend.name} backend supports {', '.join(backend.supported_precisions)}, "
-                               f"not {precision}")
-    backend.check_available()
+        from edgediff.targets import load_target
 
-    m = recipe.model
-    if m.module:
-        model = load_custom(m.module, Path(m.weights) if m.weights else None)
-        specs = [TensorSpec(i.name, tuple(i.shape), i.dtype) for i in m.inputs]
-        name = m.module.split(":")[-1].lower()
-        components = [custom_component(model, name, specs)]
-    else:
-        model = load_model(m.source or None, random_weights=m.random_weights)
-        m.source = str(resolve_model_path(m.source or None))
-        _resolve_pipeline(recipe, model)
-        p = recipe.pipeline
-        if model.kind != "pipeline":
-            p.components = [c for c in p.components if c == "unet"] if model.kind == "unet" else \
-                [c for c in p.components if c.startswith("vae")]
-        shapes = ComponentShapes(p.height, p.width, batched_cfg=p.batched_cfg and p.guidance_scale > 1.0
-                                 and not (model.unet is not None and model.unet.config.time_cond_proj_dim))
-        components = build_components(model, p.components, shapes)
-    from edgediff.slim.steps import apply_slim_steps
-
-    components = apply_slim_steps(recipe.slim.steps, model, components)
-    limits = {c.name: _thresholds(recipe, precision) for c in components}
-    return Plan(recipe, model, backend, options, components, limits)
+        target = load_target(recipe.backend.target)
+        recipe.backend.name = target.backend
+        recipe.backend.precision = recipe.backend.precision or target.precision
+    recipe.backend.precision = recipe.backend.precision or "fp32"
+    if recipe.backend.precision not in PRECISIONS:
+        raise RecipeError(f"unknown precision '{recipe.backend.precision}' (valid: {', '.join(PRECISIONS)})")
+    if recipe.model.module:
+        return recipe
+    folder = resolve_model_path(recipe.model.source or None)
+    recipe.model.source = str(folder)
+    if (folder / "model_index.json").exists():
+        _resolve_pipeline_defaults(recipe, folder)
+    return recipe
 
 
-def _apply_target(recipe: Recipe) -> None:
-    from edgediff.targets import load_target
-
-    target = load_target(recipe.backend.target)
-    recipe.backend.name = target.backend
-    recipe.backend.precision = recipe.backend.precision or target.precision
-
-
-def _resolve_pipeline(recipe: Recipe, model: LoadedModel) -> None:
+def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
     p = recipe.pipeline
-    defaults = model.defaults
+    defaults = _json(folder / "edgediff.json")
+    unet_cfg, vae_cfg = _json(folder / "unet" / "config.json"), _json(folder / "vae" / "config.json")
+    scheduler_cfg = _json(folder / "scheduler" / "scheduler_config.json")
     if not p.height or not p.width:
-        size = defaults.get("resolution") or (native_resolution(model) if model.unet is not None else 512)
-        p.height, p.width = p.height or size, p.width or size
+        size = unet_cfg.get("sample_size", 64)
+        size = size[0] if isinstance(size, list) else size
+        channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
+        native = defaults.get("resolution") or int(size) * 2 ** (len(channels) - 1)
+        p.height, p.width = p.height or native, p.width or native
     if p.num_inference_steps <= 0:
         p.num_inference_steps = int(defaults.get("steps", DEFAULT_STEPS))
     if p.guidance_scale < 0:
@@ -102,7 +81,49 @@ def _resolve_pipeline(recipe: Recipe, model: LoadedModel) -> None:
     if "batched_cfg" in defaults:
         p.batched_cfg = bool(defaults["batched_cfg"])
     if not p.scheduler:
-        p.scheduler = defaults.get("scheduler") or model.scheduler_class or "EulerDiscreteScheduler"
+        p.scheduler = defaults.get("scheduler") or scheduler_cfg.get("_class_name") or "EulerDiscreteScheduler"
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def resolve(recipe: Recipe) -> Plan:
+    """Validate the recipe, load the model and build its components. Nothing is written."""
+    recipe = resolve_recipe(recipe)
+    backend = get_backend(recipe.backend.name)
+    options = options_from_dict(backend.Options, recipe.backend.options, "backend.options")
+    precision = recipe.backend.precision
+    if precision not in backend.supported_precisions:
+        raise UnsupportedError(f"the {backend.name} backend supports {', '.join(backend.supported_precisions)}, "
+                               f"not {precision}")
+    backend.check_available()
+
+    m = recipe.model
+    if m.module:
+        model = load_custom(m.module, Path(m.weights) if m.weights else None, m.random_weights)
+        specs = [TensorSpec(i.name, tuple(i.shape), i.dtype) for i in m.inputs]
+        name = m.module.split(":")[-1].lower()
+        components = [custom_component(model, name, specs)]
+    else:
+        model = load_model(m.source, random_weights=m.random_weights)
+        p = recipe.pipeline
+        if model.kind == "unet":
+            p.components = [c for c in p.components if c == "unet"]
+        elif model.kind == "vae":
+            p.components = [c for c in p.components if c.startswith("vae")] or ["vae_decoder"]
+        if not p.height or not p.width:
+            size = native_resolution(model) if model.unet is not None else 512
+            p.height, p.width = p.height or size, p.width or size
+        time_cond = model.unet is not None and model.unet.config.time_cond_proj_dim
+        shapes = ComponentShapes(p.height, p.width,
+                                 batched_cfg=p.batched_cfg and p.guidance_scale > 1.0 and not time_cond)
+        components = build_components(model, p.components, shapes)
+    from edgediff.slim.steps import apply_slim_steps
+
+    components = apply_slim_steps(recipe.slim.steps, model, components)
+    limits = {c.name: _thresholds(recipe, precision) for c in components}
+    return Plan(recipe, model, backend, options, components, limits)
 
 
 def _thresholds(recipe: Recipe, precision: str) -> verify.Thresholds:

@@ -63,8 +63,8 @@ class SlimSection:
 @dataclass
 class BackendSection:
     name: str = "onnxruntime"
-    precision: str = "fp32"
-    target: str = ""  # a device file under targets/; fills name/precision when they are not given
+    precision: str = ""  # "" = the target's precision, else fp32
+    target: str = ""  # a device file under targets/ (e.g. pixel-8): sets the backend, and the precision if unset
     options: dict[str, Any] = field(default_factory=dict)  # validated against the backend's Options dataclass
 
 

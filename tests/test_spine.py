@@ -93,21 +93,41 @@ def test_parity_failure_exits_1_and_keeps_nothing_that_looks_complete(tiny_pipel
     assert (out / "onnxruntime.failed" / "report.md").exists()
 
 
-def test_dry_run_prints_resolved_recipe(tmp_path, capsys):
+def test_dry_run_prints_resolved_recipe(tiny_pipeline, tmp_path, capsys):
     recipe = tmp_path / "r.toml"
     recipe.write_text('version = 1\n[pipeline]\nheight = 256\n[verify]\nsamples = 4\n')
-    assert main(["convert", "x", "--recipe", str(recipe), "--width", "128", "--dry-run", "--output", str(tmp_path / "o")]) == 0
-    text = capsys.readouterr().out
+    assert main(["convert", str(tiny_pipeline), "--recipe", str(recipe), "--width", "128", "--dry-run",
+                 "--output", str(tmp_path / "o")]) == 0
     import tomllib
 
-    resolved = tomllib.loads(text)
-    assert resolved["pipeline"]["height"] == 256 and resolved["pipeline"]["width"] == 128
-    assert resolved["verify"]["samples"] == 4 and resolved["model"]["source"] == "x"
+    printed = capsys.readouterr().out
+    resolved = tomllib.loads(printed)
+    assert resolved["pipeline"]["height"] == 256 and resolved["pipeline"]["width"] == 128  # file, then flag
+    assert resolved["verify"]["samples"] == 4
+    # defaults resolved from the model folder's configs, without loading weights
+    assert resolved["model"]["source"] == str(tiny_pipeline)
+    assert resolved["pipeline"]["scheduler"] == "PNDMScheduler" and resolved["backend"]["precision"] == "fp32"
+    assert resolved["pipeline"]["num_inference_steps"] == 25
     assert not (tmp_path / "o").exists()
+    # the printed recipe is itself a valid recipe
+    again = tmp_path / "again.toml"
+    again.write_text(printed)
+    assert main(["convert", "--recipe", str(again), "--dry-run"]) == 0
+    assert capsys.readouterr().out == printed
+
+
+def test_native_resolution_of_the_full_size_architectures(capsys):
+    from tests.tiny import SD15, SD21
+
+    for folder in (SD15, SD21):
+        assert main(["convert", str(folder), "--random-weights", "--dry-run"]) == 0
+        resolved = __import__("tomllib").loads(capsys.readouterr().out)
+        assert resolved["pipeline"]["height"] == resolved["pipeline"]["width"] == 512
 
 
 def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    """The contract: exactly one `error:` line on stderr, no traceback (notes such as 'random weights' may precede)."""
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note: ")]
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
 
@@ -144,15 +164,20 @@ def test_unknown_recipe_key(tmp_path, capsys):
     assert "min_psnr" in line and "min_psnr_db" in line  # names the bad key and lists the valid ones
 
 
-def test_unknown_backend_option(tmp_path, capsys):
-    assert main(["convert", "--set", "backend.options={ threadz = 2 }", "--dry-run"]) == 2
+def test_unknown_backend_option(tiny_pipeline, capsys):
+    assert main(["convert", str(tiny_pipeline), "--set", "backend.options={ threadz = 2 }", "--dry-run"]) == 2
     assert "threadz" in _error_line(capsys)
 
 
 def test_component_the_backend_cannot_export(tmp_path, capsys):
-    code = main(["convert", "--module", "tests.nets:DataDependent", "--set", 'model.inputs=[{name="x", shape=[4]}]',
+    code = main(["convert", "--module", "tests.nets:DataDependent", "--random-weights", "--set", 'model.inputs=[{name="x", shape=[4]}]',
                  "--output", str(tmp_path / "o"), "--no-profile"])
     assert code == 2
     line = _error_line(capsys)
     assert "cannot export component 'datadependent'" in line
     _no_partial_left(tmp_path / "o")
+
+
+def test_custom_network_without_weights_needs_the_explicit_flag(tmp_path, capsys):
+    assert main(["convert", "--module", "tests.nets:DataDependent", "--output", str(tmp_path / "o")]) == 2
+    assert "--random-weights" in _error_line(capsys)

@@ -6,6 +6,7 @@ optimisations are applied when a session is created, not baked into the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -58,7 +59,7 @@ class OnnxRuntimeBackend(Backend):
         path = out_dir / f"{component.name}.onnx"
         args = component.example_args(0)
         try:
-            with torch.inference_mode(False), torch.no_grad():
+            with torch.no_grad(), quiet_exporter():
                 program = torch.onnx.export(
                     component.module, args, dynamo=True, opset_version=options.opset,
                     input_names=[s.name for s in component.inputs],
@@ -125,6 +126,25 @@ class OnnxRuntimeBackend(Backend):
                 session.run(None, feed)
             trace = json.loads(Path(session.end_profiling()).read_text())
         return summarize_ort_trace(trace, runs)
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """The exporter prints whole graphs and warnings on failure; keep them for --debug, not the user's terminal."""
+    import io
+    import logging
+
+    buffer = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,

@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     if args.dry_run:
         from edgediff.backends.base import get_backend, options_from_dict
+        from edgediff.pipeline import resolve_recipe
 
+        recipe = resolve_recipe(recipe)
         options_from_dict(get_backend(recipe.backend.name).Options, recipe.backend.options, "backend.options")
         print(to_toml(recipe), end="")
         return 0

@@ -214,8 +214,12 @@ def load_model_folder(path: Path, random_weights: bool = False) -> LoadedModel:
     return LoadedModel(source=str(path), kind="vae", vae=module, random_weights=random_weights)
 
 
-def load_custom(module_path: str, weights: Path | None, kwargs: dict[str, Any] | None = None) -> LoadedModel:
+def load_custom(module_path: str, weights: Path | None, random_weights: bool = False,
+                kwargs: dict[str, Any] | None = None) -> LoadedModel:
     """A user-named class (e.g. `edgediff.nets.taef2:TAEF2Decoder`) plus a weights file."""
+    if weights is None and not random_weights:
+        raise ModelLoadError(f"custom network {module_path} needs --weights FILE "
+                             "(or --random-weights to test the architecture with random weights)")
     if ":" not in module_path:
         raise ModelLoadError(f"--module must look like 'package.module:ClassName', got '{module_path}'")
     mod_name, class_name = module_path.split(":", 1)
@@ -227,8 +231,7 @@ def load_custom(module_path: str, weights: Path | None, kwargs: dict[str, Any] |
 
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
     module = cls(**(kwargs or {}))
-    random_weights = weights is None
-    if weights is not None:
+    if weights is not None and not random_weights:
         state = load_state_dict(Path(weights))
         try:
             module.load_state_dict(state, strict=True)
