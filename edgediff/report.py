@@ -80,6 +80,12 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
               "Parity is the worst of the seeded samples (PSNR peak = range of the PyTorch output). "
               "Latency: medians on this host, backend and PyTorch eager measured in the same run.", "",
               markdown_table(HEADERS, component_rows(manifest, records)), ""]
+    if records:
+        from edgediff.profile.chart import latency_chart
+
+        latency_chart(records, Path(bundle_dir) / "latency.png",
+                      title=f"{manifest['backend']} vs PyTorch eager on this host (median, p90 whisker)")
+        lines += ["![latency per component](latency.png)", ""]
     e2e = manifest.get("verify", {}).get("end_to_end", {})
     if e2e:
         lines += ["## End to end", ""]
