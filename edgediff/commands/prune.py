@@ -1,4 +1,12 @@
-"""`edgediff prune`: remove UNet blocks (BK-SDM presets or an explicit spec) and write a diffusers UNet folder."""
+"""`edgediff prune`: remove UNet blocks (BK-SDM presets or an explicit spec) and write a diffusers UNet folder.
+
+    edgediff prune MODEL --preset bk-small --output DIR            pruned UNet folder (teacher's weights)
+    edgediff prune MODEL --preset bk-small --recover --output DIR  + BK-SDM KD recovery: a pipeline folder
+    edgediff prune MODEL --robust --output DIR                     SnapFusion robust training: a pipeline folder
+
+Training runs on one CPU as is; `accelerate launch --multi_gpu --num_processes N -m edgediff.commands.prune ...`
+runs it data-parallel (CPU processes when no GPU is visible). Re-running with the same --run-dir resumes.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", nargs="?", default=None,
                         help="diffusers pipeline folder, its unet/ folder, or a name under models/ (default model)")
     what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--robust", action="store_true",
+                      help="SnapFusion robust training: fine-tune with random blocks skipped (writes a pipeline)")
     what.add_argument("--preset", choices=["bk-base", "bk-small", "bk-tiny"],
                       help="BK-SDM architecture: base (one pair less per stage), small (+ no mid block), "
                            "tiny (+ no innermost stage)")
@@ -31,7 +41,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", "-o", type=Path, required=True, help="folder for the pruned UNet")
     parser.add_argument("--random-weights", action="store_true",
                         help="build the pruned architecture with seeded random weights (no teacher weights needed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights and training")
+    train = parser.add_argument_group("training (--recover, --robust)")
+    train.add_argument("--recover", action="store_true",
+                       help="recover the pruned UNet by BK-SDM distillation (denoising + output KD + feature KD); "
+                            "MODEL must be a pipeline folder and --output becomes a pipeline folder")
+    train.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default: runs/prune/<output name>)")
+    train.add_argument("--max-steps", type=int, default=1000)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-5 recover, 2e-5 robust)")
+    train.add_argument("--lambda-sd", type=float, default=1.0, help="weight of the denoising loss")
+    train.add_argument("--lambda-kd-output", type=float, default=1.0, help="weight of output distillation")
+    train.add_argument("--lambda-kd-feat", type=float, default=1.0, help="recover: weight of feature distillation")
+    train.add_argument("--subnet-prob", type=float, default=0.5, help="robust: share of steps run as a random sub-network")
+    train.add_argument("--unit-prob", type=float, default=0.3, help="robust: chance each removable unit is skipped")
+    train.add_argument("--cache-size", type=int, default=4096, help="shapes samples encoded once and drawn from")
+    train.add_argument("--checkpoint-every", type=int, default=200)
+    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is visible")
     parser.set_defaults(func=run)
 
 
@@ -60,9 +87,55 @@ def read_spec(path: Path):
         raise RecipeError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def _pipeline_folder(model: str | None) -> Path:
+    from edgediff.model.load import resolve_model_path
+
+    path = resolve_model_path(model)
+    if not (path / "model_index.json").is_file():
+        raise RecipeError(f"{path} is not a diffusers pipeline folder: training needs the teacher's VAE and text encoder")
+    return path
+
+
+def _train(args: argparse.Namespace) -> int:
+    common = dict(
+        teacher=_pipeline_folder(args.model), output=args.output,
+        run_dir=args.run_dir or Path("runs") / "prune" / args.output.name, max_steps=args.max_steps,
+        batch_size=args.batch_size, lambda_sd=args.lambda_sd, lambda_kd_output=args.lambda_kd_output,
+        seed=args.seed, cache_size=args.cache_size, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, cpu=True if args.cpu else None,
+    )
+    if args.robust:
+        from edgediff.slim.robust import RobustSettings, robust_train
+
+        settings = RobustSettings(**common, learning_rate=args.lr or 2e-5, subnet_prob=args.subnet_prob,
+                                  unit_prob=args.unit_prob)
+        result = robust_train(settings)
+        digests = result.replica_digests
+        summary = f"robust UNet: {result.output} ({result.subnets_seen} sub-networks seen on this process)"
+    else:
+        from edgediff.slim import prune
+        from edgediff.slim.recover import RecoverSettings, recover
+
+        config = json.loads((common["teacher"] / "unet" / "config.json").read_text())
+        spec = prune.preset_spec(config, args.preset) if args.preset else read_spec(args.spec)
+        result = recover(RecoverSettings(**common, spec=spec, learning_rate=args.lr or 5e-5,
+                                         lambda_kd_feat=args.lambda_kd_feat))
+        digests = result.replica_digests
+        summary = (f"recovered student: {result.output} ({result.student_parameters:,} UNet parameters, "
+                   f"{result.student_parameters / result.teacher_parameters:.1%} of the teacher)")
+    if len(set(digests)) != 1:
+        raise RecipeError(f"data-parallel replicas diverged: {digests}")
+    print(f"{summary}; trained {result.loop.final_step} steps on {result.num_processes} process(es)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from edgediff.slim import prune
 
+    if args.robust or args.recover:
+        if args.random_weights:
+            raise RecipeError("--random-weights builds an untrained architecture; it cannot be combined with training")
+        return _train(args)
     folder = unet_folder(args.model)
     config = json.loads((folder / "config.json").read_text())
     spec = prune.preset_spec(config, args.preset) if args.preset else read_spec(args.spec)
@@ -94,3 +167,18 @@ def run(args: argparse.Namespace) -> int:
           f"{' with random weights' if args.random_weights else ''}")
     print(f"wrote {args.output}")
     return 0
+
+
+if __name__ == "__main__":  # `accelerate launch -m edgediff.commands.prune ARGS` (same as `edgediff prune ARGS`)
+    import sys
+
+    from edgediff.errors import EdgediffError
+
+    parser = argparse.ArgumentParser(prog="edgediff")
+    register(parser.add_subparsers(dest="command", required=True))
+    parsed = parser.parse_args(["prune", *sys.argv[1:]])
+    try:
+        sys.exit(run(parsed))
+    except EdgediffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

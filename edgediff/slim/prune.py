@@ -504,3 +504,67 @@ def compare_configs(ours: dict[str, Any], reference: dict[str, Any]) -> ConfigDi
         if a.get(key) != b.get(key):
             diff.differences[key] = (a.get(key), b.get(key))
     return diff
+
+
+# ------------------------------------------------------------------------------------- removable units
+
+_META_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {}
+
+
+def _meta_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of a config's model, built once on the meta device and cached."""
+    from diffusers import UNet2DConditionModel
+
+    key = json.dumps(config, sort_keys=True, default=list)
+    if key not in _META_SHAPES:
+        with torch.device("meta"):
+            model = UNet2DConditionModel.from_config(config)
+        _META_SHAPES[key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return _META_SHAPES[key]
+
+
+def spec_error(config: Any, spec: PruneSpec) -> str | None:
+    """Why `spec` cannot be applied to this UNet (None when it can): rules and tensor shapes, no weights."""
+    try:
+        cfg = _plain_config(config)
+        layout = plan_layout(cfg, spec)
+        teacher = _meta_shapes({k: v for k, v in cfg.items() if not k.startswith("_")})
+        student = _meta_shapes(pruned_config(cfg, spec))
+        meta = {k: torch.empty(shape, device="meta") for k, shape in teacher.items()}
+        student_state_dict(meta, layout, list(student), student)
+    except (RecipeError, UnsupportedError) as exc:
+        return str(exc)
+    return None
+
+
+def removal_units(config: Any) -> list[PruneSpec]:
+    """Every smallest removal that still gives a valid diffusers UNet: one pair from a down stage together
+    with one from its mirror up block (each valid depth combination), one stage's attention (down or up),
+    and the mid block. These are what robust training skips at random and what the search removes."""
+    cfg = _plain_config(config)
+    n = len(cfg["down_block_types"])
+    down_counts, up_counts = down_layer_counts(cfg), up_layer_counts(cfg)
+    candidates = []
+    for s in range(n):
+        if down_counts[s] < 2:
+            continue
+        for d in range(down_counts[s]):
+            for u in range(up_counts[n - 1 - s]):
+                candidates.append(PruneSpec(remove_down=((s, d),), remove_up=((n - 1 - s, u),)))
+    candidates += [PruneSpec(drop_attention_down=(s,)) for s in range(n)
+                   if cfg["down_block_types"][s] in ATTENTION_BLOCK_TYPES]
+    candidates += [PruneSpec(drop_attention_up=(b,)) for b in range(n)
+                   if cfg["up_block_types"][b] in ATTENTION_BLOCK_TYPES]
+    if cfg.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None:
+        candidates.append(PruneSpec(drop_mid=True))
+    return [c for c in candidates if spec_error(cfg, c) is None]
+
+
+def combine_units(config: Any, base: PruneSpec, units: list[PruneSpec]) -> PruneSpec:
+    """Add units to `base` one by one, skipping any that would make the spec invalid."""
+    spec = base
+    for unit in units:
+        merged = spec.merged(unit)
+        if merged != spec and spec_error(config, merged) is None:
+            spec = merged
+    return spec
