@@ -147,3 +147,39 @@ def test_recipe_distill_step_swaps_in_the_student(teacher: Path, tmp_path: Path)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_step"] == 2
     with pytest.raises(D.RecipeError, match="unknown distill option"):
         D.settings_from_options(teacher, {"stepz": 4})
+
+
+def test_end_to_end_sampling_of_an_lcm_student_is_reproducible(teacher: Path) -> None:
+    """LCM re-noises between steps: two runs of the same loop (PyTorch vs. artifact in convert's end-to-end
+    check) must draw the same noise, or identical models would look like a parity failure."""
+    from diffusers import LCMScheduler
+
+    from edgediff.model import sampling
+
+    pipe = D.load_teacher(teacher)
+    unet = D.make_student_unet(pipe.unet, 32).eval()
+    torch.nn.init.normal_(unet.time_embedding.cond_proj.weight, std=0.1)
+    settings = D.DistillSettings(teacher=teacher, output=teacher, run_dir=teacher, guidance_embedding_dim=32)
+    config = D.lcm_scheduler_config(dict(pipe.scheduler.config), settings)
+
+    def text(inputs):
+        with torch.no_grad():
+            return {"last_hidden_state": pipe.text_encoder(torch.from_numpy(inputs["input_ids"]))[0].numpy()}
+
+    def net(inputs):
+        with torch.no_grad():
+            t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+            return {"noise_pred": unet(t["sample"], t["timestep"], encoder_hidden_states=t["encoder_hidden_states"],
+                                       timestep_cond=t["timestep_cond"]).sample.numpy()}
+
+    def decode(inputs):
+        return {"image": inputs["latent"][:, :3].repeat(8, axis=2).repeat(8, axis=3)}
+
+    ids = pipe.tokenizer(["a red circle", ""], padding="max_length", max_length=77, return_tensors="np").input_ids.astype("int64")
+    run = lambda: sampling.generate(  # noqa: E731
+        text, net, decode, input_ids=ids[:1], uncond_ids=ids[1:], scheduler=LCMScheduler.from_config(config),
+        settings=sampling.SamplingSettings("a red circle", 3, 4, 6.0), latent_shape=(1, 4, 8, 8),
+        scaling_factor=1.0, unet_batch=1, time_cond_dim=32)
+    first = run()
+    torch.randn(10)  # the global RNG moves between the two runs, as it does in a real process
+    assert (run() == first).all()

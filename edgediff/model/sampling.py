@@ -8,6 +8,7 @@ Initial noise is drawn with numpy (`np.random.default_rng(seed)`), the conventio
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -67,6 +68,10 @@ def generate(
     if time_cond_dim:
         extra["timestep_cond"] = guidance_scale_embedding(settings.guidance_scale - 1.0, time_cond_dim, unet_batch)
     steps = scheduler.timesteps
+    # Schedulers that re-noise between steps (LCM, SDE solvers) must draw the same noise on every run.
+    step_kwargs = {}
+    if "generator" in inspect.signature(scheduler.step).parameters:
+        step_kwargs["generator"] = torch.Generator().manual_seed(settings.seed)
     for t in (progress(steps) if progress else steps):
         model_in = scheduler.scale_model_input(latents, t).numpy()
         if use_cfg:
@@ -74,7 +79,7 @@ def generate(
             noise = pred_uncond + settings.guidance_scale * (pred_cond - pred_uncond)
         else:
             noise = _unet_call(unet, model_in, float(t), cond, extra)
-        latents = scheduler.step(torch.from_numpy(noise), t, latents, return_dict=False)[0]
+        latents = scheduler.step(torch.from_numpy(noise), t, latents, return_dict=False, **step_kwargs)[0]
     return vae_decoder({"latent": (latents / scaling_factor).numpy().astype(np.float32)})["image"]
 
 

@@ -1,0 +1,162 @@
+"""The distillation experiment of issue 10, end to end, every number measured in this run.
+
+    OMP_NUM_THREADS=1 python benchmarks/distill_experiments.py --teacher models/shapes-sd --minutes 25
+
+1. `edgediff distill` (consistency) for a wall-time budget (resumable: rerun to continue training).
+2. `edgediff eval` of the teacher at 25 steps with guidance, the teacher at 2 and 4 steps with each
+   few-step sampler (DDIM / Euler / DPM++ 2M, trailing spacing), and the student at 2 and 4 steps.
+3. Grids side by side (benchmarks/distill_grid.py).
+4. Host time per image: `edgediff convert` of teacher and student, then `edgediff generate` timings.
+Results go to --out (JSON + markdown table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+FEW_STEP_SAMPLERS = ("DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler")
+
+
+def sh(cmd: list[str], log: Path) -> None:
+    print("+", " ".join(cmd), flush=True)
+    with log.open("a") as fh:
+        fh.write("+ " + " ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
+
+
+def with_scheduler(teacher: Path, scheduler: str, where: Path) -> Path:
+    """A view of the teacher folder (symlinked components) with another scheduler, trailing spacing."""
+    view = where / f"{teacher.name}-{scheduler}"
+    if view.exists():
+        shutil.rmtree(view)
+    view.mkdir(parents=True)
+    for item in teacher.iterdir():
+        if item.name not in ("scheduler", "model_index.json", "edgediff.json"):
+            (view / item.name).symlink_to(item.resolve())
+    config = json.loads((teacher / "scheduler" / "scheduler_config.json").read_text())
+    config.update(_class_name=scheduler, timestep_spacing="trailing")
+    (view / "scheduler").mkdir()
+    (view / "scheduler" / "scheduler_config.json").write_text(json.dumps(config, indent=1))
+    index = json.loads((teacher / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", scheduler]
+    (view / "model_index.json").write_text(json.dumps(index, indent=1))
+    return view
+
+
+def evaluate(model: Path, steps: int, guidance: float, prompts: int, out: Path, log: Path) -> dict:
+    if not out.is_file():
+        sh(["edgediff", "eval", str(model), "--steps", str(steps), "--guidance", str(guidance),
+            "--prompts", str(prompts), "--json", str(out)], log)
+    return json.loads(out.read_text())
+
+
+def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
+    """Median ms per image of teacher and student bundles, alternating runs so both see the same load."""
+    models = {"teacher": args.teacher, "student": args.student}
+    for precision in args.precisions.split(","):
+        if precision != "fp32":
+            models[f"student_{precision}"] = args.student
+    out: dict = {}
+    for backend in args.backends.split(","):
+        totals: dict[str, list[float]] = {name: [] for name in models}
+        for name, model in models.items():
+            bundle = args.out / "bundles" / f"{name}-{backend}"
+            if not (bundle / backend / "manifest.json").is_file():
+                precision = name.split("_")[1] if "_" in name else "fp32"
+                sh(["edgediff", "convert", str(model), "--target", backend, "--precision", precision,
+                    "--output", str(bundle), "--no-profile"], log)
+        for rnd in range(args.rounds):
+            for name in models:
+                bundle = args.out / "bundles" / f"{name}-{backend}"
+                timings = args.out / "timings" / f"{name}-{backend}-{rnd}.json"
+                sh(["edgediff", "generate", str(bundle), "--prompts-file", str(prompts_file), "--output",
+                    str(args.out / "images" / f"{name}-{backend}"), "--timings-json", str(timings), "--quiet"], log)
+                totals[name] += [float(r["total_ms"]) for r in json.loads(timings.read_text())]
+        manifests = {n: json.loads((args.out / "bundles" / f"{n}-{backend}" / backend / "manifest.json").read_text()) for n in models}
+        out[backend] = {
+            name: {"median_ms_per_image": statistics.median(v), "images": len(v),
+                   "steps": manifests[name]["pipeline"]["scheduler"]["num_inference_steps"],
+                   "batched_cfg": manifests[name]["pipeline"]["guidance"]["batched_cfg"],
+                   "precision": manifests[name]["precision"]}
+            for name, v in totals.items()
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", type=Path, default=Path("models/shapes-sd"))
+    ap.add_argument("--student", type=Path, default=Path("models/shapes-sd-lcm4"))
+    ap.add_argument("--run-dir", type=Path, default=Path("runs/distill/shapes-sd-lcm4"))
+    ap.add_argument("--minutes", type=float, default=25.0)
+    ap.add_argument("--batch-size", type=int, default=24)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--guidance", type=float, default=None, help="teacher's guidance (default: its edgediff.json, else 7.5)")
+    ap.add_argument("--guidance-range", type=float, nargs=2, default=None)
+    ap.add_argument("--prompts", type=int, default=200)
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--backends", default="onnxruntime,litert")
+    ap.add_argument("--precisions", default="fp32,int8", help="student precisions to time besides fp32")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("runs/distill/experiment"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "commands.log"
+    teacher_defaults = json.loads((args.teacher / "edgediff.json").read_text()) if (args.teacher / "edgediff.json").is_file() else {}
+    g = args.guidance or float(teacher_defaults.get("guidance", 7.5))
+    lo, hi = args.guidance_range or (max(1.0, g - 3.0), g + 3.0)
+    results: dict = {"teacher": str(args.teacher), "student": str(args.student), "guidance": g, "evals": {}}
+
+    if not args.skip_train:
+        sh(["edgediff", "distill", str(args.teacher), "--method", "consistency", "--steps", "4", "--guidance", str(g),
+            "--guidance-range", str(lo), str(hi), "--max-steps", "100000", "--max-minutes", str(args.minutes),
+            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--checkpoint-every", "50",
+            "--output", str(args.student), "--run-dir", str(args.run_dir)], log)
+    if (args.run_dir / "summary.json").is_file():
+        results["training"] = json.loads((args.run_dir / "summary.json").read_text())
+
+    if not args.skip_eval:
+        ev = args.out / "eval"
+        ev.mkdir(exist_ok=True)
+        results["evals"]["teacher_25_cfg"] = evaluate(args.teacher, 25, g, args.prompts, ev / "teacher_25.json", log)
+        views = args.out / "views"
+        for steps in (2, 4):
+            for sampler in FEW_STEP_SAMPLERS:
+                view = with_scheduler(args.teacher, sampler, views)
+                results["evals"][f"teacher_{steps}_{sampler}"] = evaluate(view, steps, g, args.prompts, ev / f"teacher_{steps}_{sampler}.json", log)
+        for steps in (1, 2, 4):
+            results["evals"][f"student_{steps}"] = evaluate(args.student, steps, g, args.prompts, ev / f"student_{steps}.json", log)
+
+        best2 = max(FEW_STEP_SAMPLERS, key=lambda s: results["evals"][f"teacher_2_{s}"]["prompt_accuracy"])
+        results["teacher_best_2_step_sampler"] = best2
+        grid = args.out / "grid.png"
+        sh([sys.executable, "benchmarks/distill_grid.py", "--out", str(grid), "--rows", "8",
+            "--column", f"teacher 25 steps cfg {g:g}={args.teacher}::25:{g}",
+            "--column", f"teacher 2 steps {best2[:5]}={with_scheduler(args.teacher, best2, views)}::2:{g}",
+            "--column", f"student 4 steps={args.student}::4:",
+            "--column", f"student 2 steps={args.student}::2:"], log)
+
+    if not args.skip_timing:
+        prompts_file = args.out / "timing_prompts.txt"
+        from edgediff.shapes import dataset
+
+        prompts_file.write_text("\n".join(dataset.sample_spec(777, i).caption for i in range(6)) + "\n")
+        results["timing"] = timing(args, prompts_file, log)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps(results.get("timing"), indent=1))
+    print(json.dumps({k: {m: v.get(m) for m in ("prompt_accuracy", "frechet_distance")} for k, v in results["evals"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
