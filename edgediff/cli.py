@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "edgediff.commands.targets",
     "edgediff.commands.distill",
     "edgediff.commands.prune",
+    "edgediff.commands.train_default",
+    "edgediff.commands.eval",
 ]
 
 
