@@ -181,3 +181,25 @@ def test_component_the_backend_cannot_export(tmp_path, capsys):
 def test_custom_network_without_weights_needs_the_explicit_flag(tmp_path, capsys):
     assert main(["convert", "--module", "tests.nets:DataDependent", "--output", str(tmp_path / "o")]) == 2
     assert "--random-weights" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("family", ["sd21", "bk-sdm-small"])
+def test_unet_families_lower_with_parity(family, tmp_path):
+    """SD 2.x (per-block head dims, linear projections) and BK-SDM (no mid block), at tiny widths."""
+    from edgediff.backends import get_backend
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import load_model
+    from edgediff.verify import compare
+
+    folder = write_tiny_pipeline(tmp_path / family, family=family)
+    model = load_model(folder)
+    if family == "bk-sdm-small":
+        assert model.unet.mid_block is None
+    else:
+        assert model.unet.config.use_linear_projection and isinstance(model.unet.config.attention_head_dim, list)
+    (unet,) = build_components(model, ["unet"], ComponentShapes(64, 64))
+    backend = get_backend("onnxruntime")
+    artifact = backend.lower(unet, backend.Options(), "fp32", tmp_path)
+    run = backend.load(artifact, backend.Options())
+    inputs = unet.example_inputs(3)
+    assert compare(unet.run_torch(inputs)["noise_pred"], run(inputs)["noise_pred"]).psnr_db > 60
