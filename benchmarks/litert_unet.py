@@ -1,0 +1,130 @@
+"""Full-size UNet through the litert backend: conversion time, peak RSS, file sizes, parity and XNNPACK latency.
+
+    flock /tmp/edgediff-heavy.lock python benchmarks/litert_unet.py \
+        /work/shared/architectures/stable-diffusion-v1-5 --precisions fp32 fp16 int8 --out reports/litert-sd15
+
+Each precision is converted in its own subprocess, so the peak RSS it reports (getrusage, measured right after
+lowering, before anything is loaded to run) belongs to that conversion alone. The same subprocess then checks
+the artifact against PyTorch and times it with XNNPACK; PyTorch eager is timed in one more subprocess of the
+same run, and every latency ratio uses that figure. Weights are seeded random (--random-weights): the figures
+are about size and speed, which do not depend on the weight values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _unet_component(model_dir: str, size: int):
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import load_model
+
+    model = load_model(model_dir, random_weights=True)
+    return build_components(model, ["unet"], ComponentShapes(size, size, batched_cfg=True))[0]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _time(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def worker(args) -> dict:
+    component = _unet_component(args.model, args.size)
+    inputs = component.example_inputs(1)
+    result: dict = {"precision": args.precision, "rss_after_load_mb": round(_peak_rss_mb())}
+    if args.precision == "pytorch":
+        times = _time(lambda: component.run_torch(inputs), args.runs, args.warmup)
+        result.update(median_s=statistics.median(times), times_s=times, peak_rss_mb=round(_peak_rss_mb()))
+        return result
+
+    from edgediff.backends.litert import LiteRTBackend, LiteRTOptions
+    from edgediff.verify import compare
+
+    backend, options = LiteRTBackend(), LiteRTOptions(threads=args.threads)
+    out = Path(args.out) / args.precision
+    start = time.perf_counter()
+    artifact = backend.lower(component, options, args.precision, out)
+    result["convert_s"] = time.perf_counter() - start
+    result["peak_rss_convert_mb"] = round(_peak_rss_mb())
+    files = [c.path for c in artifact.chunks] or [artifact.path]
+    result["files"] = {f.name: f.stat().st_size for f in files}
+    result["total_bytes"] = sum(result["files"].values())
+    result["max_file_bytes"] = max(result["files"].values())
+    result["chunks"] = [{"file": c.path.name, "stages": c.meta.get("stages"), "inputs": [s.name for s in c.inputs],
+                         "outputs": [s.name for s in c.outputs]} for c in artifact.chunks]
+    session = backend.load(artifact, options)
+    reference = component.run_torch(inputs)["noise_pred"]
+    got = session(inputs)["noise_pred"]
+    rel = float(((reference - got) ** 2).sum() ** 0.5 / (reference**2).sum() ** 0.5)
+    result["parity"] = compare(reference, got).to_dict() | {"rel_l2_error": rel}
+    times = _time(lambda: session(inputs), args.runs, args.warmup)
+    result.update(median_s=statistics.median(times), times_s=times, peak_rss_mb=round(_peak_rss_mb()))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8"])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", default="reports/litert-unet")
+    parser.add_argument("--worker", dest="precision", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.precision:
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return 0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for precision in ["pytorch"] + args.precisions:
+        cmd = [sys.executable, __file__, args.model, "--worker", precision, "--size", str(args.size), "--runs",
+               str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads), "--out", str(out)]
+        print("+", " ".join(cmd), flush=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        (out / f"{precision}.log").write_text(done.stdout + done.stderr)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not lines:
+            results.append({"precision": precision, "error": (done.stderr or done.stdout).strip()[-2000:]})
+        else:
+            results.append(json.loads(lines[-1][7:]))
+        print(json.dumps(results[-1])[:2000], flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    torch_s = next((r["median_s"] for r in results if r["precision"] == "pytorch" and "median_s" in r), None)
+    rows = ["| precision | convert s | peak RSS convert (GB) | files | largest file (GB) | total (GB) | "
+            "PSNR dB | XNNPACK s/step | ratio to PyTorch |", "|" + "---|" * 9]
+    for r in results:
+        if r["precision"] == "pytorch" or "error" in r:
+            continue
+        rows.append(f"| {r['precision']} | {r['convert_s']:.0f} | {r['peak_rss_convert_mb'] / 1024:.2f} | "
+                    f"{len(r['files'])} | {r['max_file_bytes'] / 1e9:.2f} | {r['total_bytes'] / 1e9:.2f} | "
+                    f"{r['parity']['psnr_db']:.1f} | {r['median_s']:.2f} | "
+                    + (f"{r['median_s'] / torch_s:.2f} |" if torch_s else "n/a |"))
+    summary = "\n".join(rows) + (f"\n\nPyTorch eager: {torch_s:.2f} s/step (median of {args.runs})\n" if torch_s else "")
+    (out / "results.md").write_text(summary)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
