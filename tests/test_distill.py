@@ -183,3 +183,21 @@ def test_end_to_end_sampling_of_an_lcm_student_is_reproducible(teacher: Path) ->
     first = run()
     torch.randn(10)  # the global RNG moves between the two runs, as it does in a real process
     assert (run() == first).all()
+
+
+def test_lcm_lora_student_is_fused_and_has_no_guidance_input(teacher: Path, tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "lora"
+    settings = D.DistillSettings(teacher=teacher, output=out, run_dir=tmp_path / "run", max_steps=2, batch_size=2,
+                                 cache_size=4, lora_rank=4, guidance=5.0, learning_rate=1e-2, cpu=True)
+    D.distill(settings)
+    defaults = json.loads((out / "edgediff.json").read_text())
+    assert defaults["guidance"] == 1.0 and defaults["batched_cfg"] is False and defaults["guidance_embedding"] is None
+    assert defaults["distillation"]["method"] == "consistency+lora" and defaults["distillation"]["distilled_guidance"] == 5.0
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), safety_checker=None, requires_safety_checker=False)
+    assert pipe.unet.config.time_cond_proj_dim is None
+    teacher_unet = D.load_teacher(teacher).unet
+    assert set(pipe.unet.state_dict()) == set(teacher_unet.state_dict())  # plain teacher layout: LoRA fused away
+    changed = [k for k, v in pipe.unet.state_dict().items() if not torch.equal(v, teacher_unet.state_dict()[k])]
+    assert changed and all(any(t in k for t in ("attn", "proj_in", "proj_out", "ff.net")) for k in changed)
