@@ -62,16 +62,21 @@ def evaluate(model: Path, steps: int, guidance: float, prompts: int, out: Path, 
 def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
     """Median ms per image of teacher and student bundles, alternating runs so both see the same load."""
     models = {"teacher": args.teacher, "student": args.student}
+    if args.pruned_teacher is not None:
+        models.update(pruned_teacher=args.pruned_teacher, pruned_student=args.pruned_student)
     for precision in args.precisions.split(","):
         if precision != "fp32":
+            models[f"teacher_{precision}"] = args.teacher
             models[f"student_{precision}"] = args.student
+            if args.pruned_teacher is not None:
+                models[f"pruned_student_{precision}"] = args.pruned_student
     out: dict = {}
     for backend in args.backends.split(","):
         totals: dict[str, list[float]] = {name: [] for name in models}
         for name, model in models.items():
             bundle = args.out / "bundles" / f"{name}-{backend}"
             if not (bundle / backend / "manifest.json").is_file():
-                precision = name.split("_")[1] if "_" in name else "fp32"
+                precision = name.rsplit("_", 1)[1] if name.endswith(("_fp16", "_int8")) else "fp32"
                 sh(["edgediff", "convert", str(model), "--target", backend, "--precision", precision,
                     "--output", str(bundle), "--no-profile"], log)
         for rnd in range(args.rounds):
@@ -92,6 +97,49 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
     return out
 
 
+def _pct(value: float | None) -> float | None:
+    return None if value is None else (value * 100.0 if value <= 1.0 else value)
+
+
+def write_report(results: dict, path: Path) -> None:
+    """Markdown tables of every measured figure (accuracy in percent, Frechet distance, ms per image)."""
+    evals = results.get("evals", {})
+    lines = [f"# Step distillation of {results['teacher']}", "",
+             f"Student: `{results['student']}`; guidance {results['guidance']:g}.", ""]
+    if "training" in results:
+        t = results["training"]
+        lines += [f"Training: {t['final_step']} iterations in {t['seconds']:.0f} s on {t['num_processes']} process(es), "
+                  f"replicas identical: {t['replicas_identical']}.", ""]
+    lines += ["| run | steps | UNet evals / image | prompt accuracy (%) | Frechet distance |", "|---|---|---|---|---|"]
+    for key, ev in evals.items():
+        parts = key.split("_")
+        steps = int(parts[-1]) if parts[-1].isdigit() else int(next(p for p in parts if p.isdigit()))
+        evals_per_image = steps * (2 if key.endswith("cfg") or (key.startswith("teacher") and "Scheduler" in key) else 1)
+        acc = _pct(ev.get("prompt_accuracy"))
+        fd = ev.get("frechet_distance")
+        lines.append(f"| {key} | {steps} | {evals_per_image} | {acc:.1f} | {fd:.2f} |" if acc is not None and fd is not None
+                     else f"| {key} | {steps} | {evals_per_image} | {acc} | {fd} |")
+    if "teacher_25_cfg" in evals and "student_4" in evals:
+        t25, s4 = _pct(evals["teacher_25_cfg"]["prompt_accuracy"]), _pct(evals["student_4"]["prompt_accuracy"])
+        lines += ["", f"- 4-step student vs. teacher at 25 steps with guidance: {s4 - t25:+.1f} points "
+                      f"(criterion: within 3 points) -> {'met' if s4 >= t25 - 3 else 'NOT met'}"]
+    best = results.get("teacher_best_2_step_sampler")
+    if best and "student_2" in evals:
+        tb, s2 = _pct(evals[f"teacher_2_{best}"]["prompt_accuracy"]), _pct(evals["student_2"]["prompt_accuracy"])
+        lines += [f"- 2-step student vs. the teacher's best 2-step sampler ({best}): {s2 - tb:+.1f} points "
+                  f"(criterion: at least +15) -> {'met' if s2 >= tb + 15 else 'NOT met'}"]
+    for backend, rows in results.get("timing", {}).items():
+        base = rows.get("teacher", {}).get("median_ms_per_image")
+        lines += ["", f"## Host time per image, {backend} (medians from the same run)", "",
+                  "| model | precision | steps | CFG batch | median ms / image | speed-up vs. teacher |", "|---|---|---|---|---|---|"]
+        for name, r in rows.items():
+            speed = f"{base / r['median_ms_per_image']:.1f}x" if base else "-"
+            lines.append(f"| {name} | {r['precision']} | {r['steps']} | {r['batched_cfg']} | {r['median_ms_per_image']:.0f} | {speed} |")
+    if (path.parent / "grid.png").is_file():
+        lines += ["", "![teacher vs. students](grid.png)"]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", type=Path, default=Path("models/shapes-sd"))
@@ -103,6 +151,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="teacher's guidance (default: its edgediff.json, else 7.5)")
     ap.add_argument("--guidance-range", type=float, nargs=2, default=None)
     ap.add_argument("--prompts", type=int, default=200)
+    ap.add_argument("--pruned-teacher", type=Path, default=None, help="a pruned (recovered) teacher: distill it too, for the combination table")
+    ap.add_argument("--pruned-student", type=Path, default=Path("runs/distill/shapes-sd-pruned-lcm4"))
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--skip-timing", action="store_true")
@@ -123,6 +173,11 @@ def main() -> None:
             "--guidance-range", str(lo), str(hi), "--max-steps", "100000", "--max-minutes", str(args.minutes),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--checkpoint-every", "50",
             "--output", str(args.student), "--run-dir", str(args.run_dir)], log)
+    if args.pruned_teacher is not None and not args.skip_train:
+        sh(["edgediff", "distill", str(args.pruned_teacher), "--method", "consistency", "--steps", "4", "--guidance", str(g),
+            "--guidance-range", str(lo), str(hi), "--max-steps", "100000", "--max-minutes", str(args.minutes),
+            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--checkpoint-every", "50",
+            "--output", str(args.pruned_student), "--run-dir", str(args.pruned_student.parent / (args.pruned_student.name + "-run"))], log)
     if (args.run_dir / "summary.json").is_file():
         results["training"] = json.loads((args.run_dir / "summary.json").read_text())
 
@@ -137,6 +192,9 @@ def main() -> None:
                 results["evals"][f"teacher_{steps}_{sampler}"] = evaluate(view, steps, g, args.prompts, ev / f"teacher_{steps}_{sampler}.json", log)
         for steps in (1, 2, 4):
             results["evals"][f"student_{steps}"] = evaluate(args.student, steps, g, args.prompts, ev / f"student_{steps}.json", log)
+        if args.pruned_teacher is not None:
+            results["evals"]["pruned_teacher_25_cfg"] = evaluate(args.pruned_teacher, 25, g, args.prompts, ev / "pruned_teacher_25.json", log)
+            results["evals"]["pruned_student_4"] = evaluate(args.pruned_student, 4, g, args.prompts, ev / "pruned_student_4.json", log)
 
         best2 = max(FEW_STEP_SAMPLERS, key=lambda s: results["evals"][f"teacher_2_{s}"]["prompt_accuracy"])
         results["teacher_best_2_step_sampler"] = best2
@@ -154,6 +212,7 @@ def main() -> None:
         prompts_file.write_text("\n".join(dataset.sample_spec(777, i).caption for i in range(6)) + "\n")
         results["timing"] = timing(args, prompts_file, log)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    write_report(results, args.out / "report.md")
     print(json.dumps(results.get("timing"), indent=1))
     print(json.dumps({k: {m: v.get(m) for m in ("prompt_accuracy", "frechet_distance")} for k, v in results["evals"].items()}, indent=1))
 
