@@ -57,7 +57,9 @@ def worker(args) -> dict:
     from edgediff.backends.litert import LiteRTBackend, LiteRTOptions
     from edgediff.verify import compare
 
-    backend, options = LiteRTBackend(), LiteRTOptions(threads=args.threads)
+    backend = LiteRTBackend()
+    options = LiteRTOptions(threads=args.threads, lightweight_conversion=args.lightweight,
+                            **({"max_chunk_bytes": args.max_chunk_bytes} if args.max_chunk_bytes else {}))
     out = Path(args.out) / args.precision
     start = time.perf_counter()
     artifact = backend.lower(component, options, args.precision, out)
@@ -88,6 +90,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", default="reports/litert-unet")
+    parser.add_argument("--lightweight", action="store_true", help="litert-torch lightweight_conversion")
+    parser.add_argument("--max-chunk-bytes", type=int, default=0, help="override LiteRTOptions.max_chunk_bytes")
+    parser.add_argument("--no-pytorch", action="store_true", help="skip timing PyTorch eager")
     parser.add_argument("--worker", dest="precision", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.precision:
@@ -97,9 +102,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for precision in ["pytorch"] + args.precisions:
+    for precision in ([] if args.no_pytorch else ["pytorch"]) + args.precisions:
         cmd = [sys.executable, __file__, args.model, "--worker", precision, "--size", str(args.size), "--runs",
-               str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads), "--out", str(out)]
+               str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads), "--out", str(out),
+               "--max-chunk-bytes", str(args.max_chunk_bytes)] + (["--lightweight"] if args.lightweight else [])
         print("+", " ".join(cmd), flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True)
         (out / f"{precision}.log").write_text(done.stdout + done.stderr)

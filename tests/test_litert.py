@@ -33,9 +33,18 @@ def tiny_unet(family: str = "sd15"):
     return UNet2DConditionModel.from_config(tiny_unet_config(family)).eval().requires_grad_(False)
 
 
-def unet_component(family: str = "sd15", size: int = 64) -> Component:
-    model = LoadedModel("tiny", "unet", unet=tiny_unet(family))
-    return build_components(model, ["unet"], ComponentShapes(size, size))[0]
+def mini_unet_component() -> Component:
+    """Two levels, one layer each: the smallest UNet that still has attention, skips and an upsampler, so a
+    conversion takes seconds rather than minutes."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = tiny_unet_config() | dict(block_out_channels=[32, 64], layers_per_block=1,
+                                       down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+                                       up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(config).eval().requires_grad_(False)
+    return build_components(LoadedModel("mini", "unet", unet=unet), ["unet"], ComponentShapes(64, 64))[0]
 
 
 # ---- splitting (PyTorch only) ----------------------------------------------------------------------------------
@@ -134,7 +143,7 @@ def test_large_non_unet_component_is_refused(tmp_path):
 
 @needs_litert
 def test_chunked_unet_fp16_runs_as_a_chain(tmp_path):
-    component = unet_component()
+    component = mini_unet_component()
     backend, options = LiteRTBackend(), LiteRTOptions(chunks=2, threads=2)
     artifact = backend.lower(component, options, "fp16", tmp_path)
     assert [c.path.name for c in artifact.chunks] == ["unet.part0.tflite", "unet.part1.tflite"]

@@ -73,6 +73,16 @@ class QuantPlan:
         self.keep_float = tuple(self.keep_float)
 
 
+def as_plan(plan: Any) -> QuantPlan | None:
+    """A QuantPlan from a QuantPlan, a dict with its fields, or any object with default/keep_float/calibration."""
+    if plan is None or isinstance(plan, QuantPlan):
+        return plan
+    if isinstance(plan, Mapping):
+        return QuantPlan(**plan)
+    return QuantPlan(getattr(plan, "default"), tuple(getattr(plan, "keep_float", ())),
+                     list(getattr(plan, "calibration", []) or []))
+
+
 def _torch_helpers():
     import torch
 
@@ -143,18 +153,22 @@ class LiteRTBackend(Backend):
               plan: QuantPlan | None = None) -> Artifact:
         """Convert (in chunks for a large UNet), compress to `precision`, check sizes, return the artifact.
 
-        `plan` is only read at int8; without one, `options.int8_mode` / `options.keep_float` apply and int8_full
+        `plan` is only read at int8. It comes from the argument, else from `component.quant_plan` (set by the int8
+        slimming step), else from `options.int8_mode` / `options.keep_float`; int8_full without calibration data
         calibrates on `options.calibration_samples` seeded example inputs.
         """
         if precision not in self.supported_precisions:
             raise RecipeError(f"litert precision must be one of {', '.join(self.supported_precisions)}, "
                               f"got '{precision}'")
-        if precision == "int8" and plan is None:
-            plan = QuantPlan(options.int8_mode, tuple(options.keep_float))
+        if precision == "int8":
+            plan = as_plan(plan if plan is not None else getattr(component, "quant_plan", None)) \
+                or QuantPlan(options.int8_mode, tuple(options.keep_float))
+        else:
+            plan = None
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         pieces = self._pieces(component, options)
-        samples = _chain_inputs(pieces, component.example_inputs(0))
+        feeds = _chain_inputs(pieces, component.example_inputs(0))
         calibration = _calibration(component, pieces, plan, options) if precision == "int8" else None
         keep_float_modules = _match_modules(component.module, plan.keep_float) if plan else set()
 
@@ -165,14 +179,12 @@ class LiteRTBackend(Backend):
             for index, piece in enumerate(tqdm(pieces, desc=f"litert {component.name}", unit="file",
                                                disable=len(pieces) == 1)):
                 path = out_dir / f"{piece.name}.tflite"
-                sample = samples[index]
                 float_path = Path(tmp) / f"{piece.name}.fp32.tflite" if precision != "fp32" else path
-                _convert(piece.module, sample, float_path, options)
+                _convert(piece.module, feeds[index], float_path, options)
                 if precision != "fp32":
                     regexes = [p[3:] for p in plan.keep_float if p.startswith("re:")] if plan else []
                     regexes += _scope_regexes(piece.module, keep_float_modules)
-                    samples = calibration[index] if calibration else None
-                    _quantize(float_path, path, precision, plan, regexes, samples)
+                    _quantize(float_path, path, precision, plan, regexes, calibration[index] if calibration else None)
                     float_path.unlink()
                 _check_size(path, options, component.name, precision)
                 inputs, outputs = _file_specs(path, piece.input_names, piece.output_names)
@@ -318,7 +330,7 @@ def _chain_inputs(pieces: list[_Piece], inputs: Mapping[str, np.ndarray]) -> lis
 
     available = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     feeds = []
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: these tensors are also the converter's sample inputs
         for piece in pieces:
             feeds.append({n: available[n] for n in piece.input_names})
             if len(pieces) > 1:
