@@ -108,6 +108,9 @@ def test_consistency_student_folder_samples_without_a_guidance_batch(teacher: Pa
     assert defaults["format"] == "edgediff-model/1"
     assert (out / "tokenizer" / "vocab.json").is_file() and (out / "tokenizer" / "merges.txt").is_file()
     assert (defaults["steps"], defaults["guidance"], defaults["batched_cfg"], defaults["scheduler"]) == (4, 6.0, False, "LCMScheduler")
+    from edgediff.commands.eval import model_defaults
+
+    assert model_defaults(out) == (4, 6.0)  # `edgediff eval STUDENT` samples it as recorded
     row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
     torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([5.0]), 64)[0])
 

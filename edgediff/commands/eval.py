@@ -18,8 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder is loaded as a diffusers StableDiffusionPipeline and run in PyTorch.",
     )
     p.add_argument("model", nargs="?", default=None, help="diffusers folder or bundle folder (default: models/shapes-sd)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"denoising steps (default: the model's edgediff.json or bundle manifest, else {DEFAULT_STEPS})")
+    p.add_argument("--guidance", type=float, default=None,
+                   help=f"guidance scale (default: the model's edgediff.json or bundle manifest, else {DEFAULT_GUIDANCE})")
     p.add_argument("--prompts", type=int, default=200, help="prompt/seed pairs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="selects the prompt set and image seeds (default: %(default)s)")
     p.add_argument("--judge", type=Path, default=None, help="judge folder (default: MODEL/judge, else models/shapes-sd/judge)")
@@ -28,11 +30,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def model_defaults(model: Path) -> tuple[int, float]:
+    """Steps and guidance the model asks for: a bundle's manifest, else the folder's edgediff.json
+    (e.g. a distilled 4-step student), else the evaluation defaults."""
+    from edgediff.evaluate import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+    if (model / "manifest.json").is_file():
+        pipe = json.loads((model / "manifest.json").read_text()).get("pipeline", {})
+        return (int(pipe.get("scheduler", {}).get("num_inference_steps", DEFAULT_STEPS)),
+                float(pipe.get("guidance", {}).get("scale", DEFAULT_GUIDANCE)))
+    if (model / "edgediff.json").is_file():
+        defaults = json.loads((model / "edgediff.json").read_text())
+        return int(defaults.get("steps", DEFAULT_STEPS)), float(defaults.get("guidance", DEFAULT_GUIDANCE))
+    return DEFAULT_STEPS, DEFAULT_GUIDANCE
+
+
 def run(args: argparse.Namespace) -> int:
     from edgediff.evaluate import DEFAULT_MODEL, EvalSettings, evaluate, image_grid, write_json
 
-    settings = EvalSettings(steps=args.steps, guidance=args.guidance, prompts=args.prompts, seed=args.seed)
     model = Path(args.model) if args.model else DEFAULT_MODEL
+    steps, guidance = model_defaults(model)
+    settings = EvalSettings(steps=args.steps if args.steps is not None else steps,
+                            guidance=args.guidance if args.guidance is not None else guidance,
+                            prompts=args.prompts, seed=args.seed)
     result, images = evaluate(model, settings, judge_dir=args.judge, keep_images=args.grid is not None)
     print(f"model:             {result.model} ({result.kind}, {result.scheduler})")
     print(f"settings:          steps={settings.steps} guidance={settings.guidance} prompts={settings.prompts} seed={settings.seed}")
