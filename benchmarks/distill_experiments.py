@@ -59,6 +59,14 @@ def evaluate(model: Path, steps: int, guidance: float, prompts: int, out: Path, 
     return json.loads(out.read_text())
 
 
+def _bundle_steps(folder: Path) -> int:
+    return int(json.loads((folder / "manifest.json").read_text())["pipeline"]["scheduler"]["num_inference_steps"])
+
+
+def _bundle_guidance(folder: Path) -> float:
+    return float(json.loads((folder / "manifest.json").read_text())["pipeline"]["guidance"]["scale"])
+
+
 def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
     """Median ms per image of teacher and student bundles, alternating runs so both see the same load."""
     models = {"teacher": args.teacher, "student": args.student}
@@ -86,12 +94,20 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
                 sh(["edgediff", "generate", str(bundle), "--prompts-file", str(prompts_file), "--output",
                     str(args.out / "images" / f"{name}-{backend}"), "--timings-json", str(timings), "--quiet"], log)
                 totals[name] += [float(r["total_ms"]) for r in json.loads(timings.read_text())]
+        accuracy = {}
+        if args.bundle_prompts:
+            for name in models:
+                folder = args.out / "bundles" / f"{name}-{backend}" / backend
+                accuracy[name] = evaluate(folder, _bundle_steps(folder), _bundle_guidance(folder), args.bundle_prompts,
+                                          args.out / "eval" / f"bundle-{name}-{backend}.json", log)
         manifests = {n: json.loads((args.out / "bundles" / f"{n}-{backend}" / backend / "manifest.json").read_text()) for n in models}
         out[backend] = {
             name: {"median_ms_per_image": statistics.median(v), "images": len(v),
                    "steps": manifests[name]["pipeline"]["scheduler"]["num_inference_steps"],
                    "batched_cfg": manifests[name]["pipeline"]["guidance"]["batched_cfg"],
-                   "precision": manifests[name]["precision"]}
+                   "precision": manifests[name]["precision"],
+                   "prompt_accuracy": accuracy.get(name, {}).get("prompt_accuracy"),
+                   "frechet_distance": accuracy.get(name, {}).get("frechet_distance")}
             for name, v in totals.items()
         }
     return out
@@ -131,10 +147,13 @@ def write_report(results: dict, path: Path) -> None:
     for backend, rows in results.get("timing", {}).items():
         base = rows.get("teacher", {}).get("median_ms_per_image")
         lines += ["", f"## Host time per image, {backend} (medians from the same run)", "",
-                  "| model | precision | steps | CFG batch | median ms / image | speed-up vs. teacher |", "|---|---|---|---|---|---|"]
+                  "| model | precision | steps | CFG batch | median ms / image | speed-up vs. teacher | prompt accuracy (%) | Frechet distance |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, r in rows.items():
             speed = f"{base / r['median_ms_per_image']:.1f}x" if base else "-"
-            lines.append(f"| {name} | {r['precision']} | {r['steps']} | {r['batched_cfg']} | {r['median_ms_per_image']:.0f} | {speed} |")
+            acc, fd = _pct(r.get("prompt_accuracy")), r.get("frechet_distance")
+            lines.append(f"| {name} | {r['precision']} | {r['steps']} | {r['batched_cfg']} | {r['median_ms_per_image']:.0f} | {speed} | "
+                         f"{'-' if acc is None else f'{acc:.1f}'} | {'-' if fd is None else f'{fd:.2f}'} |")
     if (path.parent / "grid.png").is_file():
         lines += ["", "![teacher vs. students](grid.png)"]
     path.write_text("\n".join(lines) + "\n")
@@ -159,6 +178,7 @@ def main() -> None:
     ap.add_argument("--backends", default="onnxruntime,litert")
     ap.add_argument("--precisions", default="fp32,int8", help="student precisions to time besides fp32")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--bundle-prompts", type=int, default=100, help="prompts for the accuracy of each bundle (0: skip)")
     ap.add_argument("--out", type=Path, default=Path("runs/distill/experiment"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
