@@ -126,3 +126,15 @@ def test_two_cpu_processes_recover_with_identical_replicas(teacher: Path, tmp_pa
     assert summary["num_processes"] == 2 and summary["final_step"] == 3
     assert len(summary["replica_digests"]) == 2 and summary["replicas_identical"], summary["replica_digests"]
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def cli_main(argv: list[str]) -> int:
+    """`edgediff prune ...` through the command's own parser (as `accelerate launch -m` runs it)."""
+    import argparse
+
+    from edgediff.commands import prune as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)

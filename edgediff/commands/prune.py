@@ -3,6 +3,10 @@
     edgediff prune MODEL --preset bk-small --output DIR            pruned UNet folder (teacher's weights)
     edgediff prune MODEL --preset bk-small --recover --output DIR  + BK-SDM KD recovery: a pipeline folder
     edgediff prune MODEL --robust --output DIR                     SnapFusion robust training: a pipeline folder
+    edgediff prune MODEL --latency-budget 0.66 --target host-cpu --output DIR
+        latency-driven search: per-block latency table on the target, greedy removal by quality lost per ms
+        saved (judge prompt accuracy when a shapes judge is found, else output agreement), trace + plot in
+        DIR/search/, the pruned UNet in DIR (with --recover: a recovered pipeline)
 
 Training runs on one CPU as is; `accelerate launch --multi_gpu --num_processes N -m edgediff.commands.prune ...`
 runs it data-parallel (CPU processes when no GPU is visible). Re-running with the same --run-dir resumes.
@@ -35,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--preset", choices=["bk-base", "bk-small", "bk-tiny"],
                       help="BK-SDM architecture: base (one pair less per stage), small (+ no mid block), "
                            "tiny (+ no innermost stage)")
+    what.add_argument("--latency-budget", type=float, metavar="RATIO",
+                      help="search: the pruned UNet's latency as a fraction of the teacher's (0.66 = 1.5x faster)")
     what.add_argument("--spec", type=Path,
                       help="JSON file with a PruneSpec: remove_down, remove_up, drop_attention_down, "
                            "drop_attention_up, drop_mid, drop_inner_stages")
@@ -42,6 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="build the pruned architecture with seeded random weights (no teacher weights needed)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights and training")
+    search = parser.add_argument_group("search (--latency-budget)")
+    search.add_argument("--target", default="host-cpu", help="target whose backend times the blocks (targets/*.toml)")
+    search.add_argument("--latency-table", type=Path, default=None, help="use a saved latency table instead of measuring")
+    search.add_argument("--latency-engine", choices=("backend", "pytorch"), default="backend",
+                        help="time blocks lowered by the target's backend (default) or as eager PyTorch modules")
+    search.add_argument("--quality", choices=("auto", "judge", "output"), default="auto",
+                        help="judge: prompt accuracy by the shapes judge; output: agreement with the full UNet")
+    search.add_argument("--judge", type=Path, default=None, help="shapes judge folder (default: found beside the model)")
+    search.add_argument("--search-prompts", type=int, default=None,
+                        help="per candidate: judged prompts (default 48) or output-distance samples (default 16)")
+    search.add_argument("--search-steps", type=int, default=None, help="sampling steps per judged candidate")
     train = parser.add_argument_group("training (--recover, --robust)")
     train.add_argument("--recover", action="store_true",
                        help="recover the pruned UNet by BK-SDM distillation (denoising + output KD + feature KD); "
@@ -129,9 +146,46 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace) -> int:
+    from edgediff.slim import prune
+
+    if args.random_weights:
+        raise RecipeError("--latency-budget searches on trained weights; --random-weights cannot be combined with it")
+    model = _pipeline_folder(args.model)
+    unet_out = args.output / "unet-searched" if args.recover else args.output
+    settings = prune.SearchSettings(
+        model=model, output=unet_out, latency_budget=args.latency_budget, target=args.target,
+        latency_table=args.latency_table, latency_engine=args.latency_engine, quality=args.quality,
+        judge=args.judge, search_prompts=args.search_prompts, search_steps=args.search_steps, seed=args.seed,
+    )
+    result, table, record = prune.run_search(settings)
+    print(f"teacher UNet: {table.unet_ms:.2f} ms on {table.backend} ({table.device}); blocks cover "
+          f"{(table.coverage or 0):.0%}; budget {result.budget_ms:.2f} ms")
+    for step in result.trace:
+        print(f"  {step.step:2d} {step.action:7s} {', '.join(step.unit) or '-':60s} "
+              f"{step.latency_ms:9.2f} ms  quality {step.quality:.4f}")
+    if not result.reached:
+        print("warning: the budget cannot be met by removing blocks alone; the fastest valid architecture is saved")
+    print(f"search record: {unet_out / 'search'}; pruned UNet: {unet_out}")
+    if args.recover:
+        from edgediff.slim.recover import RecoverSettings, recover
+
+        out = recover(RecoverSettings(
+            teacher=model, output=args.output, run_dir=args.run_dir or Path("runs") / "prune" / args.output.name,
+            spec=result.spec, max_steps=args.max_steps, batch_size=args.batch_size,
+            learning_rate=args.lr or 5e-5, lambda_sd=args.lambda_sd, lambda_kd_output=args.lambda_kd_output,
+            lambda_kd_feat=args.lambda_kd_feat, seed=args.seed, cache_size=args.cache_size,
+            checkpoint_every=args.checkpoint_every, log_every=args.log_every, cpu=True if args.cpu else None))
+        print(f"recovered student: {out.output} ({out.student_parameters:,} UNet parameters); "
+              f"trained {out.loop.final_step} steps")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from edgediff.slim import prune
 
+    if args.latency_budget is not None:
+        return _search(args)
     if args.robust or args.recover:
         if args.random_weights:
             raise RecipeError("--random-weights builds an untrained architecture; it cannot be combined with training")

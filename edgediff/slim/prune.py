@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from edgediff.errors import ModelLoadError, RecipeError, UnsupportedError
@@ -568,3 +569,301 @@ def combine_units(config: Any, base: PruneSpec, units: list[PruneSpec]) -> Prune
         if merged != spec and spec_error(config, merged) is None:
             spec = merged
     return spec
+
+
+# ------------------------------------------------------------------------------------- latency-driven search
+
+
+@dataclass
+class SearchStep:
+    """One accepted move of the search, with the architecture's estimated latency and measured quality."""
+
+    step: int
+    action: str  # "start", "remove", "re-add", "swap"
+    unit: list[str]
+    removed: list[str]
+    latency_ms: float
+    quality: float
+    score: float | None = None  # quality lost per millisecond saved (remove), or gained (re-add / swap)
+
+
+@dataclass
+class SearchResult:
+    spec: PruneSpec
+    trace: list[SearchStep]
+    budget_ms: float
+    reached: bool
+    evaluations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "removed": self.spec.describe(), "budget_ms": self.budget_ms,
+                "reached": self.reached, "evaluations": self.evaluations,
+                "trace": [asdict(s) for s in self.trace]}
+
+
+def greedy_search(config: Any, units: list[PruneSpec], quality: Any, latency: Any, budget_ms: float,
+                  swap_rounds: int = 1, progress: bool = True) -> SearchResult:
+    """SnapFusion-style architecture evolution on a fixed set of weights.
+
+    Remove, one at a time, the unit with the least quality lost per millisecond saved (`quality(spec)`:
+    higher is better; `latency(spec)`: estimated ms) until the estimate is within `budget_ms`. Then give
+    back what the budget allows: re-add any removed unit whose return keeps the budget and raises quality,
+    and try swaps (one removed unit back, one other out) that keep the budget and raise quality.
+    """
+    from tqdm.auto import tqdm
+
+    cache: dict[PruneSpec, float] = {}
+
+    def q(spec: PruneSpec) -> float:
+        if spec not in cache:
+            cache[spec] = float(quality(spec))
+        return cache[spec]
+
+    def build(chosen: list[PruneSpec]) -> PruneSpec | None:
+        spec = PruneSpec()
+        for unit in chosen:
+            spec = spec.merged(unit)
+        return spec if spec_error(config, spec) is None else None
+
+    chosen: list[PruneSpec] = []
+    spec = PruneSpec()
+    trace = [SearchStep(0, "start", [], [], latency(spec), q(spec))]
+    bar = tqdm(desc="search", disable=not progress, unit="move")
+    while latency(spec) > budget_ms:
+        best = None
+        for unit in units:
+            if unit in chosen:
+                continue
+            candidate = build(chosen + [unit])
+            if candidate is None or candidate == spec:
+                continue
+            saved = latency(spec) - latency(candidate)
+            if saved <= 0:
+                continue
+            score = (q(spec) - q(candidate)) / saved
+            if best is None or score < best[0]:
+                best = (score, unit, candidate)
+        if best is None:
+            break
+        score, unit, spec = best
+        chosen.append(unit)
+        trace.append(SearchStep(len(trace), "remove", unit.describe(), spec.describe(), latency(spec), q(spec), score))
+        bar.update(1)
+
+    reached = latency(spec) <= budget_ms
+    improved = reached
+    while improved:
+        improved = False
+        best = None
+        for unit in chosen:  # re-add: one removal undone, budget still met
+            rest = [u for u in chosen if u != unit]
+            candidate = build(rest)
+            if candidate is not None and latency(candidate) <= budget_ms and q(candidate) > q(spec):
+                if best is None or q(candidate) > best[0]:
+                    best = (q(candidate), "re-add", unit, rest, candidate)
+        if best is None and swap_rounds > 0:
+            swap_rounds -= 1
+            for back in chosen:
+                for out in units:
+                    if out in chosen:
+                        continue
+                    pick = [u for u in chosen if u != back] + [out]
+                    candidate = build(pick)
+                    if candidate is not None and latency(candidate) <= budget_ms and q(candidate) > q(spec):
+                        if best is None or q(candidate) > best[0]:
+                            best = (q(candidate), "swap", back, pick, candidate)
+        if best is not None:
+            gain, action, unit, chosen, new_spec = best
+            trace.append(SearchStep(len(trace), action, unit.describe(), new_spec.describe(), latency(new_spec),
+                                    gain, gain - q(spec)))
+            spec, improved = new_spec, True
+            bar.update(1)
+    bar.close()
+    return SearchResult(spec=spec, trace=trace, budget_ms=budget_ms, reached=reached, evaluations=len(cache))
+
+
+def plot_search(result: SearchResult, path: Path, teacher_ms: float, quality_label: str) -> Path:
+    """Quality against estimated UNet latency for every accepted move (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [s.latency_ms for s in result.trace]
+    ys = [s.quality for s in result.trace]
+    ax.plot(xs, ys, "-o", color="tab:blue", markersize=4)
+    for s in result.trace:
+        label = "teacher" if s.action == "start" else f"{s.step}: {s.action} " + ", ".join(s.unit)
+        ax.annotate(label, (s.latency_ms, s.quality), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.axvline(result.budget_ms, color="tab:red", linestyle="--",
+               label=f"budget {result.budget_ms:.1f} ms ({result.budget_ms / teacher_ms:.2f} x teacher)")
+    ax.set_xlabel("estimated UNet latency (ms)")
+    ax.set_ylabel(quality_label)
+    ax.set_title("latency-driven block removal")
+    ax.invert_xaxis()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+class OutputDistance:
+    """quality(spec) = 1 - MSE(sub-network, full UNet) / Var(full UNet) on a fixed evaluation batch.
+
+    The batch: shapes-dataset latents through the model's VAE, noised at `timesteps`, with their captions
+    (and the empty prompt, the unconditional half of guidance). 1.0 means the full UNet's predictions."""
+
+    label = "output agreement with the full UNet (1 - MSE / variance)"
+
+    def __init__(self, pipe: Any, samples: int = 16, timesteps: tuple[int, ...] = (100, 400, 700, 950), seed: int = 0):
+        from edgediff.slim.distill import PromptEncoder, ShapesLatents
+
+        self.unet = pipe.unet.eval()
+        data = ShapesLatents(pipe.vae, dataset_seed=seed + 90_000, cache_size=samples)
+        prompts = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
+        gen = torch.Generator().manual_seed(seed)
+        alphas = pipe.scheduler.alphas_cumprod.float()
+        batches = []
+        for t in timesteps:
+            noise = torch.randn(data.latents.shape, generator=gen)
+            a = alphas[t]
+            x_t = a.sqrt() * data.latents + (1 - a).sqrt() * noise
+            text = prompts(data.captions, "cpu")
+            empty = prompts.empty(len(data.captions), "cpu")
+            batches.append((torch.cat([x_t, x_t]), torch.full((2 * len(x_t),), float(t)), torch.cat([empty, text])))
+        self.batches = batches
+        self.reference = [self._run(b) for b in batches]
+
+    @torch.no_grad()
+    def _run(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.unet(batch[0], batch[1], encoder_hidden_states=batch[2], return_dict=False)[0]
+
+    def __call__(self, spec: PruneSpec) -> float:
+        with subnet_view(self.unet, spec):
+            outs = [self._run(b) for b in self.batches]
+        err = sum(float(((o - r) ** 2).mean()) for o, r in zip(outs, self.reference))
+        var = sum(float(r.var()) for r in self.reference)
+        return 1.0 - err / var
+
+
+class JudgeQuality:
+    """quality(spec) = prompt accuracy (%) that the shapes judge reads from images the sub-network generates
+    (fixed prompts and seeds from `edgediff.evaluate`, the model's own scheduler, steps and guidance)."""
+
+    label = "prompt accuracy (%) read by the shapes judge"
+
+    def __init__(self, pipe: Any, judge_dir: Path, prompts: int = 48, steps: int = 25, guidance: float = 4.0,
+                 seed: int = 0):
+        from edgediff.evaluate import EvalSettings, initial_latents, prompt_set
+        from edgediff.shapes.judge import load_judge
+
+        self.pipe = pipe
+        self.pipe.set_progress_bar_config(disable=True)
+        self.judge = load_judge(judge_dir)
+        self.settings = EvalSettings(steps=steps, guidance=guidance, prompts=prompts, seed=seed)
+        self.pairs = prompt_set(self.settings)
+        cfg = pipe.unet.config
+        shape = (1, cfg.in_channels, cfg.sample_size, cfg.sample_size)
+        self.latents = torch.from_numpy(np.concatenate([initial_latents(s, shape) for _, s in self.pairs]))
+
+    def images(self, spec: PruneSpec) -> np.ndarray:
+        size = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        with subnet_view(self.pipe.unet, spec), torch.inference_mode():
+            out = self.pipe(prompt=[s.caption for s, _ in self.pairs], latents=self.latents.clone(),
+                            num_inference_steps=self.settings.steps, guidance_scale=self.settings.guidance,
+                            height=size, width=size, output_type="np")
+        return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
+
+    def __call__(self, spec: PruneSpec) -> float:
+        from edgediff.shapes.judge import predict
+        from edgediff.shapes.metrics import prompt_accuracy
+
+        preds, _ = predict(self.judge, self.images(spec))
+        return 100.0 * float(prompt_accuracy(preds, [s for s, _ in self.pairs])["prompt_accuracy"])
+
+
+@dataclass
+class SearchSettings:
+    """`edgediff prune MODEL --latency-budget RATIO --target NAME`."""
+
+    model: Path  # diffusers pipeline folder (ideally robust-trained: `edgediff prune MODEL --robust`)
+    output: Path  # where the pruned UNet folder goes; the search record goes to output/search/
+    latency_budget: float  # target UNet latency as a fraction of the full UNet's (0.66 = 1.5x faster)
+    target: str = "host-cpu"
+    latency_table: Path | None = None  # a saved table instead of measuring
+    latency_engine: str = "backend"  # or "pytorch"
+    quality: str = "auto"  # "judge", "output" or "auto" (judge when one is found)
+    judge: Path | None = None
+    search_prompts: int | None = None  # per candidate: judged prompts (default 48) or distance samples (16)
+    search_steps: int | None = None  # default: the model's edgediff.json steps, else 25
+    batched_cfg: bool = True
+    swap_rounds: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.model, self.output = Path(self.model), Path(self.output)
+        if not 0.0 < self.latency_budget < 1.0:
+            raise RecipeError(f"--latency-budget is the pruned UNet's latency as a fraction of the teacher's, in (0, 1); "
+                              f"got {self.latency_budget} (0.66 asks for 1.5x faster)")
+        if self.quality not in ("auto", "judge", "output"):
+            raise RecipeError(f"quality must be auto, judge or output, got {self.quality!r}")
+
+
+def run_search(settings: SearchSettings, progress: bool = True) -> tuple[SearchResult, Any, dict[str, Any]]:
+    """Measure (or load) the latency table, search, save the trace, plot and the pruned UNet folder."""
+    from edgediff.slim import latency_table as lt
+    from edgediff.slim.distill import load_teacher, read_model_defaults
+
+    pipe = load_teacher(settings.model)
+    unet = pipe.unet.eval()
+    config = dict(unet.config)
+    defaults = read_model_defaults(settings.model)
+    record_dir = settings.output / "search"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    if settings.latency_table is not None:
+        table = lt.LatencyTable.load(settings.latency_table)
+    else:
+        batch = 2 if defaults.get("batched_cfg", settings.batched_cfg) else 1
+        args = lt.example_unet_args(unet, batch=batch, text_length=pipe.tokenizer.model_max_length, seed=settings.seed)
+        table = lt.measure_table(unet, args, target=settings.target, engine=settings.latency_engine,
+                                 work_dir=record_dir / "blocks", progress=progress)
+    table.save(record_dir / "latency_table.json")
+
+    quality: Any
+    judge_dir = None
+    if settings.quality in ("auto", "judge"):
+        from edgediff.errors import ModelLoadError as _Missing
+
+        try:
+            from edgediff.evaluate import find_judge
+
+            judge_dir = find_judge(settings.model, settings.judge)
+        except (_Missing, ImportError):
+            if settings.quality == "judge":
+                raise
+    if judge_dir is not None:
+        steps = settings.search_steps or int(defaults.get("steps", 25))
+        quality = JudgeQuality(pipe, judge_dir, prompts=settings.search_prompts or 48, steps=steps,
+                               guidance=float(defaults.get("guidance", 4.0)), seed=settings.seed)
+    else:
+        quality = OutputDistance(pipe, samples=settings.search_prompts or 16, seed=settings.seed)
+
+    units = removal_units(config)
+    budget_ms = settings.latency_budget * float(table.unet_ms)
+    result = greedy_search(config, units, quality, lambda s: table.estimate_ms(config, s), budget_ms,
+                           swap_rounds=settings.swap_rounds, progress=progress)
+    record = {
+        "model": str(settings.model), "target": settings.target, "latency_budget": settings.latency_budget,
+        "teacher_unet_ms": table.unet_ms, "table_coverage": table.coverage, "backend": table.backend,
+        "quality": quality.label, "judge": str(judge_dir) if judge_dir else None,
+        "units": [u.describe() for u in units], **result.to_dict(),
+    }
+    (record_dir / "trace.json").write_text(json.dumps(record, indent=1) + "\n")
+    plot_search(result, record_dir / "quality_latency.png", float(table.unet_ms), quality.label)
+    student = prune_unet(unet, result.spec)
+    save_student(student, settings.output, result.spec, str(settings.model),
+                 {"search": str(record_dir / "trace.json"),
+                  "estimated_ms": result.trace[-1].latency_ms, "teacher_ms": table.unet_ms})
+    return result, table, record

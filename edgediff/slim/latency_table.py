@@ -1,0 +1,313 @@
+"""Latency table for the removable blocks of a UNet, measured on a target (SnapFusion's lookup table).
+
+Every ResNet, transformer (attention) block and the mid block of the UNet becomes its own fixed-shape
+component, with the exact inputs it sees inside the UNet at the recipe's shapes (captured by hooks during one
+forward pass of the whole UNet). Each is lowered by the target's backend (`Backend.lower`, the same path as
+whole components), loaded (`Backend.load`) and timed; the whole UNet is timed the same way so the table says
+how much of the UNet it covers. Timing is interleaved (round-robin over blocks, `rounds` times) so that a
+change of machine load hits every block alike, and each block's figure is the median of all its runs.
+
+A removal's latency saving is the sum of its blocks' figures: a valid removal (see `prune.removal_units`)
+leaves every surviving block's input shapes unchanged, so the other blocks cost what they cost before.
+`engine="pytorch"` times the eager modules instead (no lowering): quick, and what the tests use.
+Device targets (adb/ssh/app) are not timed here yet: give them a table measured elsewhere (`--latency-table`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from edgediff.errors import RecipeError, UnsupportedError
+from edgediff.slim import prune
+from edgediff.slim.prune import PruneSpec
+
+TABLE_FORMAT = "edgediff-latency-table/1"
+
+
+@dataclass
+class LatencyTable:
+    """Median milliseconds per UNet block on one target/backend, plus the whole UNet's."""
+
+    target: str
+    backend: str
+    precision: str
+    device: str
+    shapes: dict[str, list[int]]
+    blocks: dict[str, float]
+    unet_ms: float | None = None
+    runs_per_block: int = 0
+    load_average: list[float] = field(default_factory=list)
+    format: str = TABLE_FORMAT
+
+    @property
+    def coverage(self) -> float | None:
+        """Share of the whole UNet's time that the removable blocks account for."""
+        return sum(self.blocks.values()) / self.unet_ms if self.unet_ms else None
+
+    def saving_ms(self, config: Any, spec: PruneSpec) -> float:
+        """Milliseconds a removal saves: the sum of its blocks' medians."""
+        missing = [m for m in removed_modules(config, spec) if m not in self.blocks]
+        if missing:
+            raise RecipeError(f"the latency table has no figure for {missing}; re-measure it for this UNet")
+        return sum(self.blocks[m] for m in removed_modules(config, spec))
+
+    def estimate_ms(self, config: Any, spec: PruneSpec) -> float:
+        """Estimated UNet latency after a removal (whole UNet minus the saving)."""
+        if self.unet_ms is None:
+            raise RecipeError("the latency table has no whole-UNet figure")
+        return self.unet_ms - self.saving_ms(config, spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> Path:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "LatencyTable":
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != TABLE_FORMAT:
+            raise RecipeError(f"{path} is not an edgediff latency table (format {data.get('format')!r})")
+        return cls(**data)
+
+
+def removed_modules(config: Any, spec: PruneSpec) -> list[str]:
+    """The teacher's module names a spec removes (pairs, attention of a stage, the mid block)."""
+    if spec.drop_inner_stages:
+        raise UnsupportedError("the latency table prices blocks, not whole stages; drop_inner_stages has no figure")
+    cfg = dict(config)
+    layout = prune.plan_layout(cfg, spec)
+    names: list[str] = []
+    down_counts, up_counts = prune.down_layer_counts(cfg), prune.up_layer_counts(cfg)
+    for kind, plans, counts, types in (("down_blocks", layout.down, down_counts, cfg["down_block_types"]),
+                                       ("up_blocks", layout.up, up_counts, cfg["up_block_types"])):
+        for plan in plans:
+            i = plan.teacher_index
+            has_attention = types[i] in prune.ATTENTION_BLOCK_TYPES
+            for d in range(counts[i]):
+                if d not in plan.resnets:
+                    names.append(f"{kind}.{i}.resnets.{d}")
+                if has_attention and (plan.attentions is None or d not in plan.attentions):
+                    names.append(f"{kind}.{i}.attentions.{d}")
+    if cfg.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None and not layout.mid:
+        names.append("mid_block")
+    return names
+
+
+def timed_modules(unet: Any) -> list[str]:
+    """Every block the table prices, in forward order."""
+    names = []
+    for kind in ("down_blocks", "up_blocks"):
+        for i, block in enumerate(getattr(unet, kind)):
+            for d in range(len(block.resnets)):
+                names.append(f"{kind}.{i}.resnets.{d}")
+                if getattr(block, "attentions", None) is not None:
+                    names.append(f"{kind}.{i}.attentions.{d}")
+        if kind == "down_blocks" and unet.mid_block is not None:
+            names.append("mid_block")
+    return names
+
+
+class _BlockCall(torch.nn.Module):
+    """One block as a component: positional tensor inputs, one tensor output."""
+
+    def __init__(self, module: torch.nn.Module, kind: str):
+        super().__init__()
+        self.module, self.kind = module, kind
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        if self.kind == "resnet":
+            return self.module(tensors[0], tensors[1])
+        if self.kind == "attention":
+            return self.module(tensors[0], encoder_hidden_states=tensors[1], return_dict=False)[0]
+        if len(tensors) == 3:  # mid block with cross-attention
+            return self.module(tensors[0], tensors[1], encoder_hidden_states=tensors[2])
+        return self.module(tensors[0], tensors[1])
+
+
+def capture_block_inputs(unet: Any, args: tuple, names: list[str]) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The tensors each named block receives during one forward pass of the whole UNet."""
+    modules = dict(unet.named_modules())
+    captured: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    def hook(name: str) -> Callable:
+        def grab(_module, inputs, kwargs):
+            if ".resnets." in name:
+                captured[name] = (inputs[0], inputs[1] if len(inputs) > 1 else kwargs["temb"])
+            elif ".attentions." in name:
+                captured[name] = (inputs[0], kwargs["encoder_hidden_states"])
+            else:
+                temb = inputs[1] if len(inputs) > 1 else kwargs.get("temb")
+                ehs = kwargs.get("encoder_hidden_states")
+                captured[name] = (inputs[0], temb) if ehs is None or not getattr(
+                    modules[name], "has_cross_attention", False) else (inputs[0], temb, ehs)
+        return grab
+
+    handles = [modules[n].register_forward_pre_hook(hook(n), with_kwargs=True) for n in names]
+    try:
+        with torch.no_grad():
+            unet(*args[:2], encoder_hidden_states=args[2], return_dict=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: tuple(t.detach().clone() for t in captured[n]) for n in names}
+
+
+def _component(name: str, module: torch.nn.Module, tensors: tuple[torch.Tensor, ...]):
+    from edgediff.model.components import Component, TensorSpec
+
+    kind = "resnet" if ".resnets." in name else "attention" if ".attentions." in name else "mid"
+    call = _BlockCall(module, kind).eval()
+    with torch.no_grad():
+        out = call(*tensors)
+    input_names = ["hidden_states", "temb", "encoder_hidden_states"] if kind == "mid" else (
+        ["hidden_states", "temb"] if kind == "resnet" else ["hidden_states", "encoder_hidden_states"])
+    safe = name.replace(".", "_")
+    return Component(
+        safe, call, inputs=tuple(TensorSpec(n, tuple(t.shape)) for n, t in zip(input_names, tensors)),
+        outputs=(TensorSpec("output", tuple(out.shape)),),
+    ), {n: t.numpy() for n, t in zip(input_names, tensors)}
+
+
+def _time_rounds(runners: dict[str, Callable[[], Any]], runs: int, rounds: int, warmup: int,
+                 progress: bool) -> dict[str, list[float]]:
+    from tqdm.auto import tqdm
+
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    bar = tqdm(total=rounds * len(runners), desc="latency table", disable=not progress)
+    for _ in range(rounds):
+        for name, run in runners.items():
+            for _ in range(runs):
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000.0)
+            bar.update(1)
+    bar.close()
+    return times
+
+
+def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engine: str = "backend",
+                  backend_name: str | None = None, precision: str = "fp32", runs: int = 3, rounds: int = 3,
+                  warmup: int = 1, modules: list[str] | None = None, work_dir: Path | None = None,
+                  progress: bool = True) -> LatencyTable:
+    """Time every removable block (or `modules`) and the whole UNet on this machine.
+
+    `example_args` = (sample, timestep, encoder_hidden_states) at the recipe's shapes (batch 2 for batched
+    classifier-free guidance). `engine="backend"` lowers each block with the target's backend;
+    `engine="pytorch"` times the eager modules.
+    """
+    from edgediff.profile.host import host_name
+
+    unet = unet.eval()
+    names = modules or timed_modules(unet)
+    inputs = capture_block_inputs(unet, example_args, names)
+    all_modules = dict(unet.named_modules())
+    runners: dict[str, Callable[[], Any]] = {}
+    version = torch.__version__
+    if engine == "pytorch":
+        backend_name = "pytorch"
+        for name in names:
+            call = _BlockCall(all_modules[name], _kind(name)).eval()
+            runners[name] = _torch_runner(call, inputs[name])
+        runners["__unet__"] = _torch_runner(_WholeUNet(unet), example_args)
+    elif engine == "backend":
+        from edgediff.backends.base import get_backend
+        from edgediff.model.components import Component, TensorSpec
+
+        if backend_name is None:
+            from edgediff.targets import load_target
+
+            spec = load_target(target)
+            if spec.reach.method != "local":
+                raise UnsupportedError(
+                    f"target {target!r} is reached by {spec.reach.method}; block latency tables are measured on "
+                    "this machine only for now: measure on a local target or pass a saved table")
+            backend_name, precision = spec.backend, spec.precision
+        backend = get_backend(backend_name)
+        backend.check_available()
+        options = backend.Options()
+        version = backend.version()
+        tmp = tempfile.TemporaryDirectory() if work_dir is None else None
+        out_dir = Path(work_dir or tmp.name)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            from tqdm.auto import tqdm
+
+            for name in tqdm(names, desc="lowering blocks", disable=not progress):
+                component, feed = _component(name, all_modules[name], inputs[name])
+                artifact = backend.lower(component, options, precision, out_dir)
+                runners[name] = _backend_runner(backend.load(artifact, options), feed)
+            whole = Component(
+                "unet", _WholeUNet(unet).eval(),
+                inputs=(TensorSpec("sample", tuple(example_args[0].shape)), TensorSpec("timestep", tuple(example_args[1].shape)),
+                        TensorSpec("encoder_hidden_states", tuple(example_args[2].shape))),
+                outputs=(TensorSpec("noise_pred", tuple(example_args[0].shape)),),
+            )
+            artifact = backend.lower(whole, options, precision, out_dir)
+            runners["__unet__"] = _backend_runner(
+                backend.load(artifact, options),
+                {"sample": example_args[0].numpy(), "timestep": example_args[1].numpy(),
+                 "encoder_hidden_states": example_args[2].numpy()})
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+    else:
+        raise RecipeError(f"engine must be 'backend' or 'pytorch', got {engine!r}")
+
+    load_before = os.getloadavg()[0]
+    times = _time_rounds(runners, runs, rounds, warmup, progress)
+    unet_ms = float(np.median(times.pop("__unet__")))
+    return LatencyTable(
+        target=target, backend=backend_name, precision=precision, device=f"{host_name()} ({version})",
+        shapes={"sample": list(example_args[0].shape), "encoder_hidden_states": list(example_args[2].shape)},
+        blocks={n: float(np.median(t)) for n, t in times.items()}, unet_ms=unet_ms, runs_per_block=runs * rounds,
+        load_average=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+    )
+
+
+def _kind(name: str) -> str:
+    return "resnet" if ".resnets." in name else "attention" if ".attentions." in name else "mid"
+
+
+class _WholeUNet(torch.nn.Module):
+    def __init__(self, unet: Any):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+
+def _torch_runner(module: torch.nn.Module, tensors: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+    def run() -> Any:
+        with torch.inference_mode():
+            return module(*tensors)
+    return run
+
+
+def _backend_runner(session: Callable, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
+    return lambda: session(feed)
+
+
+def example_unet_args(unet: Any, height_latent: int | None = None, batch: int = 2, text_length: int = 77,
+                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sample, timestep, encoder_hidden_states) at the UNet's native latent size, batch 2 (batched CFG)."""
+    cfg = unet.config
+    size = height_latent or (cfg.sample_size[0] if isinstance(cfg.sample_size, (list, tuple)) else cfg.sample_size)
+    dim = cfg.cross_attention_dim[0] if isinstance(cfg.cross_attention_dim, (list, tuple)) else cfg.cross_attention_dim
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, cfg.in_channels, size, size, generator=g), torch.full((batch,), 500.0),
+            torch.randn(batch, text_length, dim, generator=g))
