@@ -8,6 +8,12 @@ lowering, before anything is loaded to run) belongs to that conversion alone. Th
 the artifact against PyTorch and times it with XNNPACK; PyTorch eager is timed in one more subprocess of the
 same run, and every latency ratio uses that figure. Weights are seeded random (--random-weights): the figures
 are about size and speed, which do not depend on the weight values.
+
+`LiteRTBackend.lower` at fp16/int8 is "convert to fp32, then quantize with ai-edge-quantizer". When this run
+already wrote the fp32 files, the fp16/int8 workers reuse them and run only the quantize step (the same
+`_quantize` call lower() makes; --fresh converts every precision from scratch instead). Their conversion time is
+then reported as fp32 conversion + quantization, and their peak RSS is measured with the PyTorch UNet loaded, as
+it is inside lower(); the conversion peak of lower() at that precision is max(fp32 conversion, quantization).
 """
 
 from __future__ import annotations
@@ -45,6 +51,24 @@ def _time(fn, runs: int, warmup: int) -> list[float]:
     return times
 
 
+def _quantize_from_fp32(component, float_dir: Path, out: Path, precision: str):
+    """What lower() does after converting: quantize each fp32 file, read back its I/O, assemble the artifact."""
+    from edgediff.backends.base import Artifact
+    from edgediff.backends.litert import QuantPlan, _file_specs, _quantize
+
+    out.mkdir(parents=True, exist_ok=True)
+    plan = QuantPlan("int8_weights") if precision == "int8" else None
+    chunks = []
+    for piece in json.loads((float_dir / "pieces.json").read_text()):
+        path = out / piece["file"]
+        _quantize(float_dir / piece["file"], path, precision, plan, [], None)
+        inputs, outputs = _file_specs(path, piece["inputs"], piece["outputs"])
+        chunks.append(Artifact(path.stem, path, inputs, outputs, meta={"stages": piece["stages"]}))
+    if len(chunks) == 1:
+        return Artifact(component.name, chunks[0].path, chunks[0].inputs, chunks[0].outputs)
+    return Artifact(component.name, chunks[0].path, component.inputs, component.outputs, chunks=chunks)
+
+
 def worker(args) -> dict:
     component = _unet_component(args.model, args.size)
     inputs = component.example_inputs(1)
@@ -61,10 +85,20 @@ def worker(args) -> dict:
     options = LiteRTOptions(threads=args.threads, lightweight_conversion=args.lightweight,
                             **({"max_chunk_bytes": args.max_chunk_bytes} if args.max_chunk_bytes else {}))
     out = Path(args.out) / args.precision
+    float_dir = Path(args.out) / "fp32"
     start = time.perf_counter()
-    artifact = backend.lower(component, options, args.precision, out)
+    if args.precision != "fp32" and not args.fresh and (float_dir / "pieces.json").exists():
+        artifact = _quantize_from_fp32(component, float_dir, out, args.precision)
+        result["quantize_s"] = time.perf_counter() - start
+        result["made_from"] = "fp32 files of this run + ai-edge-quantizer"
+    else:
+        artifact = backend.lower(component, options, args.precision, out)
     result["convert_s"] = time.perf_counter() - start
     result["peak_rss_convert_mb"] = round(_peak_rss_mb())
+    if args.precision == "fp32":
+        pieces = [{"file": a.path.name, "inputs": [s.name for s in a.inputs], "outputs": [s.name for s in a.outputs],
+                   "stages": a.meta.get("stages", [])} for a in (artifact.chunks or [artifact])]
+        (out / "pieces.json").write_text(json.dumps(pieces))
     files = [c.path for c in artifact.chunks] or [artifact.path]
     result["files"] = {f.name: f.stat().st_size for f in files}
     result["total_bytes"] = sum(result["files"].values())
@@ -93,6 +127,7 @@ def main() -> int:
     parser.add_argument("--lightweight", action="store_true", help="litert-torch lightweight_conversion")
     parser.add_argument("--max-chunk-bytes", type=int, default=0, help="override LiteRTOptions.max_chunk_bytes")
     parser.add_argument("--no-pytorch", action="store_true", help="skip timing PyTorch eager")
+    parser.add_argument("--fresh", action="store_true", help="convert fp16/int8 from scratch, not from fp32 files")
     parser.add_argument("--worker", dest="precision", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.precision:
@@ -105,7 +140,8 @@ def main() -> int:
     for precision in ([] if args.no_pytorch else ["pytorch"]) + args.precisions:
         cmd = [sys.executable, __file__, args.model, "--worker", precision, "--size", str(args.size), "--runs",
                str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads), "--out", str(out),
-               "--max-chunk-bytes", str(args.max_chunk_bytes)] + (["--lightweight"] if args.lightweight else [])
+               "--max-chunk-bytes", str(args.max_chunk_bytes)] + (["--lightweight"] if args.lightweight else []) \
+            + (["--fresh"] if args.fresh else [])
         print("+", " ".join(cmd), flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True)
         (out / f"{precision}.log").write_text(done.stdout + done.stderr)
