@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -40,14 +41,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _time(fn, runs: int, warmup: int) -> list[float]:
+def _time(fn, runs: int, warmup: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall seconds per run; `cpu` collects process CPU seconds per run, which tells a busy machine apart
+    (wall >> cpu / threads means the run waited for cores)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
+        if cpu is not None:
+            cpu.append(time.process_time() - start_cpu)
     return times
 
 
@@ -74,8 +79,10 @@ def worker(args) -> dict:
     inputs = component.example_inputs(1)
     result: dict = {"precision": args.precision, "rss_after_load_mb": round(_peak_rss_mb())}
     if args.precision == "pytorch":
-        times = _time(lambda: component.run_torch(inputs), args.runs, args.warmup)
-        result.update(median_s=statistics.median(times), times_s=times, peak_rss_mb=round(_peak_rss_mb()))
+        cpu: list[float] = []
+        times = _time(lambda: component.run_torch(inputs), args.runs, args.warmup, cpu)
+        result.update(median_s=statistics.median(times), times_s=times, cpu_s=cpu, load_avg=os.getloadavg(),
+                      peak_rss_mb=round(_peak_rss_mb()))
         return result
 
     from edgediff.backends.litert import LiteRTBackend, LiteRTOptions
@@ -110,8 +117,10 @@ def worker(args) -> dict:
     got = session(inputs)["noise_pred"]
     rel = float(((reference - got) ** 2).sum() ** 0.5 / (reference**2).sum() ** 0.5)
     result["parity"] = compare(reference, got).to_dict() | {"rel_l2_error": rel}
-    times = _time(lambda: session(inputs), args.runs, args.warmup)
-    result.update(median_s=statistics.median(times), times_s=times, peak_rss_mb=round(_peak_rss_mb()))
+    cpu: list[float] = []
+    times = _time(lambda: session(inputs), args.runs, args.warmup, cpu)
+    result.update(median_s=statistics.median(times), times_s=times, cpu_s=cpu, load_avg=os.getloadavg(),
+                  peak_rss_mb=round(_peak_rss_mb()))
     return result
 
 
