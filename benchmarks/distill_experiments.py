@@ -130,7 +130,7 @@ def write_report(results: dict, path: Path) -> None:
     for key, ev in evals.items():
         parts = key.split("_")
         steps = int(parts[-1]) if parts[-1].isdigit() else int(next(p for p in parts if p.isdigit()))
-        evals_per_image = steps * (2 if key.endswith("cfg") or (key.startswith("teacher") and "Scheduler" in key) else 1)
+        evals_per_image = steps * (2 if key.startswith(("teacher", "pruned_teacher")) else 1)
         acc = _pct(ev.get("prompt_accuracy"))
         fd = ev.get("frechet_distance")
         lines.append(f"| {key} | {steps} | {evals_per_image} | {acc:.1f} | {fd:.2f} |" if acc is not None and fd is not None
@@ -204,7 +204,12 @@ def main() -> None:
     if not args.skip_eval:
         ev = args.out / "eval"
         ev.mkdir(exist_ok=True)
-        results["evals"]["teacher_25_cfg"] = evaluate(args.teacher, 25, g, args.prompts, ev / "teacher_25.json", log)
+        card = args.teacher / "metrics.json"
+        card_eval = json.loads(card.read_text()).get("evaluation", {}).get("25") if card.is_file() else None
+        if card_eval and card_eval.get("settings", {}).get("guidance") == g and card_eval.get("settings", {}).get("prompts") == args.prompts:
+            results["evals"]["teacher_25_cfg"] = card_eval | {"source": str(card)}  # same evaluate(), same settings
+        else:
+            results["evals"]["teacher_25_cfg"] = evaluate(args.teacher, 25, g, args.prompts, ev / "teacher_25.json", log)
         views = args.out / "views"
         for steps in (2, 4):
             for sampler in FEW_STEP_SAMPLERS:
@@ -216,12 +221,15 @@ def main() -> None:
             results["evals"]["pruned_teacher_25_cfg"] = evaluate(args.pruned_teacher, 25, g, args.prompts, ev / "pruned_teacher_25.json", log)
             results["evals"]["pruned_student_4"] = evaluate(args.pruned_student, 4, g, args.prompts, ev / "pruned_student_4.json", log)
 
-        best2 = max(FEW_STEP_SAMPLERS, key=lambda s: results["evals"][f"teacher_2_{s}"]["prompt_accuracy"])
+        for steps in (2, 4):  # the teacher's own scheduler and spacing, as shipped
+            results["evals"][f"teacher_{steps}_own"] = evaluate(args.teacher, steps, g, args.prompts, ev / f"teacher_{steps}_own.json", log)
+        candidates = (*FEW_STEP_SAMPLERS, "own")
+        best2 = max(candidates, key=lambda s: results["evals"][f"teacher_2_{s}"]["prompt_accuracy"])
         results["teacher_best_2_step_sampler"] = best2
         grid = args.out / "grid.png"
         sh([sys.executable, "benchmarks/distill_grid.py", "--out", str(grid), "--rows", "8",
             "--column", f"teacher 25 steps cfg {g:g}={args.teacher}::25:{g}",
-            "--column", f"teacher 2 steps {best2[:5]}={with_scheduler(args.teacher, best2, views)}::2:{g}",
+            "--column", f"teacher 2 steps {best2[:5]}={args.teacher if best2 == 'own' else with_scheduler(args.teacher, best2, views)}::2:{g}",
             "--column", f"student 4 steps={args.student}::4:",
             "--column", f"student 2 steps={args.student}::2:"], log)
 
