@@ -453,3 +453,54 @@ def test_lcm_pipeline_matches_diffusers(tmp_path):
     with mock.patch("diffusers.schedulers.scheduling_lcm.randn_tensor", same_noise):
         reference = diffusers_image(model, PROMPT, 4, result.steps, 3.0, pipe.latent_shape, p["height"], p["width"])
     assert psnr(result.image, reference) >= MIN_PSNR_DB
+
+
+def test_coreml_bundle_explains_it_needs_macos(tmp_path):
+    """Loading a Core ML bundle off macOS fails with BackendUnavailable before touching the model files."""
+    import platform
+
+    from edgediff.errors import BackendUnavailable
+
+    if platform.system() == "Darwin":
+        pytest.skip("on macOS Core ML bundles do run")
+    shutil.copytree(TOKENIZER, tmp_path / "tokenizer")
+    components = {}
+    for name, inputs, outputs in [
+        ("text_encoder", [("input_ids", [1, 77], "int32")], [("last_hidden_state", [1, 77, 32], "float32")]),
+        ("unet", [("sample", [2, 4, 8, 8], "float32"), ("timestep", [2], "float32"),
+                  ("encoder_hidden_states", [2, 77, 32], "float32")], [("noise_pred", [2, 4, 8, 8], "float32")]),
+        ("vae_decoder", [("latent", [1, 4, 8, 8], "float32")], [("image", [1, 3, 64, 64], "float32")]),
+    ]:
+        package = tmp_path / f"{name}.mlpackage"
+        package.mkdir()
+        (package / "Manifest.json").write_text("{}")
+        components[name] = {
+            "file": package.name, "inputs": [dict(name=n, shape=s, dtype=d) for n, s, d in inputs],
+            "outputs": [dict(name=n, shape=s, dtype=d) for n, s, d in outputs],
+        }
+    manifest = {
+        "format": "edgediff-bundle/1", "backend": "coreml", "precision": "fp16", "components": components,
+        "pipeline": {"height": 64, "width": 64, "latent_shape": [1, 4, 8, 8], "vae_scaling_factor": 0.18215,
+                     "guidance": {"scale": 7.5, "batched_cfg": True},
+                     "scheduler": {"class_name": "EulerDiscreteScheduler", "config": {}, "num_inference_steps": 4}},
+        "tokenizer": {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt", "max_length": 77},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BackendUnavailable, match="macOS"):
+        BundlePipeline.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_litert_bundle_matches_diffusers(tmp_path):
+    """The same parity on a LiteRT bundle (int32 input_ids in the .tflite, XNNPACK interpreter)."""
+    pytest.importorskip("ai_edge_litert")
+    model = make_tiny_pipeline(tmp_path / "tiny-sd")
+    bundle = convert(model, tmp_path / "bundle", "litert", "--set", "pipeline.num_inference_steps=10")
+    pipe = BundlePipeline.load(bundle)
+    assert pipe.manifest.backend == "litert"
+    result = pipe.generate(PROMPT, seed=3)
+    p = pipe.manifest.pipeline
+    expected = diffusers_image(model, PROMPT, 3, result.steps, result.guidance, pipe.latent_shape, p["height"], p["width"])
+    value = psnr(result.image, expected)
+    print(f"\nlitert {result.steps} steps: PSNR {value:.1f} dB vs diffusers; {result.timings.describe()}")
+    assert value >= MIN_PSNR_DB

@@ -2,9 +2,10 @@
 
 Each case runs a whole trajectory on random model outputs: the same initial noise, the same model output
 and (for LCM / SDE solvers) the same injected noise at every step, comparing the scaled model input and the
-new latent after every step. Random model outputs drive latents to magnitudes of ~100, where float32 itself
-resolves only ~1e-5, so the error is measured relative to the trajectory's peak: max|ours - diffusers| /
-max(1, max|diffusers|) <= 1e-5.
+new latent after every step. Random model outputs drive latents to magnitudes of 40-100, where float32
+itself resolves only ~1e-5: diffusers' own float32 trajectory differs from a float64 run of the same code by
+1e-5..5e-5 there. So the error is measured relative to the trajectory's peak:
+max|ours - diffusers| / max(1, max|diffusers|) <= 1e-5 (measured: <= 8e-7 for the main classes).
 """
 
 from __future__ import annotations

@@ -180,35 +180,54 @@ def _resolved_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _linspace_f32(start: float, end: float, n: int) -> np.ndarray:
+    """torch.linspace(start, end, n, dtype=float32) bit for bit: a float32 step, fused multiply-add from both
+    ends (diffusers builds its betas this way, and the tables should reproduce its float32 schedule)."""
+    s32, e32 = np.float32(start), np.float32(end)
+    if n == 1:
+        return np.array([s32], dtype=np.float32)
+    step = np.float64(np.float32((e32 - s32) / np.float32(n - 1)))
+    i = np.arange(n)
+    values = np.where(i < n // 2, np.float64(s32) + step * i, np.float64(e32) - step * (n - 1 - i))
+    return values.astype(np.float32)
+
+
 def _betas(cfg: dict[str, Any]) -> np.ndarray:
+    """float32 betas, computed as diffusers' constructors compute them."""
     n = int(cfg["num_train_timesteps"])
     if cfg.get("trained_betas") is not None:
-        betas = np.asarray(cfg["trained_betas"], dtype=np.float64)
+        betas = np.asarray(cfg["trained_betas"], dtype=np.float32)
     elif cfg["beta_schedule"] == "linear":
-        betas = np.linspace(cfg["beta_start"], cfg["beta_end"], n, dtype=np.float64)
+        betas = _linspace_f32(cfg["beta_start"], cfg["beta_end"], n)
     elif cfg["beta_schedule"] == "scaled_linear":
-        betas = np.linspace(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, n, dtype=np.float64) ** 2
+        betas = _linspace_f32(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, n) ** 2
     elif cfg["beta_schedule"] == "squaredcos_cap_v2":
 
         def alpha_bar(t: float) -> float:
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
-        betas = np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)])
+        betas = np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)], dtype=np.float32)
     else:
         raise UnsupportedError(
             f"beta_schedule {cfg['beta_schedule']!r} is not supported; use linear, scaled_linear or squaredcos_cap_v2"
         )
     if cfg.get("rescale_betas_zero_snr"):
-        sqrt_ac = np.sqrt(np.cumprod(1.0 - betas))
+        sqrt_ac = np.sqrt(_cumprod_f32(np.float32(1.0) - betas))
         first, last = sqrt_ac[0], sqrt_ac[-1]
         sqrt_ac = (sqrt_ac - last) * (first / (first - last))
         ac = sqrt_ac**2
-        betas = 1.0 - np.concatenate([ac[:1], ac[1:] / ac[:-1]])
-    return betas
+        betas = (np.float32(1.0) - np.concatenate([ac[:1], ac[1:] / ac[:-1]])).astype(np.float32)
+    return betas.astype(np.float32)
+
+
+def _cumprod_f32(values: np.ndarray) -> np.ndarray:
+    """torch.cumprod on float32: accumulated in float64, each output rounded to float32."""
+    return np.cumprod(values.astype(np.float64)).astype(np.float32)
 
 
 def _alphas_cumprod(cfg: dict[str, Any]) -> np.ndarray:
-    return np.cumprod(1.0 - _betas(cfg))
+    """diffusers' float32 alphas_cumprod, returned as float64 so later coefficient math adds no rounding."""
+    return _cumprod_f32(np.float32(1.0) - _betas(cfg)).astype(np.float64)
 
 
 def _check_spacing(cfg: dict[str, Any]) -> str:
@@ -317,7 +336,9 @@ def _ddim(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
 
 
 def _discrete_sigmas(ac: np.ndarray) -> np.ndarray:
-    return np.sqrt((1 - ac) / ac)
+    """sqrt((1 - ac) / ac) evaluated in float32, as diffusers does before interpolating."""
+    ac32 = ac.astype(np.float32)
+    return np.sqrt((np.float32(1.0) - ac32) / ac32).astype(np.float64)
 
 
 def _euler(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
