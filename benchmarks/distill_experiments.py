@@ -204,25 +204,25 @@ def main() -> None:
     if not args.skip_eval:
         ev = args.out / "eval"
         ev.mkdir(exist_ok=True)
+        views = args.out / "views"
+        for steps in (2, 4):  # the teacher with few-step samplers (trailing spacing) and with its own scheduler
+            for sampler in FEW_STEP_SAMPLERS:
+                view = with_scheduler(args.teacher, sampler, views)
+                results["evals"][f"teacher_{steps}_{sampler}"] = evaluate(view, steps, g, args.prompts, ev / f"teacher_{steps}_{sampler}.json", log)
+            results["evals"][f"teacher_{steps}_own"] = evaluate(args.teacher, steps, g, args.prompts, ev / f"teacher_{steps}_own.json", log)
+        if not (args.student / "model_index.json").is_file():
+            raise SystemExit(f"teacher few-step evaluations done; {args.student} does not exist yet (train it, then rerun)")
+        for steps in (1, 2, 4):
+            results["evals"][f"student_{steps}"] = evaluate(args.student, steps, g, args.prompts, ev / f"student_{steps}.json", log)
+        if args.pruned_teacher is not None:
+            results["evals"]["pruned_teacher_25_cfg"] = evaluate(args.pruned_teacher, 25, g, args.prompts, ev / "pruned_teacher_25.json", log)
+            results["evals"]["pruned_student_4"] = evaluate(args.pruned_student, 4, g, args.prompts, ev / "pruned_student_4.json", log)
         card = args.teacher / "metrics.json"
         card_eval = json.loads(card.read_text()).get("evaluation", {}).get("25") if card.is_file() else None
         if card_eval and card_eval.get("settings", {}).get("guidance") == g and card_eval.get("settings", {}).get("prompts") == args.prompts:
             results["evals"]["teacher_25_cfg"] = card_eval | {"source": str(card)}  # same evaluate(), same settings
         else:
             results["evals"]["teacher_25_cfg"] = evaluate(args.teacher, 25, g, args.prompts, ev / "teacher_25.json", log)
-        views = args.out / "views"
-        for steps in (2, 4):
-            for sampler in FEW_STEP_SAMPLERS:
-                view = with_scheduler(args.teacher, sampler, views)
-                results["evals"][f"teacher_{steps}_{sampler}"] = evaluate(view, steps, g, args.prompts, ev / f"teacher_{steps}_{sampler}.json", log)
-        for steps in (1, 2, 4):
-            results["evals"][f"student_{steps}"] = evaluate(args.student, steps, g, args.prompts, ev / f"student_{steps}.json", log)
-        if args.pruned_teacher is not None:
-            results["evals"]["pruned_teacher_25_cfg"] = evaluate(args.pruned_teacher, 25, g, args.prompts, ev / "pruned_teacher_25.json", log)
-            results["evals"]["pruned_student_4"] = evaluate(args.pruned_student, 4, g, args.prompts, ev / "pruned_student_4.json", log)
-
-        for steps in (2, 4):  # the teacher's own scheduler and spacing, as shipped
-            results["evals"][f"teacher_{steps}_own"] = evaluate(args.teacher, steps, g, args.prompts, ev / f"teacher_{steps}_own.json", log)
         candidates = (*FEW_STEP_SAMPLERS, "own")
         best2 = max(candidates, key=lambda s: results["evals"][f"teacher_2_{s}"]["prompt_accuracy"])
         results["teacher_best_2_step_sampler"] = best2
