@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="selects the prompt set and image seeds (default: %(default)s)")
     p.add_argument("--judge", type=Path, default=None, help="judge folder (default: MODEL/judge, else models/shapes-sd/judge)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for the diffusers path (default: %(default)s; tiny models run best on one)")
     p.add_argument("--grid", type=Path, default=None, help="also save the first 32 generated images as a PNG grid")
     p.set_defaults(func=run)
 
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     model = Path(args.model) if args.model else DEFAULT_MODEL
     steps, guidance = model_defaults(model)
+    if args.threads >= 1:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = EvalSettings(steps=args.steps if args.steps is not None else steps,
                             guidance=args.guidance if args.guidance is not None else guidance,
                             prompts=args.prompts, seed=args.seed)

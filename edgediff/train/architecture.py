@@ -36,10 +36,12 @@ class UNetShape:
 
 @dataclass(frozen=True)
 class VAEShape:
-    block_out_channels: tuple[int, ...] = (8, 16, 32, 32)  # 4 blocks = 3 downsamples = 8x
+    block_out_channels: tuple[int, ...] = (16, 32, 32, 32)  # 4 blocks = 3 downsamples = 8x
     layers_per_block: int = 1
     latent_channels: int = 4
-    norm_num_groups: int = 8
+    # 4 channels per group at full resolution: one channel per group would normalise each colour
+    # channel per image and erase the flat colours this data is made of.
+    norm_num_groups: int = 4
     # Fully convolutional (no mid-block attention): cheap, and lets the VAE train on crops.
     mid_block_add_attention: bool = False
 
