@@ -366,3 +366,21 @@ def test_full_size_sd15_presets_build_and_run(preset):
     args = (torch.randn(1, 4, 16, 16), torch.tensor([500.0]), torch.randn(1, 77, 768))
     out = run(unet, args)
     assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------- recipe step
+
+
+def test_prune_recipe_step_swaps_in_the_pruned_unet_and_rebuilds_components():
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import LoadedModel
+
+    model = LoadedModel(source="tiny", kind="unet", unet=tiny_unet())
+    components = build_components(model, ["unet"], ComponentShapes(64, 64, text_length=7))
+    rebuilt = prune.prune_slim_step(model, components, {"preset": "bk-small"})
+    assert model.unet.mid_block is None and rebuilt[0].inputs == components[0].inputs
+    expected = prune.prune_unet(tiny_unet(), prune.preset_spec(tiny_config(), "bk-small"))
+    args = inputs()
+    assert torch.equal(run(model.unet, args), run(expected, args))
+    with pytest.raises(RecipeError, match="exactly one of"):
+        prune.prune_slim_step(model, components, {"preset": "bk-small", "drop_mid": True})
