@@ -377,6 +377,21 @@ sys.exit(runner.main())
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)
 
 
+def test_jetson_runner_prompt_loop(tiny, tmp_path):
+    _, bundle = tiny
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), str(bundle), "--loop", "--output-dir", "imgs", "--steps", "2", "--seed", "5",
+         "--provider", "cpu", "--quiet"],
+        cwd=tmp_path, input="a red circle\n\na blue star\n", capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "imgs").iterdir()) == ["0000.png", "0001.png"]
+    from PIL import Image
+
+    expected = BundlePipeline.load(bundle)("a blue star", seed=6, steps=2)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "imgs" / "0001.png")), expected)
+
+
 def test_jetson_runner_http_endpoint(tiny, tmp_path):
     _, bundle = tiny
     proc = subprocess.Popen(

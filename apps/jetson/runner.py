@@ -140,12 +140,14 @@ def run_loop(runner: Runner, args: argparse.Namespace) -> int:
     """Read prompts from stdin, one per line; write OUTPUT_DIR/0000.png, 0001.png, ..."""
     out = args.output_dir or Path("images")
     print("enter prompts, one per line (Ctrl-D to stop)", file=sys.stderr, flush=True)
-    for i, line in enumerate(sys.stdin):
+    count = 0
+    for line in sys.stdin:
         prompt = line.strip()
         if not prompt:
             continue
-        result = runner.generate(prompt, args.seed + i, args.steps, args.guidance, args.negative_prompt)
-        runner.save(result, out / f"{i:04d}.png")
+        result = runner.generate(prompt, args.seed + count, args.steps, args.guidance, args.negative_prompt)
+        runner.save(result, out / f"{count:04d}.png")
+        count += 1
     return 0
 
 
