@@ -30,6 +30,7 @@ class OnnxRuntimeOptions:
     threads: int = 0  # 0 = ORT's default (all physical cores)
     optimization_level: str = "all"  # "disable", "basic", "extended", "all"
     fuse: bool = True  # apply edgediff's graph rewrites (see edgediff.backends.onnx_graph)
+    contrib_ops: bool = True  # allow ORT-only fused ops (MultiHeadAttention); false = portable ONNX (TensorRT)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
 
@@ -64,7 +65,7 @@ class OnnxRuntimeBackend(Backend):
                     component.module, args, dynamo=True, opset_version=options.opset,
                     input_names=[s.name for s in component.inputs],
                     output_names=[s.name for s in component.outputs],
-                    optimize=True, verbose=False,
+                    optimize=not options.fuse, verbose=False,  # fuse: onnx_graph.optimize cleans up, faster
                 )
         except Exception as exc:  # the exporter raises many types; turn them into one teachable error
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -72,16 +73,24 @@ class OnnxRuntimeBackend(Backend):
                 f"the onnxruntime backend cannot export component '{component.name}': {first} "
                 "(run with --debug for the exporter's trace)"
             ) from exc
-        model = program.model_proto
         from edgediff.backends import onnx_graph
 
+        graph_meta: dict[str, Any] = {}
         if options.fuse:
-            model = onnx_graph.optimize(model)
+            # Contrib ops only in fp32: the fp16/int8 converters below do not know com.microsoft ops.
+            model, graph_report = onnx_graph.optimize(program.model,
+                                                      contrib_ops=options.contrib_ops and precision == "fp32")
+            graph_meta = {"graph": graph_report.to_dict(), "ort_only_ops": graph_report.contrib_ops}
+            if precision != "fp32":
+                model = onnx_graph.to_proto(model)
+        else:
+            model = program.model_proto
         if precision == "fp16":
             model = onnx_graph.to_fp16(model)
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
         return Artifact(component.name, path, component.inputs, component.outputs,
-                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {}})
+                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {},
+                              **graph_meta})
 
     def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
         import onnxruntime as ort
