@@ -29,7 +29,7 @@ DEFAULT_MODEL = REPO_MODELS / "shapes-sd"
 PROMPT_SET_OFFSET = 50_000  # dataset seed of the prompt set = this + --seed (never a training seed)
 REAL_REFERENCE = 2_000  # real images in the Frechet reference set (at least --prompts)
 DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 5.0  # chosen on prompt-set seed 1 (3, 5, 7 tried); reported figures use seed 0
 
 
 @dataclass(frozen=True)
