@@ -641,11 +641,11 @@ def greedy_search(config: Any, units: list[PruneSpec], quality: Any, latency: An
             if saved <= 0:
                 continue
             score = (q(spec) - q(candidate)) / saved
-            if best is None or score < best[0]:
-                best = (score, unit, candidate)
+            if best is None or (score, -saved) < best[:2]:  # ties: the bigger saving (fewer removals)
+                best = (score, -saved, unit, candidate)
         if best is None:
             break
-        score, unit, spec = best
+        score, _, unit, spec = best
         chosen.append(unit)
         trace.append(SearchStep(len(trace), "remove", unit.describe(), spec.describe(), latency(spec), q(spec), score))
         bar.update(1)
@@ -702,7 +702,7 @@ def plot_search(result: SearchResult, path: Path, teacher_ms: float, quality_lab
     ax.set_ylabel(quality_label)
     ax.set_title("latency-driven block removal")
     ax.invert_xaxis()
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
