@@ -437,10 +437,15 @@ def test_jetson_runner_http_endpoint(tiny, tmp_path):
 def test_default_model_image_matches_diffusers(tmp_path):
     bundle = convert(DEFAULT_MODEL, tmp_path / "bundle")
     pipe = BundlePipeline.load(bundle)
-    result = pipe.generate(PROMPT, seed=0)
+    result = pipe.generate(PROMPT, seed=0)  # the manifest's scheduler, steps and guidance
     p = pipe.manifest.pipeline
-    reference = diffusers_image(DEFAULT_MODEL, PROMPT, 0, result.steps, result.guidance, pipe.latent_shape,
-                                p["height"], p["width"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = diffusers_image(DEFAULT_MODEL, PROMPT, 0, result.steps, result.guidance, pipe.latent_shape,
+                                    p["height"], p["width"])
+    finally:
+        torch.set_num_threads(threads)
     value = psnr(result.image, reference)
     print(f"\nshapes-sd onnxruntime: PSNR {value:.2f} dB vs diffusers; {result.timings.describe()}")
     assert value >= MIN_PSNR_DB
