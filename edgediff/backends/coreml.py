@@ -1,0 +1,866 @@
+"""Core ML backend: torch.export -> coremltools mlprogram (.mlpackage), with the Neural Engine recipe of Apple's
+own Stable Diffusion converter: split-einsum attention, a UNet chunked into weight-balanced pieces, int8 or
+palettized weights, and optionally the exact resource layout Apple's Swift pipeline loads.
+
+Per component, `lower`:
+1. rebuilds the module's attention in the chosen form (edgediff.backends.coreml_attention; shares weights),
+2. wraps it for Apple's Swift I/O when `swift_layout` is on (edgediff.backends.coreml_swift),
+3. splits a UNet above `chunk_threshold_mb` into weight-balanced chunks (edgediff.model.split),
+4. checks in PyTorch that exactly what coremltools receives reproduces the original component,
+5. exports each piece with torch.export, converts it (fp16 compute by default), compresses its weights
+   (linear int8 or k-means palettization, minus keep-float layers) and saves it.
+
+Core ML cannot run predictions on Linux: `load` raises BackendUnavailable there and the verify stage records
+numeric parity as skipped, with the reason. `structural_check` still inspects every saved program (I/O against
+the manifest, compute precision, compressed-weight ops, op counts, sizes) without loading its weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import gc
+import json
+import logging
+import platform
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgediff.backends.base import Artifact, Backend, register
+from edgediff.errors import BackendUnavailable, ModelLoadError, ParityError, RecipeError, UnsupportedError
+from edgediff.model.components import Component, TensorSpec
+
+COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+PALETTE_BITS = (1, 2, 3, 4, 6, 8)
+PALETTE_BITS_BEFORE_IOS18 = (1, 2, 4, 6, 8)  # iOS16/17 constexpr_lut_to_dense LUT sizes
+COMPRESSED_WEIGHT_OPS = {
+    "palettize": ("constexpr_lut_to_dense",),
+    "int8": ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"),
+}
+TORCH_CHECK_MIN_PSNR_DB = 60.0  # the rewrite/chunking is exact math; fp32 reordering stays far above this
+MIN_FP16_OP_FRACTION = 0.9
+NOT_ON_MACOS = "Core ML predictions need macOS (coremltools can convert but not run models on Linux)"
+
+
+@dataclass
+class CoreMLOptions:
+    """`[backend.options]` for target = "coreml"."""
+
+    minimum_deployment_target: str = "iOS16"  # any coremltools target: iOS16/17/18, macOS13/14/15, ...
+    compute_units: str = "CPU_AND_NE"  # ALL, CPU_ONLY, CPU_AND_GPU, CPU_AND_NE (recorded, used by `load`)
+    attention: str = "split_einsum"  # "original", "split_einsum" (Neural Engine), "split_einsum_v2"
+    query_chunk: int = 512  # split_einsum_v2: queries per chunk
+    chunk_unet: int = 0  # 0 = auto (2 chunks above chunk_threshold_mb), 1 = never, N = N chunks
+    chunk_threshold_mb: float = 1024.0  # UNet weights at compute precision (what iOS 16 materialises at load)
+    palettize_bits: int = 0  # 0 = off; 1/2/3/4/6/8-bit look-up tables (k-means by default)
+    palettize_mode: str = "kmeans"  # "kmeans" or "uniform"
+    palettize_granularity: str = "per_tensor"  # or "per_grouped_channel" (iOS18+)
+    palettize_group_size: int = 16
+    int8_granularity: str = "per_channel"  # precision = "int8": linear symmetric int8 weights
+    weight_threshold: int = 2048  # weights with more elements are compressed; smaller ones (biases, norms) stay float
+    keep_float: list[str] = field(default_factory=list)  # module globs never compressed, "component:glob" ok
+    kmeans_workers: int = 1
+    swift_layout: bool = False  # name and shape everything as apple/ml-stable-diffusion's Swift pipeline loads
+    compile_swift: bool = True  # on a Mac with Xcode, compile Resources/*.mlmodelc in finalize_bundle
+    check_torch: bool = True  # verify the rewritten/chunked PyTorch modules against the original first
+
+
+@contextlib.contextmanager
+def _quiet_coremltools():
+    """coremltools logs warnings on import on Linux (no native runtime, untested torch); keep the CLI readable."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _coremltools():
+    try:
+        with _quiet_coremltools():
+            import coremltools as ct
+    except ImportError as exc:
+        raise BackendUnavailable(f"the coreml backend needs coremltools: pip install 'edgediff[coreml]' ({exc})") from None
+    return ct
+
+
+@dataclass
+class _Piece:
+    """One package to write: a module, how to call it, and its I/O as stored in the package."""
+
+    stem: str
+    module: Any
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    example: dict[str, Any]  # torch tensors by input name
+    keyword: bool = False  # chunk modules take keyword tensors
+    stages: tuple[str, ...] = ()
+    weight_bytes: int = 0
+
+
+@register
+class CoreMLBackend(Backend):
+    name = "coreml"
+    Options = CoreMLOptions
+    supported_precisions = ("fp32", "fp16", "int8")
+    default_precision = "fp16"  # Core ML's native compute precision (fp32 on request)
+
+    def check_available(self) -> None:
+        _coremltools()
+
+    def version(self) -> str:
+        return _coremltools().__version__
+
+    def can_run_here(self) -> tuple[bool, str]:
+        if platform.system() != "Darwin":
+            return False, NOT_ON_MACOS
+        return True, ""
+
+    # ---- lower -------------------------------------------------------------------------------------------------
+
+    def lower(self, component: Component, options: CoreMLOptions, precision: str, out_dir: Path,
+              plan: Any = None) -> Artifact:
+        """`plan`: an int8 plan (anything with `keep_float`, e.g. the litert QuantPlan the int8 slim step builds);
+        its patterns must each match a layer of this component. Recipe-wide `options.keep_float` patterns that
+        match nothing here are recorded, not errors (they may name another component's layers)."""
+        from edgediff.backends import coreml_attention, coreml_swift
+
+        target = self._validate(options, precision)
+        out_dir = Path(out_dir)
+        module, rewrite = coreml_attention.rewrite_attention(component.module, options.attention,
+                                                             options.query_chunk)
+        work = dataclasses.replace(component, module=module)
+        swift = None
+        if options.swift_layout:
+            swift = coreml_swift.swift_component(work, context_channels_first=rewrite.form != "original")
+        parts = self._chunk_count(component, options, precision)
+        example = component.example_inputs(0)
+        feed = swift.to_swift(example) if swift else _package_feed(example, component.inputs)
+        heads = _HeadCounter(module)
+        if parts > 1:
+            with heads:
+                pieces, candidate = self._chunk_pieces(component, work, swift, rewrite.form, parts, feed, options)
+        else:
+            stem = coreml_swift.package_stem(component.name) if swift else component.name
+            inputs = swift.inputs if swift else _package_specs(component.inputs)
+            outputs = swift.outputs if swift else component.outputs
+            piece_module = swift.module if swift else module
+            pieces = [_Piece(stem, piece_module, inputs, outputs, _torch_feed(feed, inputs))]
+            candidate = None
+        meta: dict[str, Any] = {
+            "format": "mlprogram",
+            "compute_units": options.compute_units,
+            "minimum_deployment_target": options.minimum_deployment_target,
+            "compute_precision": "fp32" if precision == "fp32" else "fp16",
+            "attention": rewrite.to_dict(),
+            "compression": self._compression_meta(options, precision),
+        }
+        if swift:
+            meta["swift_layout"] = {"contract_inputs": {p.name: c.name for p, c in zip(swift.inputs, component.inputs)},
+                                    "contract_outputs": {p.name: c.name for p, c in zip(swift.outputs, component.outputs)},
+                                    "context_channels_first": component.name == "unet",
+                                    "moments_channels": (component.outputs[0].shape[1]
+                                                         if component.name == "vae_encoder" else 0)}
+        if options.check_torch:
+            with heads if candidate is None else contextlib.nullcontext():
+                meta["torch_check"] = self._torch_check(component, pieces, swift, example, candidate)
+        if rewrite.form != "original" and heads.calls:
+            # one softmax per head per query chunk of every attention call traced in PyTorch
+            meta["attention"]["softmax_expected"] = heads.softmax
+        strict = list(getattr(plan, "keep_float", ()) or ()) + list(getattr(component, "keep_float", ()) or ())
+        kept, unmatched = _keep_float_map(component, pieces, list(options.keep_float), strict)
+        if unmatched:
+            meta["compression"]["keep_float_unmatched"] = unmatched
+        artifacts = []
+        for piece in pieces:
+            path = out_dir / f"{piece.stem}.mlpackage"
+            self._convert(piece, target, precision, options, kept.get(piece.stem, set()), path, component.name)
+            artifacts.append(Artifact(component.name, path, piece.inputs, piece.outputs,
+                                      meta={"keep_float_weights": sorted(kept.get(piece.stem, set()))}))
+            piece.module = None  # drop the reference early; the converter's copies are gone too
+            gc.collect()
+        meta["keep_float_weights"] = sorted(set().union(*kept.values())) if kept else []
+        if len(artifacts) == 1:
+            only = artifacts[0]
+            return Artifact(component.name, only.path, only.inputs, only.outputs, meta=meta)
+        chain = [{"file": a.path.name, "inputs": [s.name for s in a.inputs], "outputs": [s.name for s in a.outputs],
+                  "stages": list(p.stages), "weight_bytes": p.weight_bytes} for a, p in zip(artifacts, pieces)]
+        meta["chain"] = {"rule": "feed each chunk the component inputs plus every earlier chunk output it names",
+                         "chunks": chain}
+        index = out_dir / f"{component.name}_chunks.json"
+        index.write_text(json.dumps(meta["chain"], indent=2) + "\n")
+        first_inputs = {s.name: s for a in artifacts for s in a.inputs}
+        package_inputs = tuple(first_inputs[s.name] for s in (swift.inputs if swift else _package_specs(component.inputs))
+                               if s.name in first_inputs)
+        return Artifact(component.name, index, package_inputs, artifacts[-1].outputs, chunks=artifacts, meta=meta)
+
+    def _validate(self, options: CoreMLOptions, precision: str):
+        from edgediff.backends.coreml_attention import ATTENTION_FORMS
+
+        ct = _coremltools()
+        target = getattr(ct.target, options.minimum_deployment_target, None)
+        if target is None:
+            valid = ", ".join(t.name for t in ct.target)
+            raise RecipeError(f"unknown minimum_deployment_target '{options.minimum_deployment_target}' "
+                              f"(coremltools {ct.__version__} knows: {valid})")
+        if target.value < ct.target.iOS16.value:
+            raise RecipeError("minimum_deployment_target must be iOS16/macOS13 or later (fp16 mlprograms, "
+                              "compressed weights and Apple's Swift pipeline need it)")
+        if options.compute_units not in COMPUTE_UNITS:
+            raise RecipeError(f"unknown compute_units '{options.compute_units}' (valid: {', '.join(COMPUTE_UNITS)})")
+        if options.attention not in ATTENTION_FORMS:
+            raise RecipeError(f"unknown attention '{options.attention}' (valid: {', '.join(ATTENTION_FORMS)})")
+        bits = options.palettize_bits
+        if bits:
+            allowed = PALETTE_BITS if target.value >= ct.target.iOS18.value else PALETTE_BITS_BEFORE_IOS18
+            if bits not in allowed:
+                raise RecipeError(f"palettize_bits {bits} is not available for {options.minimum_deployment_target} "
+                                  f"(valid: {', '.join(map(str, allowed))}; 3-bit needs iOS18)")
+            if precision == "int8":
+                raise RecipeError("palettize_bits and precision int8 both compress weights: pick one "
+                                  "(palettization runs on fp16 or fp32 programs)")
+            if options.palettize_mode not in ("kmeans", "uniform"):
+                raise RecipeError(f"palettize_mode must be kmeans or uniform, got '{options.palettize_mode}'")
+            if options.palettize_granularity not in ("per_tensor", "per_grouped_channel"):
+                raise RecipeError("palettize_granularity must be per_tensor or per_grouped_channel")
+            if options.palettize_granularity != "per_tensor" and target.value < ct.target.iOS18.value:
+                raise RecipeError("per_grouped_channel palettization needs minimum_deployment_target iOS18/macOS15")
+        if precision == "int8" and options.int8_granularity not in ("per_tensor", "per_channel", "per_block"):
+            raise RecipeError("int8_granularity must be per_tensor, per_channel or per_block")
+        if precision == "int8" and options.int8_granularity == "per_block" and target.value < ct.target.iOS18.value:
+            raise RecipeError("per_block int8 needs minimum_deployment_target iOS18/macOS15")
+        if options.chunk_unet < 0:
+            raise RecipeError("chunk_unet must be 0 (auto), 1 (never) or the number of chunks")
+        return target
+
+    def _chunk_count(self, component: Component, options: CoreMLOptions, precision: str) -> int:
+        if component.name != "unet":
+            return 1
+        if options.chunk_unet:
+            parts = options.chunk_unet
+        else:
+            params = sum(p.numel() for p in component.module.parameters())
+            dense_mb = params * (4 if precision == "fp32" else 2) / 2**20
+            parts = 2 if dense_mb > options.chunk_threshold_mb else 1
+        if options.swift_layout and parts not in (1, 2):
+            raise RecipeError(f"Apple's Swift pipeline loads a UNet whole or in 2 chunks, not {parts}: "
+                              "set chunk_unet = 1 or 2, or turn swift_layout off")
+        return parts
+
+    def _chunk_pieces(self, component, work, swift, form, parts, feed, options):
+        """Split the (rewritten) UNet into weight-balanced chunks and record each chunk's real I/O shapes."""
+        import torch
+
+        from edgediff.backends import coreml_swift
+        from edgediff.model.split import run_chunks, split_unet
+
+        unet = getattr(work.module, "unet", None)
+        if unet is None:
+            raise UnsupportedError("chunking needs a diffusers UNet2DConditionModel component")
+        chunks = split_unet(unet, parts)
+        if swift and form == "original":  # Swift feeds [B, D, 1, S]; the original attention wants [B, S, D]
+            for chunk in chunks:
+                chunk.module = _ContextToSequence.wrap(chunk.module)
+        feeds, outs = [], []
+
+        def run(index, chunk, chunk_feed):
+            result = chunk.module(**chunk_feed)
+            feeds.append(chunk_feed)
+            outs.append(result)
+            return result
+
+        with torch.no_grad():
+            final = run_chunks(chunks, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}, run)
+        pieces = []
+        package_specs = {s.name: s for s in (swift.inputs if swift else _package_specs(component.inputs))}
+        for i, chunk in enumerate(chunks):
+            stem = (coreml_swift.package_stem("unet", i, parts) if swift else f"{component.name}_chunk{i + 1}")
+            inputs = tuple(package_specs.get(n) or TensorSpec(n, tuple(feeds[i][n].shape), "float32")
+                           for n in chunk.input_names)
+            outputs = tuple(TensorSpec(n, tuple(outs[i][n].shape), "float32") for n in chunk.output_names)
+            if i == len(chunks) - 1:
+                final_names = swift.outputs if swift else component.outputs
+                outputs = tuple(TensorSpec(s.name, tuple(outs[i][n].shape), "float32")
+                                for s, n in zip(final_names, chunk.output_names))
+                chunk.module = _RenameOutputs.wrap(chunk.module, dict(zip(chunk.output_names,
+                                                                          [s.name for s in outputs])))
+            pieces.append(_Piece(stem, chunk.module, inputs, outputs, feeds[i], keyword=True, stages=chunk.stages,
+                                 weight_bytes=chunk.weight_bytes))
+        name = chunks[-1].output_names[0]
+        return pieces, final[name].detach().float().numpy()
+
+    def _torch_check(self, component, pieces, swift, example, candidate) -> dict[str, Any]:
+        """What coremltools receives must equal the original component: attention rewrite, chunk chaining and
+        Swift wrappers are all checked here, in PyTorch, on the same seeded inputs."""
+        import torch
+
+        from edgediff.verify import compare
+
+        reference = component.run_torch(example)
+        if candidate is None:  # a single piece: run it
+            piece = pieces[0]
+            with torch.no_grad():
+                out = piece.module(**piece.example) if piece.keyword else piece.module(
+                    *[piece.example[s.name] for s in piece.inputs])
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            got = {s.name: o.detach().float().numpy() for s, o in zip(piece.outputs, out)}
+            got = swift.from_swift(got) if swift else got
+        else:
+            got = {component.outputs[0].name: candidate}
+        metrics = {}
+        for spec in component.outputs:
+            m = compare(reference[spec.name], got[spec.name]).to_dict()
+            if not np.isfinite(m["psnr_db"]):  # identical outputs: keep the manifest valid JSON (no Infinity)
+                m["psnr_db"], m["identical"] = None, True
+            metrics[spec.name] = m
+        psnrs = [v["psnr_db"] for v in metrics.values() if v["psnr_db"] is not None]
+        worst = min(psnrs) if psnrs else None
+        return {"what": "modules handed to coremltools (attention form, chunks, Swift I/O) vs the original "
+                        "PyTorch component, fp32, seed 0",
+                "min_psnr_db": TORCH_CHECK_MIN_PSNR_DB, "psnr_db": worst, "outputs": metrics,
+                "status": "passed" if worst is None or worst >= TORCH_CHECK_MIN_PSNR_DB else "failed"}
+
+    def _compression_meta(self, options: CoreMLOptions, precision: str) -> dict[str, Any]:
+        if options.palettize_bits:
+            return {"kind": "palettize", "nbits": options.palettize_bits, "mode": options.palettize_mode,
+                    "granularity": options.palettize_granularity, "weight_threshold": options.weight_threshold}
+        if precision == "int8":
+            return {"kind": "int8", "mode": "linear_symmetric", "granularity": options.int8_granularity,
+                    "weight_threshold": options.weight_threshold}
+        return {"kind": "none"}
+
+    def _convert(self, piece: _Piece, target, precision: str, options: CoreMLOptions, keep: set[str],
+                 path: Path, component_name: str) -> None:
+        import torch
+
+        ct = _coremltools()
+        try:
+            with torch.no_grad():
+                if piece.keyword:
+                    program = torch.export.export(piece.module, (), kwargs=piece.example, strict=False)
+                else:
+                    program = torch.export.export(piece.module, tuple(piece.example[s.name] for s in piece.inputs),
+                                                  strict=False)
+                program = program.run_decompositions({})
+                _drop_aliases(program)
+        except Exception as exc:
+            raise UnsupportedError(f"torch.export failed on {piece.stem} ({_first_line(exc)}); "
+                                   "try attention = \"original\" or run with --debug") from exc
+        try:
+            with _quiet_coremltools():
+                mlmodel = ct.convert(
+                    program,
+                    inputs=[ct.TensorType(name=s.name, shape=s.shape, dtype=np.dtype(s.dtype).type)
+                            for s in piece.inputs],
+                    # explicit float32: with fp16 compute coremltools would otherwise emit fp16 outputs
+                    outputs=[ct.TensorType(name=s.name, dtype=np.float32) for s in piece.outputs],
+                    convert_to="mlprogram",
+                    minimum_deployment_target=target,
+                    compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+                    compute_units=ct.ComputeUnit[options.compute_units],
+                    skip_model_load=True,
+                )
+        except Exception as exc:
+            raise UnsupportedError(f"coremltools could not convert {piece.stem} ({_first_line(exc)}); "
+                                   "run with --debug for the converter's trace") from exc
+        del program
+        gc.collect()
+        mlmodel = self._compress(mlmodel, options, precision, keep)
+        mlmodel.short_description = f"edgediff {component_name} ({piece.stem})"
+        mlmodel.user_defined_metadata.update({
+            "edgediff.component": component_name, "edgediff.package": piece.stem,
+            "edgediff.precision": precision, "edgediff.attention": options.attention,
+            "edgediff.compute_units": options.compute_units,
+        })
+        mlmodel.save(str(path))
+
+    def _compress(self, mlmodel, options: CoreMLOptions, precision: str, keep: set[str]):
+        if not options.palettize_bits and precision != "int8":
+            return mlmodel
+        from coremltools.optimize import coreml as cto
+
+        if options.palettize_bits:
+            kwargs = dict(mode=options.palettize_mode, nbits=options.palettize_bits,
+                          granularity=options.palettize_granularity, weight_threshold=options.weight_threshold,
+                          num_kmeans_workers=options.kmeans_workers)
+            if options.palettize_granularity == "per_grouped_channel":
+                kwargs["group_size"] = options.palettize_group_size
+            op_config = cto.OpPalettizerConfig(**kwargs)
+            apply = cto.palettize_weights
+        else:
+            op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                                    granularity=options.int8_granularity,
+                                                    weight_threshold=options.weight_threshold)
+            apply = cto.linear_quantize_weights
+        config = cto.OptimizationConfig(global_config=op_config, op_name_configs={name: None for name in keep})
+        with _quiet_coremltools():
+            return apply(mlmodel, config)
+
+    # ---- run (macOS) -------------------------------------------------------------------------------------------
+
+    def load(self, artifact: Artifact, options: CoreMLOptions):
+        runnable, why = self.can_run_here()
+        if not runnable:
+            raise BackendUnavailable(why)
+        ct = _coremltools()
+        parts = artifact.chunks or [artifact]
+        models = [ct.models.MLModel(str(p.path), compute_units=ct.ComputeUnit[options.compute_units]) for p in parts]
+        swift = artifact.meta.get("swift_layout") or {}
+
+        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            pool = _package_inputs(inputs, artifact.inputs, swift)
+            for part, model in zip(parts, models):
+                pool.update(model.predict({s.name: pool[s.name] for s in part.inputs}))
+            return _contract_outputs(pool, artifact.outputs, swift)
+
+        return run
+
+    # ---- checks ------------------------------------------------------------------------------------------------
+
+    def structural_check(self, artifact: Artifact, options: CoreMLOptions, precision: str,
+                         raise_on_failure: bool = True) -> dict[str, Any]:
+        """Inspect every saved program without loading weights: I/O vs the manifest, deployment target, compute
+        precision, compressed-weight ops and size ratio, keep-float layers, attention form, op counts, sizes,
+        plus the PyTorch check recorded at lowering. Raises ParityError listing failed checks."""
+        ct = _coremltools()
+        target = getattr(ct.target, artifact.meta.get("minimum_deployment_target", options.minimum_deployment_target))
+        compression = artifact.meta.get("compression") or self._compression_meta(options, precision)
+        checks: list[dict[str, Any]] = []
+        packages = {}
+
+        def check(name: str, passed: bool, details: str) -> None:
+            checks.append({"name": name, "passed": bool(passed), "details": details})
+
+        parts = artifact.chunks or [artifact]
+        softmax_total = 0
+        float_consts: set[str] = set()
+        for part in parts:
+            info = inspect_package(part.path)
+            packages[part.path.name] = info.summary()
+            label = part.path.name
+            check(f"{label}: mlprogram", info.kind == "mlProgram", f"model type {info.kind}")
+            check(f"{label}: deployment target", info.spec_version == target.value,
+                  f"specification version {info.spec_version}, {target.name} is {target.value}")
+            check(f"{label}: inputs match manifest", _same_specs(info.inputs, part.inputs),
+                  f"package {_specs_text(info.inputs)}; manifest {_specs_text(part.inputs)}")
+            check(f"{label}: outputs match manifest", _same_specs(info.outputs, part.outputs),
+                  f"package {_specs_text(info.outputs)}; manifest {_specs_text(part.outputs)}")
+            float_ops = info.float_ops["fp16"] + info.float_ops["fp32"]
+            if precision == "fp32":
+                check(f"{label}: compute precision fp32", info.float_ops["fp16"] == 0,
+                      f"{info.float_ops['fp16']} fp16 ops of {float_ops} float ops")
+            else:
+                fraction = info.float_ops["fp16"] / max(float_ops, 1)
+                check(f"{label}: compute precision fp16", fraction >= MIN_FP16_OP_FRACTION,
+                      f"{fraction:.1%} of {float_ops} float ops compute in fp16 (want >= {MIN_FP16_OP_FRACTION:.0%})")
+            kind = compression.get("kind", "none")
+            if kind == "none":
+                check(f"{label}: weights uncompressed", info.compressed_elements == 0,
+                      f"{info.compressed_elements} weight elements behind constexpr ops")
+            else:
+                wanted = COMPRESSED_WEIGHT_OPS[kind]
+                present = {op: info.op_counts.get(op, 0) for op in wanted}
+                coverage = info.compressed_elements / max(info.weight_elements, 1)
+                # every float weight at or above the size threshold and not kept float must be compressed
+                threshold = compression.get("weight_threshold", options.weight_threshold)
+                keep_bases = {_weight_base(k) for k in artifact.meta.get("keep_float_weights") or []}
+                left = {n: e for n, e in info.float_const_elements.items()
+                        if e > threshold and _weight_base(n) not in keep_bases}
+                check(f"{label}: weights compressed ({kind})", sum(present.values()) > 0 and not left,
+                      f"{present}; {coverage:.1%} of {info.weight_elements:,} weight elements compressed; "
+                      + (f"{len(left)} eligible float weights left: {', '.join(sorted(left)[:4])}" if left else
+                         f"every weight over {threshold} elements outside keep_float is compressed"))
+                bits = compression.get("nbits", 8)
+                expected = (info.compressed_elements * bits / 8 + (info.weight_elements - info.compressed_elements) * 2)
+                ratio = info.weight_file_bytes / max(info.weight_elements * 2, 1)
+                check(f"{label}: size vs fp16", info.weight_file_bytes <= expected * 1.1 + 65536,
+                      f"weights {info.weight_file_bytes:,} B = {ratio:.3f} x fp16 ({info.weight_elements * 2:,} B); "
+                      f"expected about {expected / max(info.weight_elements * 2, 1):.3f} x for {bits}-bit")
+            float_consts |= info.float_const_names
+            check(f"{label}: op counts", info.op_total > 0,
+                  ", ".join(f"{k} {v}" for k, v in info.op_counts.most_common(8)))
+            check(f"{label}: file size", info.package_bytes > 0,
+                  f"package {info.package_bytes:,} B, weights {info.weight_file_bytes:,} B")
+            softmax_total += info.op_counts.get("softmax", 0)
+        keep = artifact.meta.get("keep_float_weights") or []
+        if keep:  # each weight appears as "p_x" (fp32 program) or "p_x_to_fp16" (fp16 program)
+            bases = sorted({_weight_base(k) for k in keep})
+            missing = [b for b in bases if b not in float_consts and b + "_to_fp16" not in float_consts]
+            check("keep-float layers stay float", not missing,
+                  f"{len(bases) - len(missing)}/{len(bases)} keep-float weights are plain float consts"
+                  + (f"; compressed or renamed by a fusion: {', '.join(missing[:5])}" if missing else ""))
+        attention = artifact.meta.get("attention") or {}
+        expected_softmax = attention.get("softmax_expected")
+        if attention.get("form", "original") != "original" and expected_softmax is not None \
+                and not attention.get("kept_original"):
+            check("attention: split-einsum heads", softmax_total == expected_softmax
+                  and sum(packages[p.path.name]["op_counts"].get("scaled_dot_product_attention", 0) for p in parts) == 0,
+                  f"{softmax_total} softmax ops in the programs, {expected_softmax} heads x query chunks "
+                  "traced in PyTorch")
+        torch_check = artifact.meta.get("torch_check")
+        if torch_check:
+            check("pytorch: converted modules = original", torch_check.get("status") == "passed",
+                  "identical outputs" if torch_check.get("psnr_db") is None else
+                  f"PSNR {torch_check['psnr_db']} dB (min {torch_check.get('min_psnr_db')})")
+        failed = [c for c in checks if not c["passed"]]
+        result = {"status": "failed" if failed else "passed", "passed": not failed, "checks": checks,
+                  "packages": packages}
+        if failed and raise_on_failure:
+            error = ParityError([f"{artifact.component}: {c['name']}: {c['details']}" for c in failed])
+            error.structural = result
+            error.keep_output = True
+            raise error
+        return result
+
+    # ---- bundle hook -------------------------------------------------------------------------------------------
+
+    def finalize_bundle(self, bundle_dir: Path, artifacts: Mapping[str, Artifact], model: Any,
+                        options: CoreMLOptions, log=print) -> dict[str, Any] | None:
+        """With swift_layout on: write Resources/ (vocab, merges, compiled models on a Mac), the compile script
+        and check the layout against Apple's Swift conventions. Returns the manifest's `swift` section."""
+        if not options.swift_layout:
+            return None
+        from edgediff.backends import coreml_swift
+
+        packages = {name: [bundle_dir / p.path.name for p in (a.chunks or [a])] for name, a in artifacts.items()}
+        section = coreml_swift.finalize(bundle_dir, packages, getattr(model, "tokenizer_dir", None),
+                                        options.compile_swift, log)
+        checks = coreml_swift.check_layout(bundle_dir, read_package_io)
+        section["checks"] = checks
+        section["status"] = "passed" if all(c["passed"] for c in checks) else "failed"
+        (bundle_dir / coreml_swift.LAYOUT_NOTE).write_text(json.dumps(section, indent=2) + "\n")
+        return section
+
+
+# ---- program inspection (no weights loaded) ---------------------------------------------------------------------
+
+_MIL_BITS = {"BOOL": 8, "FLOAT16": 16, "BFLOAT16": 16, "FLOAT32": 32, "FLOAT64": 64, "INT8": 8, "INT16": 16,
+             "INT32": 32, "INT64": 64, "INT4": 4, "UINT8": 8, "UINT16": 16, "UINT32": 32, "UINT64": 64,
+             "UINT4": 4, "UINT2": 2, "UINT1": 1, "UINT6": 6, "UINT3": 3, "FLOAT8E4M3FN": 8, "FLOAT8E5M2": 8}
+_ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32", "INT8": "int8"}
+
+
+@dataclass
+class PackageInfo:
+    kind: str
+    spec_version: int
+    opset: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    op_counts: Counter
+    op_total: int
+    float_ops: dict[str, int]
+    weight_elements: int  # dense elements of every file-backed weight (compressed ones at their dense size)
+    compressed_elements: int
+    float_const_names: set[str]
+    float_const_elements: dict[str, int]  # file-backed float weights left uncompressed, by name
+    compressed_names: set[str]  # outputs of constexpr (decompression) ops
+    weight_file_bytes: int
+    package_bytes: int
+
+    def summary(self) -> dict[str, Any]:
+        return {"spec_version": self.spec_version, "opset": self.opset, "ops": self.op_total,
+                "op_counts": dict(self.op_counts.most_common()), "float_ops": self.float_ops,
+                "weight_elements": self.weight_elements, "compressed_elements": self.compressed_elements,
+                "weight_file_bytes": self.weight_file_bytes, "package_bytes": self.package_bytes}
+
+
+def _tensor_type(value_type):
+    t = value_type.tensorType
+    dims = [d.constant.size for d in t.dimensions]
+    return t.dataType, dims
+
+
+def inspect_package(path: Path) -> PackageInfo:
+    """Read an .mlpackage's program from its protobuf: ops, dtypes, weights (by size, never by value)."""
+    ct = _coremltools()
+    from coremltools.proto import MIL_pb2
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist: is this a complete Core ML bundle?")
+    spec = ct.utils.load_spec(str(path))
+    inputs, outputs = _feature_specs(spec.description.input), _feature_specs(spec.description.output)
+    kind = spec.WhichOneof("Type")
+    counts: Counter = Counter()
+    float_ops = {"fp16": 0, "fp32": 0}
+    weight_elements = compressed_elements = 0
+    float_const_names: set[str] = set()
+    float_const_elements: dict[str, int] = {}
+    compressed_names: set[str] = set()
+    opset = ""
+    if kind == "mlProgram":
+        function = spec.mlProgram.functions["main"]
+        opset = function.opset
+        block = function.block_specializations[opset]
+        consumers: dict[str, list[str]] = {}
+        for op in block.operations:
+            for argument in op.inputs.values():
+                for binding in argument.arguments:
+                    if binding.name:
+                        consumers.setdefault(binding.name, []).append(op.type)
+        dtype_name = MIL_pb2.DataType.Name
+        for op in _all_ops(block):
+            counts[op.type] += 1
+            if op.type == "const":
+                val = op.attributes.get("val")
+                if val is None or not val.HasField("blobFileValue"):
+                    continue
+                out = op.outputs[0]
+                dtype, dims = _tensor_type(out.type)
+                if any(c.startswith("constexpr_") for c in consumers.get(out.name, [])):
+                    continue  # indices / LUT / scales of a compressed weight: counted with their constexpr op
+                elements = int(np.prod(dims)) if dims else 1
+                weight_elements += elements
+                if dtype_name(dtype) in ("FLOAT16", "FLOAT32"):
+                    float_const_names.add(out.name)
+                    float_const_elements[out.name] = elements
+            elif op.type.startswith("constexpr_"):
+                _, dims = _tensor_type(op.outputs[0].type)
+                elements = int(np.prod(dims)) if dims else 1
+                weight_elements += elements
+                compressed_elements += elements
+                compressed_names.add(op.outputs[0].name)
+            else:
+                for out in op.outputs:
+                    if out.type.WhichOneof("type") == "tensorType":
+                        name = dtype_name(out.type.tensorType.dataType)
+                        if name == "FLOAT16":
+                            float_ops["fp16"] += 1
+                        elif name == "FLOAT32":
+                            float_ops["fp32"] += 1
+    weights_dir = path / "Data" / "com.apple.CoreML" / "weights"
+    weight_bytes = sum(f.stat().st_size for f in weights_dir.rglob("*") if f.is_file()) if weights_dir.exists() else 0
+    package_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    op_total = sum(v for k, v in counts.items() if k != "const")
+    return PackageInfo(kind or "", spec.specificationVersion, opset, inputs, outputs, counts, op_total, float_ops,
+                       weight_elements, compressed_elements, float_const_names, float_const_elements,
+                       compressed_names, weight_bytes, package_bytes)
+
+
+def _all_ops(block):
+    for op in block.operations:
+        yield op
+        for inner in op.blocks:
+            yield from _all_ops(inner)
+
+
+def _feature_specs(features) -> list[TensorSpec]:
+    from coremltools.proto import FeatureTypes_pb2
+
+    name_of = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name
+    specs = []
+    for f in features:
+        if f.type.WhichOneof("Type") != "multiArrayType":
+            specs.append(TensorSpec(f.name, (), f.type.WhichOneof("Type") or "unknown"))
+            continue
+        array = f.type.multiArrayType
+        specs.append(TensorSpec(f.name, tuple(int(d) for d in array.shape),
+                                _ARRAY_DTYPES.get(name_of(array.dataType), name_of(array.dataType).lower())))
+    return specs
+
+
+def read_package_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of a saved .mlpackage (or compiled .mlmodelc is not readable here: packages only)."""
+    ct = _coremltools()
+    spec = ct.utils.load_spec(str(path))
+    return _feature_specs(spec.description.input), _feature_specs(spec.description.output)
+
+
+def _weight_base(name: str) -> str:
+    return name[: -len("_to_fp16")] if name.endswith("_to_fp16") else name
+
+
+def _same_specs(found: list[TensorSpec], expected) -> bool:
+    return [(s.name, tuple(s.shape), s.dtype) for s in found] == [(s.name, tuple(s.shape), s.dtype) for s in expected]
+
+
+def _specs_text(specs) -> str:
+    return "; ".join(f"{s.name} {s.dtype} {list(s.shape)}" for s in specs)
+
+
+# ---- I/O helpers -------------------------------------------------------------------------------------------------
+
+
+def _package_specs(specs) -> tuple[TensorSpec, ...]:
+    """Core ML multi-arrays hold float16/32 and int32: int64 inputs (token ids) become int32."""
+    return tuple(TensorSpec(s.name, s.shape, "int32" if s.dtype.startswith("int") else "float32") for s in specs)
+
+
+def _package_feed(values: Mapping[str, np.ndarray], specs) -> dict[str, np.ndarray]:
+    return {s.name: np.asarray(values[s.name]).astype(p.dtype) for s, p in zip(specs, _package_specs(specs))}
+
+
+def _torch_feed(feed: Mapping[str, np.ndarray], specs) -> dict[str, Any]:
+    import torch
+
+    return {s.name: torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in specs}
+
+
+def _package_inputs(inputs: Mapping[str, np.ndarray], specs, swift: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Contract inputs (as verify and the runtime pass them) -> the package's names, dtypes and layouts."""
+    contract_names = swift.get("contract_inputs", {})
+    feed = {}
+    for spec in specs:
+        value = np.asarray(inputs[contract_names.get(spec.name, spec.name)])
+        if len(spec.shape) == 4 and value.ndim == 3:  # Swift's [B, D, 1, S] context from [B, S, D]
+            value = value.transpose(0, 2, 1)[:, :, None, :]
+        feed[spec.name] = np.ascontiguousarray(value.astype(spec.dtype))
+    return feed
+
+
+def _contract_outputs(pool: Mapping[str, np.ndarray], specs, swift: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    names = swift.get("contract_outputs", {})
+    result = {}
+    for spec in specs:
+        value = np.asarray(pool[spec.name], dtype=np.float32)
+        if swift.get("moments_channels"):
+            value = value[:, : swift["moments_channels"]]
+        result[names.get(spec.name, spec.name)] = value
+    return result
+
+
+def _keep_float_map(component: Component, pieces: list[_Piece], patterns: list[str], strict: list[str]
+                    ) -> tuple[dict[str, set[str]], list[str]]:
+    """MIL const names (per package) of the weights to keep in float, and the recipe patterns that matched nothing.
+
+    A pattern is an fnmatch glob over PyTorch module paths of the component, also matching after a wrapper prefix
+    (`conv_in` finds `unet.conv_in`; same rule as the litert backend), optionally prefixed `component:` to apply to
+    one component only; `re:<regex>` is matched against Core ML weight names (`p_<module path with _>_weight`).
+    `strict` patterns (from an int8 plan, or prefixed with this component's name) must match, or RecipeError.
+    """
+    import re
+
+    mine = lambda p: p.split(":", 1)[1] if ":" in p and not p.startswith("re:") else p  # noqa: E731
+    applies = lambda p: p.startswith("re:") or ":" not in p or p.split(":", 1)[0] == component.name  # noqa: E731
+    prefixed = [mine(p) for p in patterns if applies(p) and ":" in p and not p.startswith("re:")]
+    strict = [mine(p) for p in strict] + prefixed
+    own = list(dict.fromkeys([mine(p) for p in patterns if applies(p)] + strict))
+    if not own:
+        return {}, []
+    original = {}
+    for name, param in component.module.named_parameters():
+        original.setdefault(param.data_ptr(), name)
+    source_of = lambda param: getattr(param, "_edgediff_source", param)  # noqa: E731  (rewritten weights)
+    matched: set[str] = set()
+    kept: dict[str, set[str]] = {}
+    for piece in pieces:
+        for export_name, param in piece.module.named_parameters():
+            base = "p_" + export_name.replace(".", "_")
+            source = original.get(source_of(param).data_ptr())
+            module_name = source.rsplit(".", 1)[0] if source else ""
+            for pattern in own:
+                if pattern.startswith("re:"):
+                    hit = re.search(pattern[3:], base) is not None
+                else:
+                    hit = bool(module_name) and (fnmatch.fnmatchcase(module_name, pattern)
+                                                 or fnmatch.fnmatchcase(module_name, "*." + pattern)
+                                                 or module_name.startswith(pattern + ".")
+                                                 or f".{pattern}." in f".{module_name}.")
+                if hit:
+                    kept.setdefault(piece.stem, set()).update({base, base + "_to_fp16"})
+                    matched.add(pattern)
+    missing_strict = [p for p in strict if p not in matched]
+    if missing_strict:
+        names = [n.rsplit(".", 1)[0] for n, _ in component.module.named_parameters()][:4]
+        raise RecipeError(f"keep_float pattern(s) {', '.join(missing_strict)} match no layer of {component.name} "
+                          f"(module paths look like {', '.join(names)}, ...)")
+    return kept, [p for p in own if p not in matched]
+
+
+class _HeadCounter:
+    """Counts, while PyTorch runs, the softmaxes split-einsum attention performs (heads x query chunks per call).
+
+    Counting traced calls rather than modules matters: a VAE encoder component holds the decoder's attention too,
+    but only runs its own."""
+
+    def __init__(self, module):
+        from edgediff.backends.coreml_attention import _ane_modules
+
+        ane = _ane_modules().AneAttention
+        self.modules = [m for m in module.modules() if isinstance(m, ane)]
+        self.handles: list = []
+        self.calls = 0
+        self.softmax = 0
+
+    def _hook(self, module, args, output):
+        queries = args[0].shape[3]
+        chunk = module.query_chunk
+        pieces = -(-queries // chunk) if chunk and queries > chunk else 1
+        self.calls += 1
+        self.softmax += module.heads * pieces
+
+    def __enter__(self):
+        self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _drop_aliases(program) -> None:
+    """aten.alias is an identity (transformers' CLIP emits it); coremltools has no converter for it."""
+    import torch
+
+    graph = program.graph_module.graph
+    aliases = [n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.aten.alias.default]
+    for node in aliases:
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+    if aliases:
+        program.graph_module.recompile()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _ContextToSequence:
+    @staticmethod
+    def wrap(module):
+        """A chunk that takes Swift's [B, D, 1, S] context but runs original attention on [B, S, D]."""
+        from torch import nn
+
+        class Wrapped(nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+                self.output_names = getattr(inner, "output_names", ())
+
+            def forward(self, **inputs):
+                if "encoder_hidden_states" in inputs:
+                    inputs["encoder_hidden_states"] = inputs["encoder_hidden_states"].squeeze(2).transpose(1, 2)
+                return self.inner(**inputs)
+
+        return Wrapped(module)
+
+
+class _RenameOutputs:
+    @staticmethod
+    def wrap(module, names: Mapping[str, str]):
+        """The last chunk's output under the component's (or Swift's) output name."""
+        from torch import nn
+
+        if all(k == v for k, v in names.items()):
+            return module
+
+        class Wrapped(nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, **inputs):
+                out = self.inner(**inputs)
+                return {names.get(k, k): v for k, v in out.items()}
+
+        return Wrapped(module)
