@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     if args.steps is not None and args.steps < 1:
         raise RecipeError(f"--steps must be at least 1, got {args.steps}")
+    if args.scheduler:
+        from edgediff.runtime.schedulers import resolve_class_name
+
+        resolve_class_name(args.scheduler)  # fail before loading the bundle
     options = SessionOptions(
         threads=args.threads,
         providers=[p.strip() for p in args.providers.split(",")] if args.providers else None,
