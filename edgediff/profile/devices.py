@@ -8,7 +8,6 @@ with the same interface; the host target uses the host profiler, iPhones come in
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import shlex
@@ -22,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from edgediff.bundle import MANIFEST, read_manifest
 from edgediff.errors import BackendUnavailable, DeviceError, ModelLoadError, RecipeError, UnsupportedError
 from edgediff.profile.parsers import litert_benchmark, ort_perf_test, ort_profile, tegrastats, tflite_benchmark, trtexec
 from edgediff.profile.parsers._common import summarize_ms
@@ -29,8 +29,6 @@ from edgediff.profile.record import ProfileRecord
 from edgediff.profile.remote import RemoteResult, RemoteSession, remote_join
 from edgediff.targets import Benchmark, Target
 
-MANIFEST = "manifest.json"
-BUNDLE_FORMAT = "edgediff-bundle/1"
 
 # --------------------------------------------------------------------------------------------- command lines
 
@@ -335,15 +333,7 @@ def resolve_bundle(bundle_dir: Path, target: Target) -> tuple[Path, dict]:
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / MANIFEST).exists() and (bundle_dir / target.backend / MANIFEST).exists():
         bundle_dir = bundle_dir / target.backend
-    path = bundle_dir / MANIFEST
-    if not path.exists():
-        raise ModelLoadError(f"{bundle_dir} is not a bundle: {MANIFEST} is missing (run `edgediff convert` first)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc.msg})") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ModelLoadError(f"{path} has format {manifest.get('format')!r}; this edgediff reads {BUNDLE_FORMAT}")
+    manifest = read_manifest(bundle_dir)  # the one manifest reader: existence, JSON, format
     if manifest["backend"] != target.backend:
         raise RecipeError(f"{bundle_dir} holds {manifest['backend']} artifacts but target {target.name!r} measures "
                           f"{target.backend}; convert for {target.backend} or pick another target")
