@@ -616,6 +616,14 @@ def distill(settings: DistillSettings) -> DistillResult:
     return DistillResult(settings.output, result, accelerator.num_processes, digests, defaults)
 
 
+def _portable(path: Path) -> str:
+    """A path relative to the working directory when it is inside it (committed folders stay portable)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sched_config: dict[str, Any], loop: LoopResult) -> ModelDefaults:
     """Write the student pipeline (teacher's text encoder, tokenizer and VAE; the student's UNet and
     scheduler) and its edgediff.json."""
@@ -644,7 +652,7 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
         shutil.copytree(teacher_tokenizer, settings.output / "tokenizer")
     provenance = {
         "method": settings.method + ("+lora" if settings.lora_rank else ""),
-        "teacher": str(settings.teacher),
+        "teacher": _portable(settings.teacher),
         "train_steps": loop.final_step,
         "batch_size": settings.batch_size,
         "guidance_range": [settings.guidance_min, settings.guidance_max],
