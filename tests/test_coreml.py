@@ -125,14 +125,14 @@ def test_chunked_unet_equals_whole_unet(parts):
     sample, t, context = _unet_inputs()
     with torch.no_grad():
         whole = model.unet(sample, t, context).sample
-        chunks = split_unet(rebuilt, parts)
+        chunks = split_unet(rebuilt, parts, granularity="layer")
         chained = run_chunks(chunks, {"sample": sample, "timestep": t, "encoder_hidden_states": context})
     assert len(chunks) == parts
     torch.testing.assert_close(chained["noise_pred"], whole, rtol=1e-4, atol=1e-5)
     # balanced: no other cut into `parts` contiguous stage groups has a smaller largest chunk
     from edgediff.model.split import _weight_bytes, unet_stages
 
-    sizes = [_weight_bytes(s) for s in unet_stages(rebuilt)]
+    sizes = [_weight_bytes(s) for s in unet_stages(rebuilt, "layer")]
     best = _best_largest_group(sizes, parts)
     assert max(c.weight_bytes for c in chunks) == best
 

@@ -58,12 +58,12 @@ def test_full_size_rewrite_and_chunks_equal_diffusers_unet(folder):
             rebuilt, report = rewrite_attention(unet, "split_einsum")
             assert report.transformer_blocks == 16 and not report.kept
             rewritten = rebuilt(sample, t, context.transpose(1, 2).unsqueeze(2)).sample.numpy()
-            chunks = split_unet(rebuilt, 2)
+            chunks = split_unet(rebuilt, 2, granularity="layer")
             chained = run_chunks(chunks, {"sample": sample, "timestep": t, "encoder_hidden_states": context})
         assert compare(reference, rewritten).psnr_db > 80
         assert compare(reference, chained["noise_pred"].numpy()).psnr_db > 80
         sizes = [c.weight_bytes for c in chunks]
-        assert max(sizes) / sum(sizes) < 0.6
+        assert max(sizes) / sum(sizes) < 0.53  # layer cut points: SD 1.5 / 2.1 split 52/48
 
 
 def test_full_size_sd15_unet_converts_chunked_6bit_in_swift_layout(tmp_path):

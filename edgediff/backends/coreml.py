@@ -193,7 +193,7 @@ class CoreMLBackend(Backend):
         chain = [{"file": a.path.name, "inputs": [s.name for s in a.inputs], "outputs": [s.name for s in a.outputs],
                   "stages": list(p.stages), "weight_bytes": p.weight_bytes} for a, p in zip(artifacts, pieces)]
         meta["chain"] = {"rule": "feed each chunk the component inputs plus every earlier chunk output it names",
-                         "chunks": chain}
+                         "balanced_by": "weight bytes, cut between resnet/attention layers", "chunks": chain}
         index = out_dir / f"{component.name}_chunks.json"
         index.write_text(json.dumps(meta["chain"], indent=2) + "\n")
         first_inputs = {s.name: s for a in artifacts for s in a.inputs}
@@ -264,7 +264,7 @@ class CoreMLBackend(Backend):
         unet = getattr(work.module, "unet", None)
         if unet is None:
             raise UnsupportedError("chunking needs a diffusers UNet2DConditionModel component")
-        chunks = split_unet(unet, parts)
+        chunks = split_unet(unet, parts, granularity="layer")  # resnet/attention cut points: ~50/50 for SD
         if swift and form == "original":  # Swift feeds [B, D, 1, S]; the original attention wants [B, S, D]
             for chunk in chunks:
                 chunk.module = _ContextToSequence.wrap(chunk.module)

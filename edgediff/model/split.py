@@ -10,6 +10,11 @@ up block, postlude = norm + conv_out) that read and write a shared dict of named
     emb         time embedding                               hidden    the running feature map
     skip_<k>    the k-th skip connection (down-block residual) noise_pred the output
 
+With `granularity="layer"`, the standard SD blocks (DownBlock2D, CrossAttnDownBlock2D, UNetMidBlock2DCrossAttn,
+UpBlock2D, CrossAttnUpBlock2D) are cut further, into one stage per resnet (+ its attention) and one per
+down/upsampler. Whole blocks are too coarse to balance two chunks (SD 1.5's up_blocks.1 alone is 30% of the
+weights: block cuts give 41/59, layer cuts give ~50/50); other block types stay whole.
+
 Consecutive stages are grouped into chunks balanced by weight bytes. A chunk's module takes its inputs as keyword
 tensors and returns a dict, so exporters name the file's inputs/outputs after the tensors. A runtime chains
 chunks by name: every output of chunk i feeds the same-named inputs of later chunks, and the UNet's own inputs
@@ -181,25 +186,132 @@ def _stage_classes():
     return Prelude, Down, Mid, Up, Postlude, ChunkModule
 
 
-def unet_stages(unet) -> list:
+GRANULARITIES = ("block", "layer")
+LAYER_SPLIT_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D", "UNetMidBlock2DCrossAttn", "UpBlock2D",
+                      "CrossAttnUpBlock2D")
+
+
+def unet_stages(unet, granularity: str = "block") -> list:
     """The UNet's forward as an ordered list of stage modules sharing the UNet's own parameters."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     _check_supported(unet)
     Prelude, Down, Mid, Up, Postlude, _ = _stage_classes()
+    by_layer = granularity == "layer"
     stages = [Prelude(unet)]
     skip_count = 1  # skip_0 is conv_in's output
     for i, block in enumerate(unet.down_blocks):
         stage = Down(i, block, skip_count)
+        stages += _down_layers(i, block, stage.skips) if by_layer and _layer_splittable(block) else [stage]
         skip_count += len(stage.skips)
-        stages.append(stage)
     if unet.mid_block is not None:
-        stages.append(Mid(unet.mid_block))
+        block = unet.mid_block
+        stages += _mid_layers(block) if by_layer and _layer_splittable(block) else [Mid(block)]
     pending = [f"skip_{k}" for k in range(skip_count)]
     for i, block in enumerate(unet.up_blocks):
         take = len(block.resnets)
         skips, pending = tuple(pending[-take:]), pending[:-take]
         is_final = i == len(unet.up_blocks) - 1
-        stages.append(Up(i, block, skips, None if is_final or not pending else pending[-1]))
+        next_skip = None if is_final or not pending else pending[-1]
+        if by_layer and _layer_splittable(block):
+            stages += _up_layers(i, block, skips, next_skip)
+        else:
+            stages.append(Up(i, block, skips, next_skip))
     stages.append(Postlude(unet))
+    return stages
+
+
+def _layer_splittable(block) -> bool:
+    """Blocks whose forward is exactly resnet(+attention) pairs and a sampler, so cutting between them is exact."""
+    if type(block).__name__ not in LAYER_SPLIT_BLOCKS:
+        return False
+    freeu = all(getattr(block, k, None) for k in ("s1", "s2", "b1", "b2"))
+    samplers = getattr(block, "downsamplers", None) or getattr(block, "upsamplers", None) or []
+    return not freeu and len(samplers) <= 1
+
+
+def _layer_classes():
+    """Stage modules for one resnet (+ attention) and for one sampler of a block; lazily defined like the rest."""
+    import torch
+    from torch import nn
+
+    class Layer(nn.Module):
+        """resnet then attention (attention first in the mid block), optionally concatenating a skip before and
+        publishing the result as a skip after, as the diffusers blocks do."""
+
+        def __init__(self, name, resnet, attention, skip_in=None, skip_out=None, attention_first=False):
+            super().__init__()
+            self.name, self.resnet, self.attention = name, resnet, attention
+            self.skip_in, self.skip_out, self.attention_first = skip_in, skip_out, attention_first
+            self.reads = ("hidden", "emb") + ((skip_in,) if skip_in else ()) + \
+                (("encoder_hidden_states",) if attention is not None else ())
+            self.writes = ("hidden",) + ((skip_out,) if skip_out else ())
+
+        def _attend(self, hidden, state):
+            return self.attention(hidden, encoder_hidden_states=state["encoder_hidden_states"], return_dict=False)[0]
+
+        def forward(self, state):
+            hidden = state["hidden"]
+            if self.skip_in:
+                hidden = torch.cat([hidden, state[self.skip_in]], dim=1)
+            if self.attention is not None and self.attention_first:
+                hidden = self._attend(hidden, state)
+            if self.resnet is not None:
+                hidden = self.resnet(hidden, state["emb"])
+            if self.attention is not None and not self.attention_first:
+                hidden = self._attend(hidden, state)
+            return {"hidden": hidden, **({self.skip_out: hidden} if self.skip_out else {})}
+
+    class Sampler(nn.Module):
+        def __init__(self, name, sampler, up: bool, skip_out=None, next_skip=None):
+            super().__init__()
+            self.name, self.sampler, self.up = name, sampler, up
+            self.skip_out, self.next_skip = skip_out, next_skip
+            self.reads = ("hidden",) + ((next_skip,) if next_skip else ())
+            self.writes = ("hidden",) + ((skip_out,) if skip_out else ())
+
+        def forward(self, state):
+            hidden = state["hidden"]
+            if not self.up:
+                hidden = self.sampler(hidden)
+                return {"hidden": hidden, **({self.skip_out: hidden} if self.skip_out else {})}
+            size = None  # as Up: an explicit size only where 2x would be wrong
+            if self.next_skip is not None:
+                target = tuple(state[self.next_skip].shape[2:])
+                if target != tuple(2 * d for d in hidden.shape[2:]):
+                    size = target
+            return {"hidden": self.sampler(hidden, size)}
+
+    return Layer, Sampler
+
+
+def _down_layers(index: int, block, skips: tuple[str, ...]) -> list:
+    Layer, Sampler = _layer_classes()
+    attentions = list(getattr(block, "attentions", None) or [None] * len(block.resnets))
+    stages = [Layer(f"down_blocks.{index}.{k}", resnet, attn, skip_out=skips[k])
+              for k, (resnet, attn) in enumerate(zip(block.resnets, attentions))]
+    if block.downsamplers:
+        stages.append(Sampler(f"down_blocks.{index}.downsample", block.downsamplers[0], up=False,
+                              skip_out=skips[len(block.resnets)]))
+    return stages
+
+
+def _mid_layers(block) -> list:
+    Layer, _ = _layer_classes()
+    stages = [Layer("mid_block.0", block.resnets[0], None)]
+    stages += [Layer(f"mid_block.{k + 1}", resnet, attn, attention_first=True)
+               for k, (attn, resnet) in enumerate(zip(block.attentions, block.resnets[1:]))]
+    return stages
+
+
+def _up_layers(index: int, block, skips: tuple[str, ...], next_skip: str | None) -> list:
+    Layer, Sampler = _layer_classes()
+    attentions = list(getattr(block, "attentions", None) or [None] * len(block.resnets))
+    popped = list(reversed(skips))  # the block pops its residuals from the end
+    stages = [Layer(f"up_blocks.{index}.{k}", resnet, attn, skip_in=popped[k])
+              for k, (resnet, attn) in enumerate(zip(block.resnets, attentions))]
+    if block.upsamplers:
+        stages.append(Sampler(f"up_blocks.{index}.upsample", block.upsamplers[0], up=True, next_skip=next_skip))
     return stages
 
 
@@ -235,13 +347,15 @@ def _balanced_partition(sizes: list[int], parts: int) -> list[int]:
     return starts[::-1]
 
 
-def split_unet(unet, parts: int | None = None, max_chunk_bytes: int | None = None) -> list[Chunk]:
+def split_unet(unet, parts: int | None = None, max_chunk_bytes: int | None = None,
+               granularity: str = "block") -> list[Chunk]:
     """Split into `parts` chunks, or into the fewest chunks whose weights each fit `max_chunk_bytes`.
 
-    Chunks are balanced by weight bytes. Each chunk's inputs are the tensors it reads that an earlier chunk (or
-    the caller) provides; its outputs are what later chunks read (the last chunk outputs `noise_pred`).
+    Chunks are balanced by weight bytes over cut points at `granularity` ("block" or the finer "layer").
+    Each chunk's inputs are the tensors it reads that an earlier chunk (or the caller) provides; its outputs are
+    what later chunks read (the last chunk outputs `noise_pred`).
     """
-    stages = unet_stages(unet)
+    stages = unet_stages(unet, granularity)
     *_, ChunkModule = _stage_classes()
     sizes = [_weight_bytes(s) for s in stages]
     if parts is None:
