@@ -21,8 +21,6 @@ import numpy as np
 
 from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.shapes import dataset
-from edgediff.shapes.judge import load_judge, predict
-from edgediff.shapes.metrics import frechet_distance, prompt_accuracy
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = REPO_MODELS / "shapes-sd"
@@ -132,6 +130,9 @@ def evaluate(model: str | Path, settings: EvalSettings = EvalSettings(), judge_d
         raise ModelLoadError(f"{path} is not a folder; pass a diffusers model folder or a bundle folder (with manifest.json)")
     kind = "bundle" if is_bundle(path) else "diffusers"
     judge_path = find_judge(path, judge_dir)
+    from edgediff.shapes.judge import load_judge, predict  # torch: only when evaluating
+    from edgediff.shapes.metrics import frechet_distance, prompt_accuracy
+
     judge = load_judge(judge_path)
     started = time.perf_counter()
     generate, scheduler = (bundle_generator if kind == "bundle" else diffusers_generator)(path, settings)

@@ -10,7 +10,7 @@ from edgediff.errors import RecipeError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from edgediff.train.default_model import STAGES, DiffusionTrainSettings, TrainSettings, VAETrainSettings
+    from edgediff.train.settings import STAGE_NAMES, DiffusionTrainSettings, TrainSettings, VAETrainSettings
 
     d, v, t = DiffusionTrainSettings(), VAETrainSettings(), TrainSettings()
     p = subparsers.add_parser(
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=t.output, help="diffusers folder to write (default: %(default)s)")
     p.add_argument("--seed", type=int, default=t.seed, help="dataset and torch seed (default: %(default)s)")
     p.add_argument("--threads", type=int, default=t.threads, help="torch CPU threads (default: %(default)s)")
-    p.add_argument("--stages", default=",".join(t.stages), help=f"comma list from {','.join(STAGES)} (default: all)")
+    p.add_argument("--stages", default=",".join(t.stages), help=f"comma list from {','.join(STAGE_NAMES)} (default: all)")
     p.add_argument("--vae-steps", type=int, default=v.steps, help="VAE optimiser steps (default: %(default)s)")
     p.add_argument("--diffusion-steps", type=int, default=d.steps, help="UNet + text encoder steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="diffusion batch size (default: %(default)s)")
