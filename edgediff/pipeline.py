@@ -119,9 +119,10 @@ def resolve(recipe: Recipe) -> Plan:
         shapes = ComponentShapes(p.height, p.width,
                                  batched_cfg=p.batched_cfg and p.guidance_scale > 1.0 and not time_cond)
         components = build_components(model, p.components, shapes)
+    from edgediff.slim.quantize import quantize_steps
     from edgediff.slim.steps import apply_slim_steps
 
-    components = apply_slim_steps(recipe.slim.steps, model, components)
+    components = apply_slim_steps(quantize_steps(recipe), model, components)  # int8 adds the quantize step
     limits = {c.name: _thresholds(recipe, precision) for c in components}
     return Plan(recipe, model, backend, options, components, limits)
 
@@ -282,6 +283,12 @@ def build_manifest(plan: Plan, artifacts: dict[str, Artifact], results: list[ver
             manifest["tokenizer"] = tok
     e2e_public = {k: v for k, v in e2e.items() if k != "images"}
     manifest["verify"] = {"end_to_end": e2e_public}
+    if recipe.backend.precision == "int8":
+        from edgediff.slim.quantize import write_bundle_plan
+
+        plan_entry = write_bundle_plan(plan.components, bundle_dir)  # precision_plan.json + sensitivity plots
+        if plan_entry:
+            manifest["precision_plan"] = plan_entry
     if "images" in e2e:
         from PIL import Image
 

@@ -98,6 +98,10 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
             if e2e.get("image"):
                 lines += ["", f"![PyTorch (left) vs {manifest['backend']} (right)]({e2e['image']})"]
         lines.append("")
+    if manifest.get("precision_plan"):
+        from edgediff.slim.quantize import report_section
+
+        lines += report_section(manifest["precision_plan"], bundle_dir)
     for name, entry in manifest["components"].items():
         structural = entry.get("verify", {}).get("structural")
         if structural:

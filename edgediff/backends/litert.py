@@ -61,11 +61,16 @@ class QuantPlan:
     module paths of the component (`conv_in`, `up_blocks.*.attentions.*`, `3.pool`; it also matches after a
     wrapper prefix, so `conv_out` finds `unet.conv_out`); "re:<regex>" is matched against TFLite tensor names.
     calibration: input dicts (component tensor names -> arrays) in the component's real operating range.
+    layers: exact module paths -> "float" or "int8_weights" for that module's own ops only (not its children):
+    how a per-layer precision plan (edgediff.slim.quantize) is given. output_modes: the same for the ops that
+    write the component's outputs (their tensors carry the output's name, not a module path).
     """
 
     default: str = "int8_weights"
     keep_float: tuple[str, ...] = ()
     calibration: list[dict[str, np.ndarray]] = field(default_factory=list)
+    layers: dict[str, str] = field(default_factory=dict)
+    output_modes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.default not in INT8_MODES:
@@ -162,7 +167,7 @@ class LiteRTBackend(Backend):
                               f"got '{precision}'")
         if precision == "int8":
             plan = as_plan(plan if plan is not None else getattr(component, "quant_plan", None)) \
-                or QuantPlan(options.int8_mode, tuple(options.keep_float))
+                or _planned(component, options) or QuantPlan(options.int8_mode, tuple(options.keep_float))
         else:
             plan = None
         out_dir = Path(out_dir)
@@ -184,7 +189,10 @@ class LiteRTBackend(Backend):
                 if precision != "fp32":
                     regexes = [p[3:] for p in plan.keep_float if p.startswith("re:")] if plan else []
                     regexes += _scope_regexes(piece.module, keep_float_modules)
-                    _quantize(float_path, path, precision, plan, regexes, calibration[index] if calibration else None)
+                    rules = _layer_rules(piece.module, component.module, plan.layers) if plan else []
+                    rules += _output_rules(float_path, plan.output_modes, piece.output_names) if plan else []
+                    _quantize(float_path, path, precision, plan, regexes, calibration[index] if calibration else None,
+                              rules)
                     float_path.unlink()
                 _check_size(path, options, component.name, precision)
                 inputs, outputs = _file_specs(path, piece.input_names, piece.output_names)
@@ -195,6 +203,7 @@ class LiteRTBackend(Backend):
         meta: dict[str, Any] = {"precision": precision, "signature": SIGNATURE, "threads": options.threads}
         if plan is not None and precision == "int8":
             meta["int8"] = {"mode": plan.default, "keep_float": list(plan.keep_float),
+                            "plan_layers": {m: sum(v == m for v in plan.layers.values()) for m in _LAYER_MODES},
                             "calibration_samples": len(calibration[0]) if calibration and calibration[0] else 0,
                             "calibration_source": "given" if plan.calibration else "seeded example inputs"}
         if len(artifacts) == 1:
@@ -298,7 +307,7 @@ def _convert(module, sample: dict[str, Any], path: Path, options: LiteRTOptions)
 
 
 def _quantize(float_path: Path, path: Path, precision: str, plan: QuantPlan | None, keep_float_regexes: list[str],
-              calibration: list[dict[str, np.ndarray]] | None) -> None:
+              calibration: list[dict[str, np.ndarray]] | None, layer_rules: Sequence[tuple[str, str]] = ()) -> None:
     """ai-edge-quantizer: fp16 weights, int8 weights, or full int8 with calibration; float I/O kept."""
     from ai_edge_quantizer import quantizer as aeq
 
@@ -311,17 +320,38 @@ def _quantize(float_path: Path, path: Path, precision: str, plan: QuantPlan | No
         qt.add_static_config(regex=".*", operation_name="*", activation_num_bits=8, weight_num_bits=8)
         for boundary in ("INPUT", "OUTPUT"):  # float32 in and out: quantize/dequantize ops go inside the file
             qt.update_quantization_recipe(regex=".*", operation_name=boundary, algorithm_key=_NO_QUANTIZE)
+    for regex, mode in layer_rules:  # a precision plan's per-layer decisions (see _layer_rules)
+        if mode == "int8_weights":
+            qt.add_weight_only_config(regex=regex, operation_name="*", num_bits=8)
+        else:
+            qt.update_quantization_recipe(regex=regex, operation_name="*", algorithm_key=_NO_QUANTIZE)
     for regex in keep_float_regexes:  # the last matching rule wins, so these override the default above
         qt.update_quantization_recipe(regex=regex, operation_name="*", algorithm_key=_NO_QUANTIZE)
     result = None
     if qt.need_calibration:
         if not calibration:
             raise RecipeError("int8_full needs calibration samples")
-        result = qt.calibrate({SIGNATURE: calibration}, num_threads=os.cpu_count() or 1)
+        result = _global_min_max(qt, calibration)
     quantized = qt.quantize(result, enable_progress_report=False)
     path.write_bytes(quantized.quantized_model)
     del qt, quantized, result
     _release_memory()
+
+
+def _global_min_max(qt, calibration: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """ai-edge-quantizer merges calibration samples by a moving average (0.95) of their min/max, so the first
+    samples dominate (for a UNet calibrated along a trajectory: the noisiest timestep). Calibrate one sample at a
+    time and keep the true min and max over all of them, as ONNX Runtime's MinMax calibration does."""
+    merged: dict[str, Any] = {}
+    for sample in calibration:
+        for name, qsv in qt.calibrate({SIGNATURE: [sample]}, num_threads=os.cpu_count() or 1).items():
+            if name not in merged:
+                merged[name] = dict(qsv)
+                continue
+            for key, reduce in (("min", np.minimum), ("max", np.maximum)):
+                if key in qsv and key in merged[name]:
+                    merged[name][key] = reduce(merged[name][key], qsv[key])
+    return merged
 
 
 def _chain_inputs(pieces: list[_Piece], inputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -436,9 +466,10 @@ def _match_modules(root, patterns: Sequence[str]) -> set[int]:
     return matched
 
 
-def _scope_regexes(root, module_ids: set[int]) -> list[str]:
+def _scope_regexes(root, module_ids: set[int], own_ops: bool = False) -> list[str]:
     """litert-torch names each tensor after the chain of modules that computed it, one `<module>.<Class>_<attr>`
-    segment per called module (containers that are never called, like ModuleList, leave no segment)."""
+    segment per called module (containers that are never called, like ModuleList, leave no segment).
+    With own_ops, only tensors the module computes itself match (its name is the last segment), not its children's."""
     from torch import nn
 
     if not module_ids:
@@ -453,5 +484,48 @@ def _scope_regexes(root, module_ids: set[int]) -> list[str]:
                 else getattr(current, part)
             if not isinstance(current, (nn.ModuleList, nn.ModuleDict)):
                 segments.append(r"[^/]*\b" + re.escape(f"{type(current).__name__}_{part}"))
-        regexes.append("/(?:[^/]*/)*?".join(segments) + r"(?=[/;]|$)")
+        regexes.append("/(?:[^/]*/)*?".join(segments) + (r"(?=;|$)" if own_ops else r"(?=[/;]|$)"))
     return regexes
+
+
+_LAYER_MODES = ("float", "int8_weights")
+
+
+def _planned(component: Component, options: LiteRTOptions) -> QuantPlan | None:
+    """The quantize step's per-layer precision plan and calibration inputs (edgediff.slim.quantize.int8_inputs)."""
+    from edgediff.slim.quantize import int8_inputs
+
+    found = int8_inputs(component)
+    if found is None:
+        return None
+    modes = found.plan.modes()
+    layers = {name: mode for name, mode in modes.items() if mode in _LAYER_MODES}
+    outputs = {out: modes[unit] for out, unit in found.plan.outputs.items() if modes.get(unit) in _LAYER_MODES}
+    return QuantPlan("int8_full", tuple(options.keep_float), list(found.calibration), layers, outputs)
+
+
+def _output_rules(path: Path, output_modes: Mapping[str, str], names: Sequence[str]) -> list[tuple[str, str]]:
+    """Rules for the tensors behind the signature's outputs (exact names read from the float file)."""
+    wanted = {n: m for n, m in output_modes.items() if n in names}
+    if not wanted:
+        return []
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    details = interpreter.get_signature_runner(SIGNATURE).get_output_details()
+    tensor_names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    return [("^" + re.escape(tensor_names[details[n]["index"]]) + "(?=;|$)", mode) for n, mode in wanted.items()]
+
+
+def _layer_rules(piece_module, root, layers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(regex over the piece's TFLite tensor names, mode) for each exact plan layer, own ops only."""
+    rules = []
+    for mode in _LAYER_MODES:
+        ids = set()
+        for name in (n for n, m in layers.items() if m == mode):
+            try:
+                ids.add(id(root.get_submodule(name)))
+            except AttributeError:
+                raise RecipeError(f"precision plan layer '{name}' is not a module of this component") from None
+        rules += [(regex, mode) for regex in _scope_regexes(piece_module, ids, own_ops=True)]
+    return rules

@@ -85,12 +85,17 @@ class OnnxRuntimeBackend(Backend):
                 model = onnx_graph.to_proto(model)
         else:
             model = program.model_proto
+        int8: dict[str, Any] = {}
         if precision == "fp16":
             model = onnx_graph.to_fp16(model)
+        elif precision == "int8":  # static QDQ from the quantize step's plan (edgediff.backends.onnxruntime_int8)
+            from edgediff.backends.onnxruntime_int8 import quantize_int8
+
+            model, int8 = quantize_int8(model, component, out_dir)
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
         return Artifact(component.name, path, component.inputs, component.outputs,
-                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {},
-                              **graph_meta})
+                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {}, **graph_meta,
+                              **int8})
 
     def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
         import onnxruntime as ort
