@@ -32,3 +32,4 @@ def apply_slim_steps(steps, model, components: list) -> list:
 
 from edgediff.slim import distill as _distill  # noqa: E402,F401  (registers the `distill` step)
 from edgediff.slim import quantize as _quantize  # noqa: E402,F401  (registers the `quantize` step)
+from edgediff.slim import prune as _prune  # noqa: E402,F401  (registers the `prune` step)
