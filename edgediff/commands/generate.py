@@ -21,18 +21,23 @@ def register(sub) -> None:
     p.add_argument("--prompt", "-p", help="text prompt")
     p.add_argument("--prompts-file", type=Path, help="batch mode: one prompt per line (blank lines and # comments skipped)")
     p.add_argument("--output", "-o", type=Path, help="image file (single prompt) or folder (batch; default: images/)")
-    p.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (batch: prompt i uses SEED + i)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: the manifest's)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the manifest's)")
+    add_sampling_args(p, seed_help="seed of the initial noise (batch: prompt i uses SEED + i)")
     p.add_argument("--scheduler", help="override the scheduler: ddim, euler, dpm++2m, lcm, pndm or a diffusers class name")
-    p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
     p.add_argument("--threads", type=int, help="intra-op threads for the runtime")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
     p.add_argument("--no-verify-checksums", action="store_true", help="skip the sha256 check of the bundle files")
     p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_sampling_args(p: argparse.ArgumentParser, seed_help: str = "seed of the initial noise") -> None:
+    """The options every command that runs a bundle shares (generate, bundle-golden)."""
+    p.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--steps", type=int, help="denoising steps (default: the manifest's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the manifest's)")
+    p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
 
 
 def read_prompts(path: Path) -> list[str]:

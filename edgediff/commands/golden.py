@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from edgediff.commands.generate import add_sampling_args
     from edgediff.runtime.golden import DEFAULT_PROMPT
 
     p = sub.add_parser(
@@ -19,11 +20,7 @@ def register(sub) -> None:
     p.add_argument("bundle", type=Path, help="bundle folder with manifest.json")
     p.add_argument("--output", "-o", type=Path, help="golden folder (default: BUNDLE/golden)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"prompt (default: {DEFAULT_PROMPT!r})")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="default: the manifest's")
-    p.add_argument("--guidance", type=float, help="default: the manifest's")
-    p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
+    add_sampling_args(p)
     p.set_defaults(func=run)
 
 
