@@ -3,18 +3,24 @@
     OMP_NUM_THREADS=1 python benchmarks/prune_experiments.py --teacher models/shapes-sd --budget 0.6
 
 1. `edgediff prune TEACHER --robust` (SnapFusion robust training; skipped with --robust-steps 0).
-2. `edgediff prune ROBUST --latency-budget B --target host-cpu --recover`: per-block latency table through the
-   ONNX Runtime lowering, greedy search (judge prompt accuracy), BK-SDM KD recovery of the chosen architecture.
-3. UNet latency of teacher and student on the host backends (ONNX Runtime, LiteRT when installed, PyTorch
-   eager): both lowered by the same backend code, timed in the same process, interleaved round by round.
-4. `edgediff eval` prompt accuracy of teacher and student (same prompts, seeds, steps, guidance).
+2. `edgediff prune MODEL --latency-budget B --target host-cpu`: latency table through the ONNX Runtime lowering
+   (default: each removal unit priced by whole-UNet ablation, CPU time, 1 thread), greedy search by judge
+   prompt accuracy that keeps some cross-attention.
+3. `edgediff prune TEACHER --spec <searched spec> --recover`: BK-SDM KD recovery (resumable: re-running the
+   script continues from the last checkpoint in --work/recover-run).
+4. UNet latency of teacher and student on the host backends (ONNX Runtime, LiteRT when installed, PyTorch
+   eager), one runtime thread each: both lowered by the same backend code, timed in the same process,
+   interleaved round by round, wall time and process CPU time of every run.
+5. `edgediff eval` prompt accuracy of teacher and student (same prompts, seeds, steps, guidance).
 Results: --out/results.json and results.md (with the search trace and the quality-latency plot).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,15 +40,18 @@ def sh(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
 
 
-def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int, runs: int) -> dict:
-    """Median ms of both UNets per backend, lowered by edgediff's backend code, timed interleaved."""
+def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int, runs: int, threads: int = 1) -> dict:
+    """Median ms (wall and process CPU time) of both UNets per backend, lowered by edgediff's backend code,
+    `threads` runtime threads, timed interleaved (teacher, student, next backend, ... every round)."""
     import numpy as np
+    import torch
 
     from edgediff.backends.base import get_backend
     from edgediff.errors import BackendUnavailable
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 
+    torch.set_num_threads(threads)
     models = {"teacher": load_model(str(teacher)), "student": load_model(str(student))}
     batched = bool(models["teacher"].defaults.get("batched_cfg", True))
     size = models["teacher"].unet.config.sample_size * 2 ** (len(models["teacher"].vae.config.block_out_channels) - 1)
@@ -61,28 +70,38 @@ def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int,
                 print(f"skip {name}: {exc}")
                 continue
             options = backend.Options()
+            if hasattr(options, "threads"):
+                options = dataclasses.replace(options, threads=threads)
             for k, c in comps.items():
                 out = Path(tmp) / f"{name}-{k}"
                 out.mkdir()
                 artifact = backend.lower(c, options, "fp32", out)
                 runners[(name, k)] = (backend.load(artifact, options), c.example_inputs(1))
-        times: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+        wall: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for run, inputs in runners.values():
             run(inputs)  # warm-up
+        load_before = os.getloadavg()
         for _ in range(rounds):
             for key, (run, inputs) in runners.items():
                 for _ in range(runs):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     run(inputs)
-                    times[key].append((time.perf_counter() - start) * 1000.0)
+                    cpu[key].append((time.process_time() - start_cpu) * 1000.0)
+                    wall[key].append((time.perf_counter() - start) * 1000.0)
+        load_after = os.getloadavg()
     result = {}
     for name in backends:
-        if (name, "teacher") not in times:
+        if (name, "teacher") not in wall:
             continue
-        t, s = statistics.median(times[(name, "teacher")]), statistics.median(times[(name, "student")])
-        result[name] = {"teacher_ms": t, "student_ms": s, "speedup": t / s, "runs": len(times[(name, "teacher")]),
-                        "teacher_p90_ms": float(np.percentile(times[(name, "teacher")], 90)),
-                        "student_p90_ms": float(np.percentile(times[(name, "student")], 90))}
+        t, s = statistics.median(wall[(name, "teacher")]), statistics.median(wall[(name, "student")])
+        tc, sc = statistics.median(cpu[(name, "teacher")]), statistics.median(cpu[(name, "student")])
+        result[name] = {"teacher_ms": t, "student_ms": s, "speedup": t / s, "runs": len(wall[(name, "teacher")]),
+                        "teacher_cpu_ms": tc, "student_cpu_ms": sc, "cpu_speedup": tc / sc,
+                        "teacher_p90_ms": float(np.percentile(wall[(name, "teacher")], 90)),
+                        "student_p90_ms": float(np.percentile(wall[(name, "student")], 90)),
+                        "threads": threads, "load_average_before": [round(x, 2) for x in load_before],
+                        "load_average_after": [round(x, 2) for x in load_after]}
     return result
 
 
@@ -98,7 +117,11 @@ def main() -> int:
     p.add_argument("--search-prompts", type=int, default=48)
     p.add_argument("--eval-prompts", type=int, default=200)
     p.add_argument("--latency-engine", choices=("backend", "pytorch"), default="backend")
+    p.add_argument("--latency-method", choices=("ablation", "blocks"), default="ablation")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="clock of the search's latency table")
+    p.add_argument("--lr", type=float, default=3e-4, help="recovery learning rate")
     p.add_argument("--backends", nargs="+", default=["onnxruntime", "litert", "pytorch"])
+    p.add_argument("--threads", type=int, default=1, help="runtime threads for every timing")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--runs", type=int, default=4)
     p.add_argument("--work", type=Path, default=Path("runs/prune-experiment"))
@@ -117,18 +140,26 @@ def main() -> int:
                       "--batch-size", str(args.batch_size), "--cache-size", str(args.cache_size), "--output", str(robust),
                       "--run-dir", str(args.work / "robust-run")], log)
         search_model = robust
-    student = args.work / "student"
-    if not (student / "model_index.json").is_file():
+    searched = args.work / "searched"
+    if not (searched / "edgediff_prune.json").is_file():
         sh(exe + ["prune", str(search_model), "--latency-budget", str(args.budget), "--target", args.target,
-                  "--latency-engine", args.latency_engine, "--search-prompts", str(args.search_prompts),
-                  "--recover", "--max-steps", str(args.recover_steps), "--batch-size", str(args.batch_size),
-                  "--cache-size", str(args.cache_size),
+                  "--latency-engine", args.latency_engine, "--latency-method", args.latency_method,
+                  "--clock", args.clock, "--latency-threads", str(args.threads),
+                  "--search-prompts", str(args.search_prompts), "--output", str(searched)], log)
+    trace = json.loads((searched / "search" / "trace.json").read_text())
+    shutil.copyfile(searched / "search" / "quality_latency.png", args.out / "quality_latency.png")
+    shutil.copyfile(searched / "search" / "trace.json", args.out / "search_trace.json")
+    shutil.copyfile(searched / "search" / "latency_table.json", args.out / "latency_table.json")
+    spec_file = args.work / "searched_spec.json"
+    spec_file.write_text(json.dumps(trace["spec"]) + "\n")
+    student = args.work / "student"
+    if not (student / "model_index.json").is_file():  # resumes from the last checkpoint in recover-run
+        sh(exe + ["prune", str(args.teacher), "--spec", str(spec_file), "--recover",
+                  "--max-steps", str(args.recover_steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                  "--cache-size", str(args.cache_size), "--checkpoint-every", "100",
                   "--output", str(student), "--run-dir", str(args.work / "recover-run")], log)
-    trace = json.loads((student / "unet-searched" / "search" / "trace.json").read_text())
-    shutil.copyfile(student / "unet-searched" / "search" / "quality_latency.png", args.out / "quality_latency.png")
-    shutil.copyfile(student / "unet-searched" / "search" / "trace.json", args.out / "search_trace.json")
 
-    latency = unet_latency(args.teacher, student, args.backends, args.rounds, args.runs)
+    latency = unet_latency(args.teacher, student, args.backends, args.rounds, args.runs, args.threads)
     accuracy = {}
     for name, model in (("teacher", args.teacher), ("student", student)):
         out = args.work / f"eval-{name}.json"
@@ -143,16 +174,25 @@ def main() -> int:
         "prompt_accuracy": {k: v["prompt_accuracy"] for k, v in accuracy.items()},
         "frechet_distance": {k: v["frechet_distance"] for k, v in accuracy.items()},
         "search": {"quality": trace["quality"], "reached": trace["reached"], "trace": trace["trace"],
-                   "teacher_unet_ms_in_table": trace["teacher_unet_ms"], "table_coverage": trace["table_coverage"]},
+                   "teacher_unet_ms_in_table": trace["teacher_unet_ms"], "table_coverage": trace["table_coverage"],
+                   "table_method": trace.get("table_method"), "clock": trace.get("clock"),
+                   "table_load_average": trace.get("table_load_average")},
+        "recovery": json.loads((args.work / "recover-run" / "summary.json").read_text()),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = ["# Pruning: latency-driven block removal + BK-SDM recovery", "",
              f"Teacher `{args.teacher}`; budget {args.budget} x the teacher's UNet latency on {args.target}.", "",
              f"Removed: {', '.join(trace['removed'])}", "",
              f"UNet parameters: {params.get('teacher_parameters'):,} -> {params.get('student_parameters'):,}", "",
-             "| backend | teacher UNet ms (median) | student UNet ms (median) | speed-up |", "|---|---|---|---|"]
+             f"Latency table: {trace.get('table_method')} pricing, {trace.get('clock')} clock, teacher "
+             f"{trace['teacher_unet_ms']:.2f} ms, units cover {100 * (trace['table_coverage'] or 0):.0f}%, "
+             f"load average {trace.get('table_load_average')}", "",
+             "| backend | teacher ms wall | student ms wall | speed-up wall | teacher ms CPU | student ms CPU "
+             "| speed-up CPU | load average before/after |", "|---|---|---|---|---|---|---|---|"]
     for name, r in latency.items():
-        lines.append(f"| {name} | {r['teacher_ms']:.2f} | {r['student_ms']:.2f} | {r['speedup']:.2f}x |")
+        lines.append(f"| {name} | {r['teacher_ms']:.2f} | {r['student_ms']:.2f} | {r['speedup']:.2f}x "
+                     f"| {r['teacher_cpu_ms']:.2f} | {r['student_cpu_ms']:.2f} | {r['cpu_speedup']:.2f}x "
+                     f"| {r['load_average_before'][0]} / {r['load_average_after'][0]} |")
     pa = results["prompt_accuracy"]
     lines += ["", f"Prompt accuracy: teacher {100 * pa['teacher']:.1f}%, student {100 * pa['student']:.1f}% "
               f"({100 * (pa['student'] - pa['teacher']):+.1f} points)", "",

@@ -46,7 +46,7 @@ def test_removed_modules_are_exactly_what_surgery_drops():
 def test_pytorch_latency_table_prices_every_block():
     unet = small_unet()
     args = lt.example_unet_args(unet, text_length=7)
-    table = lt.measure_table(unet, args, engine="pytorch", runs=2, rounds=2, progress=False)
+    table = lt.measure_table(unet, args, engine="pytorch", runs=2, rounds=2, progress=False, method="blocks")
     assert set(table.blocks) == set(lt.timed_modules(unet)) and all(v > 0 for v in table.blocks.values())
     assert table.unet_ms > 0 and table.runs_per_block == 4
     config = dict(unet.config)
@@ -146,7 +146,82 @@ def test_backend_latency_table_lowers_blocks_through_onnxruntime(tmp_path):
     pytest.importorskip("onnxruntime")
     unet = small_unet()
     args = lt.example_unet_args(unet, text_length=7)
-    table = lt.measure_table(unet, args, target="host-cpu", engine="backend", runs=2, rounds=2,
+    table = lt.measure_table(unet, args, target="host-cpu", engine="backend", runs=2, rounds=2, method="blocks",
                              modules=["mid_block", "down_blocks.0.attentions.1"], work_dir=tmp_path, progress=False)
     assert table.backend == "onnxruntime" and set(table.blocks) == {"mid_block", "down_blocks.0.attentions.1"}
     assert (tmp_path / "mid_block.onnx").exists() and table.unet_ms > 0
+
+
+# ---- ablation pricing (whole UNet minus a unit), CPU clock, text path ------------------------------------------
+
+
+def default_like_unet(seed: int = 0):
+    """The default model's layout at tiny width: one pair per stage, two inner stages of equal width."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32, 32), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+    ).eval()
+
+
+def test_inner_stage_unit_takes_the_mid_block_along_only_when_it_must():
+    small = dict(small_unet().config)  # widths 16, 32: the mid block (32) cannot follow stage 0 (16)
+    assert PruneSpec(drop_inner_stages=1) not in prune.removal_units(small)
+    assert PruneSpec(drop_inner_stages=1, drop_mid=True) not in prune.removal_units(small)  # up block widths differ
+    config = dict(default_like_unet().config)
+    units = prune.removal_units(config)
+    assert PruneSpec(drop_inner_stages=1) in units and PruneSpec(drop_mid=True) in units
+    assert PruneSpec(drop_inner_stages=1) not in prune.removal_units(config, inner_stage=False)
+
+
+def test_ablation_table_prices_every_unit_including_the_inner_stage():
+    unet = default_like_unet()
+    config = dict(unet.config)
+    units = prune.removal_units(config)
+    inner = PruneSpec(drop_inner_stages=1)
+    args = lt.example_unet_args(unet, text_length=7)
+    table = lt.measure_table(unet, args, engine="pytorch", runs=2, rounds=2, progress=False,
+                             method="ablation", units=units, clock="cpu", threads=1)
+    assert table.method == "ablation" and table.clock == "cpu" and table.threads == 1 and not table.blocks
+    assert set(table.units) == {lt.unit_key(u) for u in units}
+    # dropping the inner stage takes a down block, an up block and two samplers away: it must save time
+    assert table.saving_ms(config, inner) > 0
+    both = PruneSpec(drop_mid=True, drop_attention_down=(0,))
+    assert table.saving_ms(config, both) == pytest.approx(
+        table.units[lt.unit_key(PruneSpec(drop_mid=True))] + table.units[lt.unit_key(PruneSpec(drop_attention_down=(0,)))])
+    assert table.estimate_ms(config, both) == pytest.approx(table.unet_ms - table.saving_ms(config, both))
+
+
+def test_overlapping_pair_units_count_once_and_unknown_removals_are_refused():
+    config = dict(small_unet().config)
+    keys = {lt.unit_key(u): 1.0 for u in prune.removal_units(config)}
+    pair = PruneSpec(remove_down=((0, 0),), remove_up=((1, 2),))
+    assert lt.contained_units(config, pair, keys) == [lt.unit_key(pair)]
+    two = pair.merged(PruneSpec(remove_down=((1, 1),), remove_up=((0, 0),)))
+    assert len(lt.contained_units(config, two, keys)) == 2
+    from edgediff.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="no units that make up"):
+        lt.contained_units(config, PruneSpec(drop_mid=True), {lt.unit_key(pair): 1.0})
+
+
+def test_search_keeps_a_cross_attention_when_told_to():
+    """Every unit is free of harm and the budget is out of reach: without the constraint the search removes
+    every attention; with it, some cross-attention survives."""
+    config = dict(small_unet().config)
+    units = prune.removal_units(config, inner_stage=False)
+    everything = prune.combine_units(config, PruneSpec(), units)
+    assert not prune.keeps_text_path(config, everything) and prune.keeps_text_path(config, PruneSpec())
+
+    def latency(spec):
+        return 100.0 - 10.0 * len(spec.describe())
+
+    free = prune.greedy_search(config, units, lambda s: 0.0, latency, 1.0, progress=False)
+    assert not prune.keeps_text_path(config, free.spec)
+    kept = prune.greedy_search(config, units, lambda s: 0.0, latency, 1.0, progress=False,
+                               allowed=lambda s: prune.keeps_text_path(config, s))
+    assert prune.keeps_text_path(config, kept.spec) and not kept.reached

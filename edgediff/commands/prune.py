@@ -53,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--latency-table", type=Path, default=None, help="use a saved latency table instead of measuring")
     search.add_argument("--latency-engine", choices=("backend", "pytorch"), default="backend",
                         help="time blocks lowered by the target's backend (default) or as eager PyTorch modules")
+    search.add_argument("--latency-method", choices=("ablation", "blocks"), default="ablation",
+                        help="price each removal by the whole UNet without it (default; covers samplers and glue "
+                             "ops) or by timing its blocks alone")
+    search.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="time CPU time of the process (default: robust to other jobs' load) or wall time")
+    search.add_argument("--latency-threads", type=int, default=1, help="runtime threads while timing (0: default)")
+    search.add_argument("--allow-no-text-path", action="store_true",
+                        help="let the search remove every cross-attention (the UNet then ignores the prompt)")
     search.add_argument("--quality", choices=("auto", "judge", "output"), default="auto",
                         help="judge: prompt accuracy by the shapes judge; output: agreement with the full UNet")
     search.add_argument("--judge", type=Path, default=None, help="shapes judge folder (default: found beside the model)")
@@ -157,10 +165,13 @@ def _search(args: argparse.Namespace) -> int:
         model=model, output=unet_out, latency_budget=args.latency_budget, target=args.target,
         latency_table=args.latency_table, latency_engine=args.latency_engine, quality=args.quality,
         judge=args.judge, search_prompts=args.search_prompts, search_steps=args.search_steps, seed=args.seed,
+        latency_method=args.latency_method, clock=args.clock, threads=args.latency_threads,
+        keep_text_path=not args.allow_no_text_path,
     )
     result, table, record = prune.run_search(settings)
-    print(f"teacher UNet: {table.unet_ms:.2f} ms on {table.backend} ({table.device}); blocks cover "
-          f"{(table.coverage or 0):.0%}; budget {result.budget_ms:.2f} ms")
+    print(f"teacher UNet: {table.unet_ms:.2f} ms ({table.clock} clock, {table.threads or 'default'} thread(s)) on "
+          f"{table.backend} ({table.device}); priced {table.method} cover {(table.coverage or 0):.0%}; "
+          f"budget {result.budget_ms:.2f} ms; load average {table.load_average}")
     for step in result.trace:
         print(f"  {step.step:2d} {step.action:7s} {', '.join(step.unit) or '-':60s} "
               f"{step.latency_ms:9.2f} ms  quality {step.quality:.4f}")

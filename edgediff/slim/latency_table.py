@@ -11,6 +11,17 @@ A removal's latency saving is the sum of its blocks' figures: a valid removal (s
 leaves every surviving block's input shapes unchanged, so the other blocks cost what they cost before.
 `engine="pytorch"` times the eager modules instead (no lowering): quick, and what the tests use.
 Device targets (adb/ssh/app) are not timed here yet: give them a table measured elsewhere (`--latency-table`).
+
+Two things made block sums mislead on a small UNet (reports/prune: the blocks added up to 7% of the UNet):
+a wall clock on a loaded machine inflates a long whole-UNet run far more than ~1 ms blocks (it is
+descheduled many times), and what is not in a block (time embedding, conv in/out, samplers, glue ops, the
+runtime's per-node overhead) is never priced. Hence:
+- `clock="cpu"` (default) times CPU time of this process (`time.process_time`) with one runtime thread, which
+  other processes' load barely changes; `clock="wall"` is elapsed time, right on an idle or dedicated device.
+- `method="ablation"` prices each removal unit by the whole UNet with that unit removed, lowered and timed
+  interleaved with the full UNet: saving = full - ablated. It covers everything a removal takes away
+  (samplers and glue included) and also prices `drop_inner_stages`. A spec's saving is the sum of the
+  savings of the table's units it contains (additivity is checked afterwards by timing the chosen student).
 """
 
 from __future__ import annotations
@@ -47,14 +58,21 @@ class LatencyTable:
     runs_per_block: int = 0
     load_average: list[float] = field(default_factory=list)
     format: str = TABLE_FORMAT
+    clock: str = "wall"  # "cpu": process CPU time; "wall": elapsed time
+    threads: int = 0  # runtime threads used for timing (0: the runtime's default)
+    method: str = "blocks"  # "blocks": per-block figures; "ablation": whole UNet minus each unit
+    units: dict[str, float] = field(default_factory=dict)  # ablation: unit key -> ms saved
 
     @property
     def coverage(self) -> float | None:
-        """Share of the whole UNet's time that the removable blocks account for."""
-        return sum(self.blocks.values()) / self.unet_ms if self.unet_ms else None
+        """Share of the whole UNet's time that the priced blocks (or units) account for."""
+        priced = self.units if self.method == "ablation" else self.blocks
+        return sum(priced.values()) / self.unet_ms if self.unet_ms else None
 
     def saving_ms(self, config: Any, spec: PruneSpec) -> float:
-        """Milliseconds a removal saves: the sum of its blocks' medians."""
+        """Milliseconds a removal saves: the sum of its blocks' medians (or of its units' ablation savings)."""
+        if self.method == "ablation":
+            return sum(self.units[key] for key in contained_units(config, spec, self.units))
         missing = [m for m in removed_modules(config, spec) if m not in self.blocks]
         if missing:
             raise RecipeError(f"the latency table has no figure for {missing}; re-measure it for this UNet")
@@ -81,10 +99,40 @@ class LatencyTable:
         return cls(**data)
 
 
+def unit_key(unit: PruneSpec) -> str:
+    """A removal unit as a table key: its canonical JSON."""
+    return json.dumps(unit.to_dict(), sort_keys=True)
+
+
+def _parts(spec: PruneSpec) -> set[tuple]:
+    """The elementary removals of a spec, so that overlapping units (two depth choices of one pair) count once."""
+    parts: set[tuple] = {("down", *p) for p in spec.remove_down} | {("up", *p) for p in spec.remove_up}
+    parts |= {("attention_down", s) for s in spec.drop_attention_down}
+    parts |= {("attention_up", b) for b in spec.drop_attention_up}
+    parts |= {("mid",)} if spec.drop_mid else set()
+    return parts | {("inner", k) for k in range(1, spec.drop_inner_stages + 1)}
+
+
+def contained_units(config: Any, spec: PruneSpec, keys: Any) -> list[str]:
+    """The table units (by key) that make up `spec`, none overlapping; refuses a spec they cannot make up."""
+    units = {key: PruneSpec.from_dict(json.loads(key)) for key in keys}
+    inside, taken, rebuilt = [], set(), PruneSpec()
+    for key, unit in sorted(units.items(), key=lambda item: (-len(_parts(item[1])), item[0])):  # biggest first
+        if spec.merged(unit) == spec and not _parts(unit) & taken:
+            inside.append(key)
+            taken |= _parts(unit)
+            rebuilt = rebuilt.merged(unit)
+    if rebuilt != spec:
+        raise RecipeError(f"the ablation latency table has no units that make up {spec.describe()}; "
+                          "re-measure it with this removal among its units")
+    return inside
+
+
 def removed_modules(config: Any, spec: PruneSpec) -> list[str]:
     """The teacher's module names a spec removes (pairs, attention of a stage, the mid block)."""
     if spec.drop_inner_stages:
-        raise UnsupportedError("the latency table prices blocks, not whole stages; drop_inner_stages has no figure")
+        raise UnsupportedError("block figures cannot price drop_inner_stages (its samplers and glue are in no block); "
+                               "measure the table with method='ablation'")
     cfg = dict(config)
     layout = prune.plan_layout(cfg, spec)
     names: list[str] = []
@@ -163,26 +211,16 @@ def capture_block_inputs(unet: Any, args: tuple, names: list[str]) -> dict[str, 
     return {n: tuple(t.detach().clone() for t in captured[n]) for n in names}
 
 
-def _component(name: str, module: torch.nn.Module, tensors: tuple[torch.Tensor, ...]):
-    from edgediff.model.components import Component, TensorSpec
-
-    kind = "resnet" if ".resnets." in name else "attention" if ".attentions." in name else "mid"
-    call = _BlockCall(module, kind).eval()
-    with torch.no_grad():
-        out = call(*tensors)
-    input_names = ["hidden_states", "temb", "encoder_hidden_states"] if kind == "mid" else (
-        ["hidden_states", "temb"] if kind == "resnet" else ["hidden_states", "encoder_hidden_states"])
-    safe = name.replace(".", "_")
-    return Component(
-        safe, call, inputs=tuple(TensorSpec(n, tuple(t.shape)) for n, t in zip(input_names, tensors)),
-        outputs=(TensorSpec("output", tuple(out.shape)),),
-    ), {n: t.numpy() for n, t in zip(input_names, tensors)}
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
 def _time_rounds(runners: dict[str, Callable[[], Any]], runs: int, rounds: int, warmup: int,
-                 progress: bool) -> dict[str, list[float]]:
+                 progress: bool, clock: str = "wall") -> dict[str, list[float]]:
     from tqdm.auto import tqdm
 
+    if clock not in CLOCKS:
+        raise RecipeError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     for run in runners.values():
         for _ in range(warmup):
             run()
@@ -191,39 +229,65 @@ def _time_rounds(runners: dict[str, Callable[[], Any]], runs: int, rounds: int, 
     for _ in range(rounds):
         for name, run in runners.items():
             for _ in range(runs):
-                start = time.perf_counter()
+                start = now()
                 run()
-                times[name].append((time.perf_counter() - start) * 1000.0)
+                times[name].append((now() - start) * 1000.0)
             bar.update(1)
     bar.close()
     return times
 
 
+UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states")
+
+
 def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engine: str = "backend",
                   backend_name: str | None = None, precision: str = "fp32", runs: int = 3, rounds: int = 3,
                   warmup: int = 1, modules: list[str] | None = None, work_dir: Path | None = None,
-                  progress: bool = True) -> LatencyTable:
-    """Time every removable block (or `modules`) and the whole UNet on this machine.
+                  progress: bool = True, method: str = "ablation", units: list[PruneSpec] | None = None,
+                  clock: str = "cpu", threads: int = 1) -> LatencyTable:
+    """Time the removable parts and the whole UNet on this machine (see the module docstring).
 
     `example_args` = (sample, timestep, encoder_hidden_states) at the recipe's shapes (batch 2 for batched
-    classifier-free guidance). `engine="backend"` lowers each block with the target's backend;
-    `engine="pytorch"` times the eager modules.
+    classifier-free guidance). `engine="backend"` lowers with the target's backend, `engine="pytorch"` times
+    eager modules. `method="blocks"` times every block (or `modules`) alone; `method="ablation"` times the
+    whole UNet without each of `units` (default: `prune.removal_units`). `threads` runtime threads (0: the
+    runtime's default), `clock` "cpu" or "wall".
     """
     from edgediff.profile.host import host_name
 
+    if method not in ("blocks", "ablation"):
+        raise RecipeError(f"method must be 'blocks' or 'ablation', got {method!r}")
+    if clock not in CLOCKS:
+        raise RecipeError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     unet = unet.eval()
-    names = modules or timed_modules(unet)
-    inputs = capture_block_inputs(unet, example_args, names)
-    all_modules = dict(unet.named_modules())
+    # name -> (module, example tensors, input names, output shape)
+    items: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, ...], tuple[str, ...]]] = {}
+    if method == "blocks":
+        names = modules or timed_modules(unet)
+        inputs = capture_block_inputs(unet, example_args, names)
+        all_modules = dict(unet.named_modules())
+        for name in names:
+            kind = _kind(name)
+            input_names = ("hidden_states", "encoder_hidden_states") if kind == "attention" else (
+                ("hidden_states", "temb", "encoder_hidden_states")[: len(inputs[name])])
+            items[name] = (_BlockCall(all_modules[name], kind).eval(), inputs[name], input_names)
+    else:
+        units = prune.removal_units(dict(unet.config)) if units is None else units
+        for unit in units:
+            items[unit_key(unit)] = (_WholeUNet(prune.prune_unet(unet, unit).eval()).eval(), example_args, UNET_INPUTS)
+    items["__unet__"] = (_WholeUNet(unet).eval(), example_args, UNET_INPUTS)
+
     runners: dict[str, Callable[[], Any]] = {}
     version = torch.__version__
+    torch_threads = torch.get_num_threads()
     if engine == "pytorch":
         backend_name = "pytorch"
-        for name in names:
-            call = _BlockCall(all_modules[name], _kind(name)).eval()
-            runners[name] = _torch_runner(call, inputs[name])
-        runners["__unet__"] = _torch_runner(_WholeUNet(unet), example_args)
+        if threads:
+            torch.set_num_threads(threads)
+        runners = {name: _torch_runner(module, tensors) for name, (module, tensors, _) in items.items()}
     elif engine == "backend":
+        import dataclasses
+
         from edgediff.backends.base import get_backend
         from edgediff.model.components import Component, TensorSpec
 
@@ -233,12 +297,14 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
             spec = load_target(target)
             if spec.reach.method != "local":
                 raise UnsupportedError(
-                    f"target {target!r} is reached by {spec.reach.method}; block latency tables are measured on "
+                    f"target {target!r} is reached by {spec.reach.method}; latency tables are measured on "
                     "this machine only for now: measure on a local target or pass a saved table")
             backend_name, precision = spec.backend, spec.precision
         backend = get_backend(backend_name)
         backend.check_available()
         options = backend.Options()
+        if threads and hasattr(options, "threads"):
+            options = dataclasses.replace(options, threads=threads)
         version = backend.version()
         tmp = tempfile.TemporaryDirectory() if work_dir is None else None
         out_dir = Path(work_dir or tmp.name)
@@ -246,21 +312,18 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
         try:
             from tqdm.auto import tqdm
 
-            for name in tqdm(names, desc="lowering blocks", disable=not progress):
-                component, feed = _component(name, all_modules[name], inputs[name])
+            for i, (name, (module, tensors, input_names)) in enumerate(
+                    tqdm(items.items(), desc="lowering", disable=not progress)):
+                with torch.no_grad():
+                    out = module(*tensors)
+                safe = name.replace(".", "_") if method == "blocks" or name == "__unet__" else f"unet_without_{i}"
+                component = Component(
+                    safe.strip("_"), module,
+                    inputs=tuple(TensorSpec(n, tuple(t.shape)) for n, t in zip(input_names, tensors)),
+                    outputs=(TensorSpec("output", tuple(out.shape)),))
                 artifact = backend.lower(component, options, precision, out_dir)
+                feed = {n: t.numpy() for n, t in zip(input_names, tensors)}
                 runners[name] = _backend_runner(backend.load(artifact, options), feed)
-            whole = Component(
-                "unet", _WholeUNet(unet).eval(),
-                inputs=(TensorSpec("sample", tuple(example_args[0].shape)), TensorSpec("timestep", tuple(example_args[1].shape)),
-                        TensorSpec("encoder_hidden_states", tuple(example_args[2].shape))),
-                outputs=(TensorSpec("noise_pred", tuple(example_args[0].shape)),),
-            )
-            artifact = backend.lower(whole, options, precision, out_dir)
-            runners["__unet__"] = _backend_runner(
-                backend.load(artifact, options),
-                {"sample": example_args[0].numpy(), "timestep": example_args[1].numpy(),
-                 "encoder_hidden_states": example_args[2].numpy()})
         finally:
             if tmp is not None:
                 tmp.cleanup()
@@ -268,13 +331,18 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
         raise RecipeError(f"engine must be 'backend' or 'pytorch', got {engine!r}")
 
     load_before = os.getloadavg()[0]
-    times = _time_rounds(runners, runs, rounds, warmup, progress)
+    try:
+        times = _time_rounds(runners, runs, rounds, warmup, progress, clock)
+    finally:
+        torch.set_num_threads(torch_threads)
     unet_ms = float(np.median(times.pop("__unet__")))
+    medians = {n: float(np.median(t)) for n, t in times.items()}
     return LatencyTable(
         target=target, backend=backend_name, precision=precision, device=f"{host_name()} ({version})",
         shapes={"sample": list(example_args[0].shape), "encoder_hidden_states": list(example_args[2].shape)},
-        blocks={n: float(np.median(t)) for n, t in times.items()}, unet_ms=unet_ms, runs_per_block=runs * rounds,
-        load_average=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+        blocks=medians if method == "blocks" else {}, unet_ms=unet_ms, runs_per_block=runs * rounds,
+        load_average=[round(load_before, 2), round(os.getloadavg()[0], 2)], clock=clock, threads=threads,
+        method=method, units={k: unet_ms - v for k, v in medians.items()} if method == "ablation" else {},
     )
 
 
