@@ -1,7 +1,7 @@
 """Core ML backend: split-einsum rewrite and chunking checked in PyTorch, real coremltools conversions of micro
 components checked structurally (compressed weights, sizes, Apple's Swift layout), macOS-only numerics.
 
-The conversion fixture runs three real conversions once per session (micro text encoder / UNet / VAE decoder with
+The conversion fixture runs three real conversions once per module (micro text encoder / UNet / VAE decoder with
 the Swift layout, a two-chunk 6-bit UNet and an int8 text encoder); everything else is PyTorch-only.
 """
 
@@ -30,12 +30,17 @@ ON_MAC = platform.system() == "Darwin"
 
 
 def micro_unet(family: str = "sd15"):
-    """The smallest UNet with SD's block types; "sd21" adds SD 2.x's linear projections and per-block head dims."""
+    """The smallest UNet with SD's block types; "sd21" adds SD 2.x's linear projections and per-block head dims.
+
+    SD 1.5's micro UNet has 2 heads per attention (diffusers reads `attention_head_dim` as the head count here):
+    split-einsum unrolls attention head by head, so the head count sets the size of the Core ML program, and the
+    conversion time of the session fixture grows with it (16 heads made it ~4x slower, checking nothing more).
+    """
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     extra = dict(use_linear_projection=True, attention_head_dim=(8, 16)) if family == "sd21" else \
-        dict(attention_head_dim=16)
+        dict(attention_head_dim=2)
     return UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -58,6 +63,13 @@ def micro_model() -> LoadedModel:
         module.eval().requires_grad_(False)
     return LoadedModel(source="micro", kind="pipeline", unet=unet, vae=vae, text_encoder=text,
                        tokenizer_dir=SD15 / "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def micro():
+    """One micro pipeline shared by the tests of this module (nothing here modifies it: the attention rewrite,
+    the chunker and the converter all build new modules around the original weights)."""
+    return micro_model()
 
 
 # ---- PyTorch-only: the rewrite and the chunks are what coremltools receives ------------------------------------
@@ -91,8 +103,8 @@ def test_split_einsum_unet_equals_original_attention(family, form):
             assert ".to_q." in name and param._edgediff_source.data_ptr() in original, name
 
 
-def test_split_einsum_vae_attention_equals_original():
-    vae = micro_model().vae
+def test_split_einsum_vae_attention_equals_original(micro):
+    vae = micro.vae
     latent = torch.randn(1, 4, 8, 8)
     image = torch.rand(1, 3, 16, 16) * 2 - 1
     with torch.no_grad():
@@ -117,10 +129,10 @@ def test_split_einsum_refuses_what_it_cannot_express():
 
 
 @pytest.mark.parametrize("parts", [2, 3])
-def test_chunked_unet_equals_whole_unet(parts):
+def test_chunked_unet_equals_whole_unet(micro, parts):
     from edgediff.model.split import run_chunks, split_unet
 
-    model = micro_model()
+    model = micro
     rebuilt, _ = rewrite_attention(model.unet, "split_einsum")
     sample, t, context = _unet_inputs()
     with torch.no_grad():
@@ -160,9 +172,8 @@ def _best_largest_group(sizes, parts):
     (dict(attention="flash"), "fp16", "split_einsum"),
     (dict(swift_layout=True, chunk_unet=3), "fp16", "2 chunks"),
 ])
-def test_bad_options_fail_before_converting(tmp_path, options, precision, message):
-    model = micro_model()
-    (unet,) = build_components(model, ["unet"], ComponentShapes(16, 16))
+def test_bad_options_fail_before_converting(micro, tmp_path, options, precision, message):
+    (unet,) = build_components(micro, ["unet"], ComponentShapes(16, 16))
     with pytest.raises(RecipeError, match=message):
         CoreMLBackend().lower(unet, CoreMLOptions(**options), precision, tmp_path)
     assert not list(tmp_path.iterdir())
@@ -182,11 +193,11 @@ def test_load_refuses_on_linux_with_the_reason(tmp_path):
 # ---- real conversions -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def swift_bundle(tmp_path_factory):
+@pytest.fixture(scope="module")
+def swift_bundle(micro, tmp_path_factory):
     """Micro pipeline in Apple's Swift layout: int8 text encoder, 2-chunk 6-bit UNet, fp16 VAE decoder."""
     out = tmp_path_factory.mktemp("coreml_swift")
-    model = micro_model()
+    model = micro
     components = {c.name: c for c in build_components(model, ["text_encoder", "unet", "vae_decoder"],
                                                          ComponentShapes(16, 16))}
     backend = CoreMLBackend()
@@ -310,11 +321,35 @@ def test_structural_check_fails_loudly_on_a_manifest_mismatch(swift_bundle):
     assert "VAEDecoder.mlpackage: compute precision fp32" in failed  # it is an fp16 program
 
 
+@pytest.mark.skipif(ON_MAC, reason="on macOS the verify stage runs Core ML predictions")
+def test_verify_stage_reports_numerics_skipped_on_linux_with_the_reason(swift_bundle):
+    """What `edgediff convert` writes into the manifest here: numeric parity skipped (never passed), with the
+    reason, next to the structural checks that did run."""
+    from edgediff.pipeline import Plan, end_to_end, verify_artifacts
+    from edgediff.recipe import Recipe
+    from edgediff.verify import Thresholds
+
+    backend = CoreMLBackend()
+    opts, precision = swift_bundle["options"]["vae_decoder"]
+    recipe = Recipe()
+    recipe.backend.name, recipe.backend.precision = "coreml", precision
+    component = swift_bundle["components"]["vae_decoder"]
+    plan = Plan(recipe, swift_bundle["model"], backend, opts, [component],
+                {component.name: Thresholds(35.0, 0.99)})
+    (result,) = verify_artifacts(plan, {component.name: swift_bundle["artifacts"]["vae_decoder"]})
+    assert result.status == "skipped" and result.samples == 0 and result.metrics is None
+    assert "macOS" in result.reason
+    assert result.structural["status"] == "passed"
+    e2e = end_to_end(plan, swift_bundle["artifacts"])
+    assert e2e == {"status": "skipped", "reason": result.reason}
+
+
 # ---- macOS: numeric parity through MLModel.predict --------------------------------------------------------------
+# Not marked `macos` (which the default addopts deselect): here they must show up as skipped, with the reason.
 
 
-@pytest.mark.macos
-@pytest.mark.skipif(not ON_MAC, reason="Core ML predictions need macOS")
+@pytest.mark.skipif(not ON_MAC, reason="Core ML predictions need macOS (coremltools converts but cannot run "
+                                       "models on Linux); run on a Mac: pytest tests/test_coreml.py")
 @pytest.mark.parametrize("name", ["text_encoder", "unet", "vae_decoder"])
 def test_coreml_predictions_match_pytorch(swift_bundle, name):
     from edgediff.verify import compare
