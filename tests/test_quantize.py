@@ -316,6 +316,89 @@ def test_litert_realises_the_plan(tmp_path):
     assert backend_psnr(component, backend.load(artifact, options)) > predicted - 6.0, predicted
 
 
+class MaskedText(nn.Module):
+    """Token ids -> embedding -> causal self-attention with an additive finfo.min mask (as CLIP's exporter writes
+    it) -> linear: the shape of the text encoder int8 failures."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(64, 16)
+        self.qkv = nn.Linear(16, 48)
+        self.out = nn.Linear(16, 16)
+        mask = torch.full((8, 8), torch.finfo(torch.float32).min).triu(1)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, ids):
+        q, k, v = self.qkv(self.embed(ids)).chunk(3, dim=-1)
+        probs = torch.softmax(q @ k.transpose(-1, -2) / 4.0 + self.mask, dim=-1)
+        return self.out(probs @ v)
+
+
+def masked_text_component() -> Component:
+    return Component("text", MaskedText().eval().requires_grad_(False), inputs=(TensorSpec("ids", (1, 8), "int64"),),
+                     outputs=(TensorSpec("y", (1, 8, 16)),), input_ranges={"ids": (0, 64)})
+
+
+def text_psnr(component: Component, session) -> float:
+    held = samples_for(component, 4, offset=300)
+    refs = [component.run_torch(s)["y"] for s in held]
+    outs = [session(s)["y"] for s in held]
+    peaks = sum(float(r.max() - r.min()) ** 2 for r in refs)
+    return 10 * np.log10(peaks / sum(float(np.mean((r - o) ** 2)) for r, o in zip(refs, outs)))
+
+
+def test_onnxruntime_keeps_additive_attention_masks_float(tmp_path):
+    """A finfo.min mask quantized with the scores (at the Add and the Softmax input) makes attention uniform."""
+    from edgediff.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOptions
+
+    component = masked_text_component()
+    backend, options = OnnxRuntimeBackend(), OnnxRuntimeOptions(threads=1)
+    artifact = backend.lower(component, options, "int8", tmp_path)  # no plan: every layer int8
+    assert artifact.meta["int8"]["mask_nodes_float"] >= 2  # the Add and the Softmax reading it
+    assert text_psnr(component, backend.load(artifact, options)) > 30.0
+
+
+@pytest.mark.skipif(not __import__("edgediff.backends.litert", fromlist=["x"]).LiteRTBackend().can_run_here()[0],
+                    reason="ai-edge-litert not installed")
+def test_litert_plan_calibrates_int64_inputs(tmp_path):
+    """The plan's calibration keeps the component's int64 token ids; the .tflite takes int32."""
+    from edgediff.backends.litert import LiteRTBackend, LiteRTOptions
+
+    component = masked_text_component()
+    samples = samples_for(component, 6)
+    plan = search_plan(component, samples, samples[:2], samples[:1], QuantizeSettings(target_psnr_db=0.0))
+    attach(component, plan, samples)
+    backend, options = LiteRTBackend(), LiteRTOptions(threads=1)
+    artifact = backend.lower(component, options, "int8", tmp_path)
+    assert artifact.meta["int8"]["mode"] == "int8_full" and artifact.meta["int8"]["calibration_samples"] == 6
+    assert np.isfinite(text_psnr(component, backend.load(artifact, options)))
+
+
+def test_litert_quantizes_weights_over_32_mib():
+    """ai-edge-quantizer 0.10 sends weights over 32 MiB (SD 1.5's [1280, 3, 3, 1280] convs) to a chunked branch
+    that cannot broadcast per-channel scales; the workaround quantizes them in slices with the same result."""
+    pytest.importorskip("ai_edge_quantizer")
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+
+    from edgediff.backends.litert import _large_weight_fix
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((1030, 3, 3, 1000), dtype=np.float32)  # 37 MB, TFLite conv layout [O, H, W, I]
+    w[7] *= 50.0
+    scale = (np.abs(w).reshape(len(w), -1).max(axis=1) / 127.0).astype(np.float32)
+    params = qtyping.UniformQuantParams(num_bits=8, quantized_dimension=0, scale=scale,
+                                        zero_point=np.zeros(len(w), np.int32), symmetric=True)
+    with _large_weight_fix():
+        q = uqt.uniform_quantize(w, params)
+    assert uqt.uniform_quantize is not None and q.shape == w.shape and q.dtype == np.int8
+    expected = np.clip(np.round(w / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    assert np.array_equal(q, expected)
+    small = uqt.uniform_quantize(w[:8], qtyping.UniformQuantParams(8, 0, scale[:8], np.zeros(8, np.int32)))
+    assert np.array_equal(small, expected[:8])  # the library's own unchunked path agrees
+
+
 # ---- the whole convert flow --------------------------------------------------------------------------------------
 
 

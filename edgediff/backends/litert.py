@@ -23,6 +23,7 @@ import gc
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -191,6 +192,7 @@ class LiteRTBackend(Backend):
                     regexes += _scope_regexes(piece.module, keep_float_modules)
                     rules = _layer_rules(piece.module, component.module, plan.layers) if plan else []
                     rules += _output_rules(float_path, plan.output_modes, piece.output_names) if plan else []
+                    rules += _mask_rules(float_path) if plan and plan.default == "int8_full" else []
                     _quantize(float_path, path, precision, plan, regexes, calibration[index] if calibration else None,
                               rules)
                     float_path.unlink()
@@ -311,6 +313,11 @@ def _quantize(float_path: Path, path: Path, precision: str, plan: QuantPlan | No
     """ai-edge-quantizer: fp16 weights, int8 weights, or full int8 with calibration; float I/O kept."""
     from ai_edge_quantizer import quantizer as aeq
 
+    with _large_weight_fix():
+        _run_quantizer(aeq, float_path, path, precision, plan, keep_float_regexes, calibration, layer_rules)
+
+
+def _run_quantizer(aeq, float_path, path, precision, plan, keep_float_regexes, calibration, layer_rules) -> None:
     qt = aeq.Quantizer(str(float_path))
     if precision == "fp16":
         qt.add_weight_only_config(regex=".*", operation_name="*", num_bits=16, algorithm_key=_FLOAT_CASTING)
@@ -331,11 +338,70 @@ def _quantize(float_path: Path, path: Path, precision: str, plan: QuantPlan | No
     if qt.need_calibration:
         if not calibration:
             raise RecipeError("int8_full needs calibration samples")
-        result = _global_min_max(qt, calibration)
+        result = _global_min_max(qt, _as_file_dtypes(float_path, calibration))
     quantized = qt.quantize(result, enable_progress_report=False)
     path.write_bytes(quantized.quantized_model)
     del qt, quantized, result
     _release_memory()
+
+
+_AEQ_CHUNK_BYTES = 32 * 1024 * 1024  # ai-edge-quantizer's "large tensor" threshold (uniform_quantize_tensor.py)
+
+
+@contextmanager
+def _large_weight_fix():
+    """Work around an ai-edge-quantizer bug (0.10.0) that stops int8 on full-size UNets: `uniform_quantize` sends
+    weights over 32 MiB (an SD 1.5 [1280, 3, 3, 1280] conv is 59 MB) through a chunked path that reshapes the
+    weight to 2-D but broadcasts the rank-4 per-channel scales to it, raising "input operand has more dimensions
+    than allowed by the axis remapping". While quantizing, such a weight is cut along its quantized dimension
+    into slices under 32 MiB, each slice quantized by the library's own function with its slice of the scales,
+    and the results concatenated: the same numbers the unchunked path computes, without the broken branch."""
+    import dataclasses
+
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+
+    original = uqt.uniform_quantize
+
+    def uniform_quantize(tensor_data, quantization_params, is_blockwise_quant=False):
+        axis = quantization_params.quantized_dimension
+        data = np.asarray(tensor_data)
+        if is_blockwise_quant or data.ndim <= 2 or data.nbytes <= _AEQ_CHUNK_BYTES or axis is None:
+            return original(tensor_data, quantization_params, is_blockwise_quant)
+        scale, zero = np.asarray(quantization_params.scale), np.asarray(quantization_params.zero_point)
+        channels = data.shape[axis]
+        step = max(1, channels * _AEQ_CHUNK_BYTES // (2 * data.nbytes))  # slices well under the threshold
+
+        def part(values, start, stop):
+            if values.size <= 1:
+                return values
+            if values.ndim == data.ndim:
+                return np.take(values, range(start, stop), axis=axis)
+            return values.reshape(-1)[start:stop]  # flat per-channel parameters
+
+        pieces = []
+        for start in range(0, channels, step):
+            stop = min(start + step, channels)
+            params = dataclasses.replace(quantization_params, scale=part(scale, start, stop),
+                                         zero_point=part(zero, start, stop))
+            pieces.append(original(np.take(data, range(start, stop), axis=axis), params, False))
+        return np.concatenate(pieces, axis=axis)
+
+    uqt.uniform_quantize = uniform_quantize
+    try:
+        yield
+    finally:
+        uqt.uniform_quantize = original
+
+
+def _as_file_dtypes(path: Path, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs cast to the file's signature dtypes: litert-torch narrows int64 inputs (token ids) to
+    int32, and the interpreter refuses the component's int64 arrays."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path)).get_signature_runner(SIGNATURE).get_input_details()
+    dtypes = {name: d["dtype"] for name, d in details.items()}
+    return [{k: np.asarray(v).astype(dtypes.get(k, np.asarray(v).dtype), copy=False) for k, v in s.items()}
+            for s in samples]
 
 
 def _global_min_max(qt, calibration: list[dict[str, np.ndarray]]) -> dict[str, Any]:
@@ -515,6 +581,41 @@ def _output_rules(path: Path, output_modes: Mapping[str, str], names: Sequence[s
     details = interpreter.get_signature_runner(SIGNATURE).get_output_details()
     tensor_names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
     return [("^" + re.escape(tensor_names[details[n]["index"]]) + "(?=;|$)", mode) for n, mode in wanted.items()]
+
+
+MASK_VALUE = -1e30  # a constant at or below this builds an additive attention mask (finfo.min or -inf)
+
+
+def _mask_rules(path: Path) -> list[tuple[str, str]]:
+    """Float rules for the ops that build and apply an additive attention mask, up to and including the softmax.
+
+    litert-torch writes CLIP's causal mask as SELECT_V2(cond, 0, -3.4e38) -> ADD(scores, mask) -> SOFTMAX. Static
+    int8 would quantize the mask and the masked scores over [-3.4e38, max] (one step ~1e36): attention becomes
+    uniform, and XNNPACK aborts the process on such scales. The precision plan (like PyTorch) masks exactly, so
+    every op downstream of a huge negative constant stays float until the softmax, whose [0, 1] output is
+    quantized again by its consumer. Returns (regex over the op's output tensor name, "float")."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfu
+
+    model = tfu.read_model(Path(path))
+    rules: list[tuple[str, str]] = []
+    for si, graph in enumerate(model.subgraphs):
+        masked: set[int] = set()
+        for oi, op in enumerate(graph.operators):
+            inputs = [t for t in op.inputs if t >= 0]
+            constant = False
+            for t in inputs:
+                data = tfu.get_tensor_data(graph.tensors[t], model.buffers)
+                if data is not None and np.issubdtype(data.dtype, np.floating) and data.size \
+                        and float(np.min(data)) <= MASK_VALUE:
+                    constant = True
+            if not (constant or masked.intersection(inputs)):
+                continue
+            outputs = [t for t in op.outputs if t >= 0]
+            rules += [("^" + re.escape(tfu.get_tensor_name(graph.tensors[t])) + "(?=;|$)", "float") for t in outputs]
+            kind = tfu.get_op_name_by_index(model, si, oi)
+            if getattr(kind, "value", kind) != "SOFTMAX":
+                masked.update(outputs)
+    return rules
 
 
 def _layer_rules(piece_module, root, layers: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -62,6 +62,8 @@ def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, A
     if len(names) != len(model.graph.node) or "" in names:
         raise UnsupportedError(f"{component.name}: ONNX nodes need unique names for a per-layer int8 plan")
     exclude = sorted(n for n, m in scopes.items() if m is not None and modes.get(m, "int8") != "int8")
+    masks = sorted(set(mask_nodes(model)) - set(exclude))
+    exclude = sorted(set(exclude) | set(masks))
     weight_only = [n for n, m in scopes.items() if m is not None and modes.get(m) == "int8_weights"]
     kept = {m for m, mode in modes.items() if mode != "int8"}
     unmatched = sorted(kept - {m for m in scopes.values() if m is not None})
@@ -84,12 +86,52 @@ def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, A
     meta = {"int8": {
         "realised": realised, "format": "QDQ", "activations": "uint8 asymmetric per tensor (MinMax)",
         "weights": "int8 symmetric per channel", "calibration_samples": len(samples), "calibration_source": source,
-        "excluded_nodes": len(exclude) - len(weight_only), "weight_only_nodes": converted,
+        "excluded_nodes": len(exclude) - len(weight_only) - len(masks), "weight_only_nodes": converted,
+        "mask_nodes_float": len(masks),
         "nodes_without_scope": sum(m is None for m in scopes.values()), **counts,
     }}
     if unmatched:
         meta["int8"]["plan_layers_without_nodes"] = unmatched[:20]
     return quantized, meta
+
+
+MASK_VALUE = -1e30  # a constant at or below this is an additive attention mask (finfo.min or -inf), not data
+
+
+def mask_nodes(model) -> list[str]:
+    """Nodes that apply an additive attention mask (a constant input holding finfo.min / -inf), and their consumers.
+
+    The exporter writes a causal mask (CLIP's text encoder) as `scores + C` with C = -3.4e38 above the diagonal.
+    Static QDQ quantizes that sum, at the Add's output and again at the Softmax's input, over [-3.4e38, max]: one
+    8-bit step is ~1e36, every real score rounds to the same value and attention becomes uniform (the default
+    model's text encoder: output PSNR 15 dB). The simulator, like PyTorch, masks with -inf outside the quantized
+    range, so these nodes compute in float in every plan: the masking is exact, and the softmax output (a
+    probability in [0, 1]) is still quantized where the next MatMul reads it (text encoder: 44-48 dB)."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+            if value is not None:
+                constants[node.output[0]] = value
+    found, masked = [], set()
+    for node in model.graph.node:
+        if node.op_type not in ("Add", "Where", "Sub"):
+            continue
+        for name in node.input:
+            tensor = constants.get(name)
+            if tensor is None or tensor.data_type not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+                continue
+            values = numpy_helper.to_array(tensor)
+            if values.size and float(np.min(values)) <= MASK_VALUE:
+                found.append(node.name)
+                masked.update(node.output)
+                break
+    # The consumers (the softmax) read the masked scores: an int8 consumer would put a QDQ pair on its input
+    # with the same ruinous range, so they compute in float too (their outputs are still quantized downstream).
+    found += [node.name for node in model.graph.node if masked & set(node.input) and node.name not in found]
+    return found
 
 
 def _suffix_initializers(model, suffix: str = "__w") -> None:

@@ -1,0 +1,169 @@
+"""int8 vs fp32 UNet of the SD 1.5 architecture (random weights): size ratio and same-run latency, per backend.
+
+    flock /tmp/edgediff-heavy.lock env OMP_NUM_THREADS=1 python benchmarks/int8_sd15.py \
+        /work/shared/architectures/stable-diffusion-v1-5 --backend onnxruntime --size 512 --out /tmp/int8/sd15 \
+        --json reports/int8/sd15_onnxruntime.json
+
+Random weights have no calibration trajectory and no quality to keep, so no plan is searched: the int8 artifact is
+the backend's plan-less int8 (ONNX Runtime: every layer static QDQ, calibrated on seeded example inputs; LiteRT:
+`--litert-mode` int8_weights or int8_full through ai-edge-quantizer). The int8 file is made from the fp32 file of
+the same run, exactly as lower() does after exporting (ONNX Runtime: `quantize_int8` on the exported graph;
+LiteRT: `_quantize` on each fp32 chunk). Both are then opened with one thread and timed interleaved (fp32, int8,
+fp32, ...) on the same seeded inputs; medians and os.getloadavg() are recorded, and the int8 output is compared
+with fp32 (PSNR) as a sanity check of the realisation (random weights: not a quality figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _component(model_dir: str, size: int):
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import load_model
+
+    model = load_model(model_dir, random_weights=True)
+    return build_components(model, ["unet"], ComponentShapes(size, size, batched_cfg=True))[0]
+
+
+def _files_bytes(artifact) -> int:
+    files = {Path(c.path) for c in (artifact.chunks or [artifact])}
+    files |= {p for f in list(files) for p in f.parent.glob(f.name + ".data")}
+    files |= {p for f in list(files) for p in f.parent.glob("*.onnx.data")}
+    return sum(p.stat().st_size for p in files if p.is_file())
+
+
+def _onnxruntime(component, out: Path, options) -> tuple:
+    import onnx
+
+    from edgediff.backends import onnx_graph
+    from edgediff.backends.onnxruntime import EXTERNAL_DATA_THRESHOLD, OnnxRuntimeBackend
+    from edgediff.backends.onnxruntime_int8 import quantize_int8
+
+    backend = OnnxRuntimeBackend()
+    stamps = {}
+    start = time.perf_counter()
+    fp32 = backend.lower(component, options, "fp32", out / "fp32")
+    stamps["fp32_convert_s"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    model = onnx.load(str(fp32.path))
+    quantized, meta = quantize_int8(model, component, out / "int8")
+    del model
+    gc.collect()
+    path = out / "int8" / fp32.path.name
+    onnx_graph.save(quantized, path, EXTERNAL_DATA_THRESHOLD)
+    del quantized
+    gc.collect()
+    stamps["int8_quantize_s"] = round(time.perf_counter() - start, 1)
+    from dataclasses import replace
+
+    int8 = replace(fp32, path=path, meta=fp32.meta | meta)
+    return backend, fp32, int8, stamps
+
+
+def _litert(component, out: Path, options, mode: str) -> tuple:
+    from dataclasses import replace
+
+    from edgediff.backends.litert import LiteRTBackend, QuantPlan, _file_specs, _quantize
+
+    backend = LiteRTBackend()
+    stamps = {}
+    start = time.perf_counter()
+    fp32 = backend.lower(component, options, "fp32", out / "fp32")
+    stamps["fp32_convert_s"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    calibration = [component.example_inputs(1000 + i) for i in range(options.calibration_samples)] \
+        if mode == "int8_full" else []
+    plan = QuantPlan(mode, calibration=calibration)
+    (out / "int8").mkdir(parents=True, exist_ok=True)
+    pieces = fp32.chunks or [fp32]
+    if len(pieces) > 1 and mode == "int8_full":
+        raise SystemExit("int8_full on a chunked UNet needs per-chunk calibration inputs; use --litert-mode int8_weights")
+    chunks = []
+    for piece in pieces:
+        path = out / "int8" / piece.path.name
+        _quantize(piece.path, path, "int8", plan, [], calibration or None)
+        inputs, outputs = _file_specs(path, [s.name for s in piece.inputs], [s.name for s in piece.outputs])
+        chunks.append(replace(piece, path=path, inputs=inputs, outputs=outputs))
+    stamps["int8_quantize_s"] = round(time.perf_counter() - start, 1)
+    int8 = chunks[0] if len(chunks) == 1 else replace(fp32, path=chunks[0].path, chunks=chunks)
+    return backend, fp32, int8, stamps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--backend", choices=("onnxruntime", "litert"), required=True)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--litert-mode", default="int8_weights", choices=("int8_weights", "int8_full"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/int8/sd15"))
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from edgediff.verify import compare
+
+    out = args.out / args.backend
+    for sub in ("fp32", "int8"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    component = _component(args.model, args.size)
+    inputs = component.example_inputs(1)
+    if args.backend == "onnxruntime":
+        from edgediff.backends.onnxruntime import OnnxRuntimeOptions
+
+        options = OnnxRuntimeOptions(threads=args.threads)
+        backend, fp32, int8, stamps = _onnxruntime(component, out, options)
+    else:
+        from edgediff.backends.litert import LiteRTOptions
+
+        options = LiteRTOptions(threads=args.threads)
+        backend, fp32, int8, stamps = _litert(component, out, options, args.litert_mode)
+    del component
+    gc.collect()
+    sessions = {"fp32": backend.load(fp32, options), "int8": backend.load(int8, options)}
+    outputs = {label: s(inputs)["noise_pred"] for label, s in sessions.items()}
+    load_before = os.getloadavg()
+    for _ in range(args.warmup):
+        for s in sessions.values():
+            s(inputs)
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for _ in range(args.runs):
+        for label, s in sessions.items():
+            start = time.perf_counter()
+            s(inputs)
+            times[label].append(time.perf_counter() - start)
+    sizes = {"fp32": _files_bytes(fp32), "int8": _files_bytes(int8)}
+    medians = {label: statistics.median(t) for label, t in times.items()}
+    result = {
+        "model": args.model, "backend": args.backend, "size": args.size, "batch": 2, "threads": args.threads,
+        "int8": int8.meta.get("int8", {"litert_mode": args.litert_mode}) if args.backend == "onnxruntime"
+        else {"litert_mode": args.litert_mode},
+        "bytes": sizes, "size_ratio": round(sizes["int8"] / sizes["fp32"], 4),
+        "median_s": {k: round(v, 3) for k, v in medians.items()}, "times_s": times,
+        "latency_ratio_int8_vs_fp32": round(medians["int8"] / medians["fp32"], 3),
+        "int8_vs_fp32_output_psnr_db": round(compare(outputs["fp32"], outputs["int8"]).psnr_db, 2),
+        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        **stamps,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "times_s"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
