@@ -259,7 +259,8 @@ def test_server_killed_mid_run_clear_error_and_cleanup(sshd, tmp_path):
 
     worker = threading.Thread(target=bench)
     worker.start()
-    assert _wait_until(lambda: bool(processes_with(f"sleep {marker}")), 40)
+    # the board-side process (under sshd), not the local ssh client whose command line carries the same words
+    assert _wait_until(lambda: bool(set(processes_with(f"sleep {marker}")) & set(_descendants(sshd.proc.pid))), 40)
     sshd.kill_connections(include_master=True)
     worker.join(timeout=60)
     assert not worker.is_alive()
