@@ -24,6 +24,7 @@ from edgediff.backends.coreml_attention import rewrite_attention  # noqa: E402
 from edgediff.errors import BackendUnavailable, ParityError, RecipeError, UnsupportedError  # noqa: E402
 from edgediff.model.components import ComponentShapes, build_components  # noqa: E402
 from edgediff.model.load import LoadedModel  # noqa: E402
+from edgediff.slim.quantize import LayerPlan, PrecisionPlan, attach  # noqa: E402
 from tests.tiny import SD15  # noqa: E402
 
 ON_MAC = platform.system() == "Darwin"
@@ -201,10 +202,13 @@ def swift_bundle(micro, tmp_path_factory):
     components = {c.name: c for c in build_components(model, ["text_encoder", "unet", "vae_decoder"],
                                                          ComponentShapes(16, 16))}
     backend = CoreMLBackend()
+    # the int8 step's precision plan keeps fc1 float and fc2 int8: the hand-off every weight-only backend reads
+    attach(components["text_encoder"], _text_plan(components["text_encoder"], "layers.0.mlp.fc1"), [])
     # kmeans1d handles fp16 tensors >= 10k elements in milliseconds; smaller ones would go to scikit-learn
     base = CoreMLOptions(swift_layout=True, weight_threshold=10_000)
     plan = {
-        "text_encoder": (dataclasses.replace(base, weight_threshold=2048), "int8"),
+        # 1024: the micro CLIP's fc1/fc2 (2048 elements) are compressed, its 32x32 projections are not
+        "text_encoder": (dataclasses.replace(base, weight_threshold=1024), "int8"),
         "unet": (dataclasses.replace(base, chunk_unet=2, palettize_bits=6,
                                      keep_float=["conv_in", "unet:down_blocks.0.attentions.0.proj_in"]), "fp16"),
         "vae_decoder": (base, "fp16"),
@@ -215,6 +219,34 @@ def swift_bundle(micro, tmp_path_factory):
         options[name] = (opts, precision)
     section = backend.finalize_bundle(out, artifacts, model, base, log=lambda m: None)
     return dict(dir=out, artifacts=artifacts, options=options, section=section, model=model, components=components)
+
+
+def _text_plan(component, keep: str):
+    """A precision plan as the int8 step writes it: `keep` (a module path suffix) float, fc2 int8."""
+    def path(suffix: str) -> str:  # the full module path in the component, or the suffix when nothing has it
+        return next((n for n, _ in component.module.named_modules() if n.endswith(suffix)), suffix)
+
+    layers = [LayerPlan(path(keep), "Linear", "float", 20.0, 2112),
+              LayerPlan(path("layers.0.mlp.fc2"), "Linear", "int8", 50.0, 2080)]
+    return PrecisionPlan(component.name, 35.0, layers, psnr_db=36.0, all_int8_psnr_db=20.0, naive_psnr_db=18.0)
+
+
+def test_int8_plan_keep_float_layers_stay_float(swift_bundle):
+    artifact = swift_bundle["artifacts"]["text_encoder"]
+    kept = artifact.meta["keep_float_weights"]
+    assert any(k.endswith("mlp_fc1_weight_to_fp16") for k in kept), kept
+    assert not any("fc2" in k for k in kept), kept
+    info = inspect_package(artifact.path)
+    assert any(n.endswith("mlp_fc1_weight_to_fp16") for n in info.float_const_names)
+    assert any("mlp_fc2_weight" in n for n in info.compressed_names), sorted(info.compressed_names)
+
+
+def test_int8_plan_naming_a_missing_layer_fails_before_converting(micro, tmp_path):
+    (text,) = build_components(micro, ["text_encoder"], ComponentShapes(16, 16))
+    attach(text, _text_plan(text, "layers.7.mlp.fc1"), [])  # the micro CLIP has one layer
+    with pytest.raises(RecipeError, match="layers.7.mlp.fc1"):
+        CoreMLBackend().lower(text, CoreMLOptions(weight_threshold=1024), "int8", tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_structural_checks_pass_on_every_package(swift_bundle):
