@@ -327,6 +327,8 @@ def _run_quantizer(aeq, float_path, path, precision, plan, keep_float_regexes, c
         qt.add_static_config(regex=".*", operation_name="*", activation_num_bits=8, weight_num_bits=8)
         for boundary in ("INPUT", "OUTPUT"):  # float32 in and out: quantize/dequantize ops go inside the file
             qt.update_quantization_recipe(regex=".*", operation_name=boundary, algorithm_key=_NO_QUANTIZE)
+        # Static int8 has no embedding lookup: without this the token table (49408 x 768 in SD 1.5) stays float.
+        qt.add_weight_only_config(regex=".*", operation_name="EMBEDDING_LOOKUP", num_bits=8)
     for regex, mode in layer_rules:  # a precision plan's per-layer decisions (see _layer_rules)
         if mode == "int8_weights":
             qt.add_weight_only_config(regex=regex, operation_name="*", num_bits=8)
