@@ -1,6 +1,8 @@
 """Full-size real architectures with seeded random weights (no weights can be downloaded here).
 
-Slow: run with `python -m pytest -m slow -q --timeout=7200`. Each conversion of SD 1.5 needs ~15 GB of RAM.
+Slow: run under the shared lock, `flock /tmp/edgediff-heavy.lock python -m pytest -m slow tests/test_full_size.py
+-q --timeout=7200`. Measured for SD 1.5 (reports/full-size/README.md): the convert process peaks at 12.1 GB and,
+with a profiling worker alive beside it, the process tree at 18.6 GB; 25 CPU-minutes at one thread.
 """
 
 from __future__ import annotations
