@@ -537,7 +537,7 @@ def plot_sensitivity(plan: PrecisionPlan, path: Path, top: int = 40) -> Path | N
     ax.set_yticks(y, [f"{layer.name} ({layer.kind})" for layer in layers], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"{plan.component} output PSNR (dB) with only this unit int8")
-    ax.set_title(f"{plan.component}: most sensitive units (red float, orange int8 weights, green int8); "
+    ax.set_title(f"{plan.component}: most sensitive units (red float, orange int8 weights, green int8)\n"
                  f"dashed = target {plan.target_psnr_db:g} dB", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
