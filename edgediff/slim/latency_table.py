@@ -241,7 +241,7 @@ UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states")
 
 
 def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engine: str = "backend",
-                  backend_name: str | None = None, precision: str = "fp32", runs: int = 3, rounds: int = 3,
+                  backend_name: str | None = None, precision: str = "fp32", runs: int = 3, rounds: int = 10,
                   warmup: int = 1, modules: list[str] | None = None, work_dir: Path | None = None,
                   progress: bool = True, method: str = "ablation", units: list[PruneSpec] | None = None,
                   clock: str = "cpu", threads: int = 1) -> LatencyTable:
