@@ -3,6 +3,10 @@
     flock /tmp/edgediff-heavy.lock env OMP_NUM_THREADS=1 python benchmarks/int8_sd15.py \
         /work/shared/architectures/stable-diffusion-v1-5 --backend onnxruntime --size 512 --out /tmp/int8/sd15 \
         --json reports/int8/sd15_onnxruntime.json
+    OMP_NUM_THREADS=1 python benchmarks/int8_sd15.py /work/shared/architectures/stable-diffusion-v1-5 \
+        --part down_blocks.3 --backend litert --json reports/int8/sd15_down_blocks.3_litert.json
+
+`--part` picks one 1280-wide block instead of the whole UNet (a few hundred MB: no heavy lock needed).
 
 Random weights have no calibration trajectory and no quality to keep, so no plan is searched: the int8 artifact is
 the backend's plan-less int8 (ONNX Runtime: every layer static QDQ, calibrated on seeded example inputs; LiteRT:
@@ -27,12 +31,55 @@ from pathlib import Path
 import numpy as np
 
 
-def _component(model_dir: str, size: int):
+def _component(model_dir: str, size: int, part: str = "unet"):
+    if part != "unet":
+        return _block_component(model_dir, size, part)
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 
     model = load_model(model_dir, random_weights=True)
     return build_components(model, ["unet"], ComponentShapes(size, size, batched_cfg=True))[0]
+
+
+def _block_component(model_dir: str, size: int, part: str):
+    """One full-width block of the UNet (seeded random weights), built from the UNet config alone, at the shapes it
+    has inside the batch-2 UNet at `size`: `down_blocks.3` (DownBlock2D: the four [1280, 3, 3, 1280] convs that
+    stopped ai-edge-quantizer) or `mid_block` (UNetMidBlock2DCrossAttn: + 1280-wide attention). It needs a few
+    hundred MB, so it runs where the whole UNet (3.4 GB of weights, > 5 GB to convert) cannot."""
+    import torch
+    from diffusers.models.unets.unet_2d_blocks import DownBlock2D, UNetMidBlock2DCrossAttn
+
+    from edgediff.model.components import Component, TensorSpec
+
+    config = json.loads((Path(model_dir) / "unet" / "config.json").read_text())
+    width, eps, groups = config["block_out_channels"][-1], config["norm_eps"], config["norm_num_groups"]
+    temb = config["block_out_channels"][0] * 4
+    context = config["cross_attention_dim"]
+    torch.manual_seed(0)
+    if part == "down_blocks.3":
+        block = DownBlock2D(in_channels=width, out_channels=width, temb_channels=temb, num_layers=2, resnet_eps=eps,
+                            resnet_act_fn="silu", resnet_groups=groups, add_downsample=False)
+    elif part == "mid_block":
+        heads = config["attention_head_dim"]
+        block = UNetMidBlock2DCrossAttn(in_channels=width, temb_channels=temb, resnet_eps=eps, resnet_groups=groups,
+                                        cross_attention_dim=context, num_attention_heads=heads)
+    else:
+        raise SystemExit(f"unknown --part {part}")
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = block
+
+        def forward(self, hidden, temb, states):
+            out = self.block(hidden, temb, encoder_hidden_states=states) if part == "mid_block" \
+                else self.block(hidden, temb)[0]
+            return out
+
+    side = size // 8 // 8  # latent size / 8: the resolution of the 1280-wide blocks
+    inputs = (TensorSpec("hidden", (2, width, side, side)), TensorSpec("temb", (2, temb)),
+              TensorSpec("states", (2, 77, context)))
+    return Component("unet", Block().eval().requires_grad_(False), inputs, (TensorSpec("noise_pred", (2, width, side, side)),))
 
 
 def _files_bytes(artifact) -> int:
@@ -104,6 +151,8 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--backend", choices=("onnxruntime", "litert"), required=True)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--part", default="unet", choices=("unet", "down_blocks.3", "mid_block"),
+                        help="the whole UNet (needs the heavy lock) or one 1280-wide block of it")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -117,10 +166,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from edgediff.verify import compare
 
-    out = args.out / args.backend
+    out = args.out / args.part / args.backend
     for sub in ("fp32", "int8"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    component = _component(args.model, args.size)
+    component = _component(args.model, args.size, args.part)
     inputs = component.example_inputs(1)
     if args.backend == "onnxruntime":
         from edgediff.backends.onnxruntime import OnnxRuntimeOptions
@@ -149,7 +198,7 @@ def main() -> int:
     sizes = {"fp32": _files_bytes(fp32), "int8": _files_bytes(int8)}
     medians = {label: statistics.median(t) for label, t in times.items()}
     result = {
-        "model": args.model, "backend": args.backend, "size": args.size, "batch": 2, "threads": args.threads,
+        "model": args.model, "part": args.part, "backend": args.backend, "size": args.size, "batch": 2, "threads": args.threads,
         "int8": int8.meta.get("int8", {"litert_mode": args.litert_mode}) if args.backend == "onnxruntime"
         else {"litert_mode": args.litert_mode},
         "bytes": sizes, "size_ratio": round(sizes["int8"] / sizes["fp32"], 4),
