@@ -9,7 +9,6 @@ with the same interface; the host target uses the host profiler, iPhones come in
 from __future__ import annotations
 
 import platform
-import resource
 import shlex
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from edgediff.bundle import MANIFEST, read_manifest
 from edgediff.errors import BackendUnavailable, DeviceError, ModelLoadError, RecipeError, UnsupportedError
 from edgediff.profile.parsers import litert_benchmark, ort_perf_test, ort_profile, tegrastats, tflite_benchmark, trtexec
 from edgediff.profile.parsers._common import summarize_ms
+from edgediff.profile.host import peak_rss_mb
 from edgediff.profile.record import ProfileRecord
 from edgediff.profile.remote import RemoteResult, RemoteSession, remote_join
 from edgediff.targets import Benchmark, Target
@@ -450,7 +450,7 @@ def profile_coreml(bundle_dir: Path, target: Target, runs: int | None, warmup: i
                 tool_version=ct.__version__, settings={"compute_units": unit, "target": target.name}, warmup=warmup,
                 runs=stats.count, median_ms=stats.median, p90_ms=stats.p90, mean_ms=stats.mean, min_ms=stats.min,
                 max_ms=stats.max, init_ms=init_ms, first_inference_ms=first_ms,
-                extra={"process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                extra={"process_max_rss_mb": peak_rss_mb()}))
     return records
 
 

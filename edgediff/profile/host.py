@@ -37,6 +37,19 @@ def host_name() -> str:
     return f"host ({cpu}, {os.cpu_count()} cpus)"
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory. Linux's `ru_maxrss` carries the parent's peak across fork/exec
+    (a worker started by an 11 GB convert process reported 11 GB for a 10 MB model), so read VmHWM first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    scale = 2**20 if sys.platform == "darwin" else 1024.0  # macOS reports bytes, Linux kilobytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
 def summarize(times_ms: list[float]) -> dict[str, float]:
     arr = np.asarray(times_ms)
     return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
@@ -139,7 +152,7 @@ def _worker(args: argparse.Namespace) -> ProfileRecord:
     ops: list[OpTime] = []
     if args.op_profile and args.engine == "backend":
         ops = backend.op_profile(artifact, options, inputs)[:15]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = peak_rss_mb()
     # Timings on an oversubscribed machine are not comparable; keep the load beside the numbers.
     load_1min = os.getloadavg()[0]
     return ProfileRecord(
