@@ -207,8 +207,9 @@ def swift_bundle(micro, tmp_path_factory):
     # kmeans1d handles fp16 tensors >= 10k elements in milliseconds; smaller ones would go to scikit-learn
     base = CoreMLOptions(swift_layout=True, weight_threshold=10_000)
     plan = {
-        # 1024: the micro CLIP's fc1/fc2 (2048 elements) are compressed, its 32x32 projections are not
-        "text_encoder": (dataclasses.replace(base, weight_threshold=1024), "int8"),
+        # 48: every micro CLIP matrix is compressed, and its fc1 bias (64 elements, rank 1: coremltools never
+        # compresses those) is over the threshold, as SD 1.5's 3072-element fc1 biases are at 2048
+        "text_encoder": (dataclasses.replace(base, weight_threshold=48), "int8"),
         "unet": (dataclasses.replace(base, chunk_unet=2, palettize_bits=6,
                                      keep_float=["conv_in", "unet:down_blocks.0.attentions.0.proj_in"]), "fp16"),
         "vae_decoder": (base, "fp16"),
@@ -294,6 +295,8 @@ def test_keep_float_layers_are_not_compressed(swift_bundle):
 def test_int8_text_encoder_holds_int8_weights(swift_bundle):
     info = inspect_package(swift_bundle["artifacts"]["text_encoder"].path)
     assert info.op_counts["constexpr_affine_dequantize"] > 0
+    # a rank-1 weight over the threshold stays float and the structural check does not count it against us
+    assert any(n.endswith("mlp_fc1_bias_to_fp16") for n in info.vector_const_names)
     dense_fp16 = info.weight_elements * 2
     assert info.weight_file_bytes < 0.62 * dense_fp16  # 8 of 16 bits plus per-channel scales
 

@@ -468,11 +468,12 @@ class CoreMLBackend(Backend):
                 wanted = COMPRESSED_WEIGHT_OPS[kind]
                 present = {op: info.op_counts.get(op, 0) for op in wanted}
                 coverage = info.compressed_elements / max(info.weight_elements, 1)
-                # every float weight at or above the size threshold and not kept float must be compressed
+                # every float weight of rank >= 2 over the size threshold and not kept float must be compressed
+                # (coremltools.optimize never compresses rank-1 consts: a CLIP fc1 bias has 3072 elements)
                 threshold = compression.get("weight_threshold", options.weight_threshold)
                 keep_bases = {_weight_base(k) for k in artifact.meta.get("keep_float_weights") or []}
                 left = {n: e for n, e in info.float_const_elements.items()
-                        if e > threshold and _weight_base(n) not in keep_bases}
+                        if e > threshold and n not in info.vector_const_names and _weight_base(n) not in keep_bases}
                 check(f"{label}: weights compressed ({kind})", sum(present.values()) > 0 and not left,
                       f"{present}; {coverage:.1%} of {info.weight_elements:,} weight elements compressed; "
                       + (f"{len(left)} eligible float weights left: {', '.join(sorted(left)[:4])}" if left else
@@ -562,6 +563,7 @@ class PackageInfo:
     float_const_names: set[str]
     float_const_elements: dict[str, int]  # file-backed float weights left uncompressed, by name
     compressed_names: set[str]  # outputs of constexpr (decompression) ops
+    vector_const_names: set[str]  # rank <= 1 float weights (biases, norms): coremltools never compresses them
     weight_file_bytes: int
     package_bytes: int
 
@@ -595,6 +597,7 @@ def inspect_package(path: Path) -> PackageInfo:
     float_const_names: set[str] = set()
     float_const_elements: dict[str, int] = {}
     compressed_names: set[str] = set()
+    vector_const_names: set[str] = set()
     opset = ""
     if kind == "mlProgram":
         function = spec.mlProgram.functions["main"]
@@ -622,6 +625,8 @@ def inspect_package(path: Path) -> PackageInfo:
                 if dtype_name(dtype) in ("FLOAT16", "FLOAT32"):
                     float_const_names.add(out.name)
                     float_const_elements[out.name] = elements
+                    if len(dims) <= 1:
+                        vector_const_names.add(out.name)
             elif op.type.startswith("constexpr_"):
                 _, dims = _tensor_type(op.outputs[0].type)
                 elements = int(np.prod(dims)) if dims else 1
@@ -642,7 +647,7 @@ def inspect_package(path: Path) -> PackageInfo:
     op_total = sum(v for k, v in counts.items() if k != "const")
     return PackageInfo(kind or "", spec.specificationVersion, opset, inputs, outputs, counts, op_total, float_ops,
                        weight_elements, compressed_elements, float_const_names, float_const_elements,
-                       compressed_names, weight_bytes, package_bytes)
+                       compressed_names, vector_const_names, weight_bytes, package_bytes)
 
 
 def _all_ops(block):
