@@ -14,7 +14,7 @@ import pytest
 from edgediff.profile.devices import profile_on_target
 from edgediff.targets import load_target_file
 from tests.test_parsers import FIXTURES
-from tests.test_ssh import NASTY, processes_with, sshd  # noqa: F401  (fixture)
+from tests.test_ssh import NASTY, _wait_until, processes_with, sshd  # noqa: F401  (fixture)
 
 LITERT_BENCHMARK = Path(sys.executable).with_name("litert-benchmark")
 pytestmark = pytest.mark.skipif(not LITERT_BENCHMARK.exists() or not (FIXTURES / "tiny_conv.tflite").exists(),
@@ -80,7 +80,9 @@ remote_dir = {json.dumps(str(tmp_path / "board"))}"""))
     check_record(rec, "board")
     assert "uname" in rec.extra["device_info"]
     assert list((tmp_path / "board").iterdir()) == []  # board work folder removed
-    assert not processes_with("litert-benchmark --model")
+    # the board-side watchdog (`sh -c ... sleep 2; kill -KILL`) may take up to 2 s to exit after the connection
+    # closes; wait for it rather than racing it
+    assert _wait_until(lambda: not processes_with("litert-benchmark --model"), 15), "board benchmark survived"
 
 
 def test_profile_bundle_locally(tmp_path):
