@@ -51,7 +51,10 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
         target = load_target(recipe.backend.target)
         recipe.backend.name = target.backend
         recipe.backend.precision = recipe.backend.precision or target.precision
-    recipe.backend.precision = recipe.backend.precision or "fp32"
+    if not recipe.backend.precision:  # the backend's native precision (Core ML: fp16), else fp32
+        from edgediff.backends.base import get_backend
+
+        recipe.backend.precision = getattr(get_backend(recipe.backend.name), "default_precision", "fp32")
     if recipe.backend.precision not in PRECISIONS:
         raise RecipeError(f"unknown precision '{recipe.backend.precision}' (valid: {', '.join(PRECISIONS)})")
     if recipe.model.module:

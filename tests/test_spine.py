@@ -203,3 +203,14 @@ def test_unet_families_lower_with_parity(family, tmp_path):
     run = backend.load(artifact, backend.Options())
     inputs = unet.example_inputs(3)
     assert compare(unet.run_torch(inputs)["noise_pred"], run(inputs)["noise_pred"]).psnr_db > 60
+
+
+def test_precision_defaults_to_the_backends_native_one():
+    """No --precision: Core ML converts at its native fp16 (the issue's default), the others at fp32."""
+    from edgediff.pipeline import resolve_recipe
+    from edgediff.recipe import Recipe
+
+    for backend, expected in (("coreml", "fp16"), ("onnxruntime", "fp32"), ("litert", "fp32")):
+        recipe = Recipe()
+        recipe.backend.name = backend
+        assert resolve_recipe(recipe).backend.precision == expected, backend
