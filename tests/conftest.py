@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # tests import helpers as `tests.tiny`; make the repo root importable however pytest is invoked.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -9,3 +11,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # two test processes on two cores: one torch/OpenMP thread each, or they oversubscribe the CPU and every
     # torch op slows down many times over (subprocesses the tests start inherit this too)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine: OpenMP spinning across 2 threads costs 10-40x; use one.
+    Test modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,13 +30,7 @@ PUBLISHED_BK_TINY = {
 CROSS_DIM = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: OpenMP spinning across 2 threads costs 10-40x; use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides) -> dict:

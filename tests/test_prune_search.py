@@ -13,12 +13,7 @@ from edgediff.slim import prune
 from edgediff.slim.prune import PruneSpec
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_unet(seed: int = 0):

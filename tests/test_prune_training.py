@@ -19,7 +19,8 @@ from tests.distill_tiny import save_tiny_teacher, tokenizer_dir  # noqa: E402
 from edgediff.slim import prune  # noqa: E402
 from edgediff.slim.prune import PruneSpec  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not tokenizer_dir().is_dir(), reason="needs the CLIP tokenizer files in shared/architectures")
+pytestmark = [pytest.mark.skipif(not tokenizer_dir().is_dir(), reason="needs the CLIP tokenizer files in shared/architectures"),
+              pytest.mark.usefixtures("one_thread")]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,12 +45,6 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_prunable_teacher(tmp_path_factory.mktemp("teacher") / "tiny-sd")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_removal_units_are_each_valid_and_cover_every_kind(teacher: Path):

@@ -20,13 +20,7 @@ from edgediff.slim.quantize import (
 from edgediff.verify import compare
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs run far faster on one thread on a shared machine (no spinning thread pools)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- a small network with every kind of unit ---------------------------------------------------------------------
