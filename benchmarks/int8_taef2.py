@@ -38,24 +38,18 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from taef2_litert import calibration_views  # benchmarks/ is on sys.path when run as a script
+    from taef2_litert import encode_photos  # benchmarks/ is on sys.path when run as a script
     from edgediff.backends import onnxruntime as ort_backend
     from edgediff.backends import litert as lt_backend
     from edgediff.model.components import Component, TensorSpec
-    from edgediff.nets.taef2 import image_tensor, load_taef2, psnr
+    from edgediff.nets.taef2 import psnr
     from edgediff.slim import calibration as calib
     from edgediff.slim.quantize import QuantizeSettings, _cache_dir, attach, plan_component, weights_digest
     from edgediff.verify import compare
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    encoder = load_taef2("encoder", Path(args.weights) / "taef2_encoder.pth")
-    decoder = load_taef2("decoder", Path(args.weights) / "taef2_decoder.pth")
-    photos = sorted(Path(args.images).glob("*.jpg"))
-    images = {p.name: image_tensor(p, WIDTH, HEIGHT) for p in photos}
-    with torch.no_grad():
-        latents = {name: encoder(x).numpy() for name, x in images.items()}
-        views = [encoder(v).numpy() for p in photos for v in calibration_views(p)]
+    decoder, images, latents, views = encode_photos(args.weights, args.images)
     npz = args.work / "calibration_latents.npz"
     np.savez(npz, latent=np.stack(views))
     h, w = HEIGHT // 8, WIDTH // 8

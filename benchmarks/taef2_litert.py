@@ -34,6 +34,20 @@ def calibration_views(path: Path) -> list[torch.Tensor]:
     return views
 
 
+def encode_photos(weights: Path, images_dir: Path):
+    """The trained decoder, each photo's center crop, its latent, and the calibration latents of the other views."""
+    from edgediff.nets.taef2 import image_tensor, load_taef2
+
+    encoder = load_taef2("encoder", Path(weights) / "taef2_encoder.pth")
+    decoder = load_taef2("decoder", Path(weights) / "taef2_decoder.pth")
+    photos = sorted(Path(images_dir).glob("*.jpg"))
+    images = {p.name: image_tensor(p, WIDTH, HEIGHT) for p in photos}
+    with torch.no_grad():
+        latents = {name: encoder(x).numpy() for name, x in images.items()}
+        views = [encoder(v).numpy() for p in photos for v in calibration_views(p)]
+    return decoder, images, latents, views
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(SHARED / "weights"))
@@ -44,18 +58,13 @@ def main() -> int:
 
     from edgediff.backends.litert import LiteRTBackend, LiteRTOptions, QuantPlan
     from edgediff.model.components import Component, TensorSpec
-    from edgediff.nets.taef2 import image_tensor, load_taef2, psnr
+    from edgediff.nets.taef2 import psnr
     from edgediff.verify import compare
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    encoder = load_taef2("encoder", Path(args.weights) / "taef2_encoder.pth")
-    decoder = load_taef2("decoder", Path(args.weights) / "taef2_decoder.pth")
-    photos = sorted(Path(args.images).glob("*.jpg"))
-    images = {p.name: image_tensor(p, WIDTH, HEIGHT) for p in photos}
-    with torch.no_grad():
-        latents = {name: encoder(x).numpy() for name, x in images.items()}
-        calibration = [{"latent": encoder(v).numpy()} for p in photos for v in calibration_views(p)]
+    decoder, images, latents, views = encode_photos(args.weights, args.images)
+    calibration = [{"latent": v} for v in views]
     h, w = HEIGHT // 8, WIDTH // 8
     component = Component("vae_decoder", decoder, (TensorSpec("latent", (1, 32, h, w)),),
                           (TensorSpec("image", (1, 3, HEIGHT, WIDTH)),))
