@@ -5,7 +5,7 @@ The prompt set, the per-image seeds and the real reference images are fixed func
 models (or one model at different step counts) are compared on identical inputs.
 
 Seed convention (shared with edgediff.runtime): image i's initial latent is
-`np.random.default_rng(image_seed).standard_normal([1, C, h, w]).astype(float32)`, passed to diffusers as
+`np.random.default_rng(image_seed).standard_normal([1, C, h, w], dtype=float32)` (`runtime.pipeline.initial_noise`), passed to diffusers as
 `latents=` (diffusers scales it by init_noise_sigma itself); the runtime draws the same array.
 """
 
@@ -66,7 +66,9 @@ def prompt_set(settings: EvalSettings) -> list[tuple[dataset.ShapeSpec, int]]:
 
 
 def initial_latents(image_seed: int, latent_shape: tuple[int, ...]) -> np.ndarray:
-    return np.random.default_rng(image_seed).standard_normal(latent_shape, dtype=np.float32)
+    from edgediff.runtime.pipeline import initial_noise
+
+    return initial_noise(image_seed, latent_shape)
 
 
 def is_bundle(path: Path) -> bool:

@@ -27,7 +27,7 @@ transformers = pytest.importorskip("transformers")
 from edgediff.errors import ModelLoadError  # noqa: E402
 from edgediff.runtime import BundlePipeline, load_manifest  # noqa: E402
 from edgediff.runtime.golden import read_tensor  # noqa: E402
-from edgediff.runtime.pipeline import guidance_scale_embedding  # noqa: E402
+from edgediff.runtime.pipeline import guidance_scale_embedding, initial_noise  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = Path("/work/shared/architectures/stable-diffusion-v1-5/tokenizer")
@@ -95,7 +95,7 @@ def diffusers_image(model, prompt: str, seed: int, steps: int, guidance: float, 
     original = pipe.scheduler
     if scheduler:
         pipe.scheduler = getattr(diffusers, scheduler).from_config(original.config)
-    noise = np.random.default_rng(seed).standard_normal(latent_shape).astype(np.float32)
+    noise = initial_noise(seed, latent_shape)
     out = pipe(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps, guidance_scale=guidance,
                latents=torch.from_numpy(noise), height=height, width=width, output_type="np").images[0]
     pipe.scheduler = original
@@ -157,7 +157,7 @@ def test_defaults_timings_and_seed_convention(tiny):
     assert timings.total_ms >= timings.unet_ms > 0 and timings.vae_decoder_ms > 0 and timings.text_encoder_ms > 0
     again = pipe.generate("a cat", seed=5, keep_intermediates=True)
     np.testing.assert_array_equal(image, again.image)
-    expected = np.random.default_rng(5).standard_normal(pipe.latent_shape).astype(np.float32)
+    expected = np.random.default_rng(5).standard_normal(pipe.latent_shape, dtype=np.float32)
     np.testing.assert_array_equal(again.intermediates["initial_noise"], expected)
     assert not np.array_equal(image, pipe("a cat", seed=6))
 
@@ -284,7 +284,7 @@ def test_bundle_golden(tiny, tmp_path):
         assert case["ids"] == reference(case["text"], padding="max_length", max_length=77, truncation=True).input_ids
     tensors = golden["tensors"]
     noise = read_tensor(out, tensors["initial_noise"])
-    np.testing.assert_array_equal(noise, np.random.default_rng(7).standard_normal(noise.shape).astype(np.float32))
+    np.testing.assert_array_equal(noise, np.random.default_rng(7).standard_normal(noise.shape, dtype=np.float32))
     steps = [k for k in tensors if k.startswith("latents_after_step_")]
     tables = json.loads((out / "scheduler_tables.json").read_text())
     assert len(steps) == len(tables["steps"])

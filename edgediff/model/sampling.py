@@ -3,7 +3,7 @@
 The same loop runs once with the PyTorch components and once with the lowered artifacts, with the same
 tokens, scheduler and initial noise, so the image PSNR between the two isolates the artifacts' error. It
 follows diffusers' StableDiffusionPipeline step for step (CFG as uncond-then-cond batch, scaled latents).
-Initial noise is drawn with numpy (`np.random.default_rng(seed)`), the convention the torch-free runtime uses.
+Initial noise is drawn with numpy (`edgediff.runtime.pipeline.initial_noise`), the convention the torch-free runtime uses.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from edgediff.runtime.pipeline import initial_noise
+
 Call = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
@@ -25,10 +27,6 @@ class SamplingSettings:
     steps: int
     guidance_scale: float
     batched_cfg: bool = True
-
-
-def initial_noise(seed: int, shape: tuple[int, ...]) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def guidance_scale_embedding(w: float, dim: int, batch: int) -> np.ndarray:

@@ -93,9 +93,9 @@ def write_golden(
             "precision": pipe.manifest.precision,
             "component_sha256": {name: [ch.sha256 for ch in c.chunks] for name, c in pipe.manifest.components.items()},
         },
-        "seed_convention": "initial_noise = np.random.default_rng(seed).standard_normal(latent_shape) as float32; "
+        "seed_convention": "initial_noise = np.random.default_rng(seed).standard_normal(latent_shape, dtype=float32); "
         "initial_latents = initial_noise * init_noise_sigma; schedulers that inject noise draw standard_normal("
-        "latent_shape) from the same generator, in step order",
+        "latent_shape, dtype=float32) from the same generator, in step order",
         "prompt": prompt,
         "negative_prompt": negative_prompt,
         "seed": result.seed,

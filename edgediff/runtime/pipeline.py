@@ -4,7 +4,9 @@ Tokenize -> text encoder -> UNet loop under a table-driven scheduler with classi
 VAE decoder, as diffusers' StableDiffusionPipeline does it, so the image matches diffusers at the same seed.
 
 Seed convention (torch's RNG is not available here, and devices have their own): the initial latent is
-`np.random.default_rng(seed).standard_normal(latent_shape).astype(np.float32) * init_noise_sigma`, and
+`np.random.default_rng(seed).standard_normal(latent_shape, dtype=np.float32) * init_noise_sigma` (`initial_noise`,
+shared with `edgediff eval` and the verification loop, so a bundle and its diffusers folder start from the same
+latents), and
 schedulers that inject noise between steps (LCM, SDE solvers) draw `standard_normal(latent_shape)` from the
 same generator, in step order. To reproduce an image with diffusers, pass that unscaled draw as `latents=`
 (diffusers multiplies by init_noise_sigma itself).
@@ -27,6 +29,13 @@ from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 
 StepCallback = Callable[[int, int, float], None]
 
+
+
+def initial_noise(seed: int | np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """The unscaled initial latent of image `seed`: one float32 standard-normal draw (numpy's float32 sampler, not
+    a float64 draw cast down: the two give different values for the same seed)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return rng.standard_normal(shape, dtype=np.float32)
 
 @dataclass
 class StageTimings:
@@ -251,7 +260,7 @@ class BundlePipeline:
 
         rng = np.random.default_rng(seed)
         if latents is None:
-            noise = rng.standard_normal(self.latent_shape).astype(np.float32)
+            noise = initial_noise(rng, self.latent_shape)
         else:
             noise = np.asarray(latents, dtype=np.float32).reshape(self.latent_shape)
         x = (noise * sched.init_noise_sigma).astype(np.float32)
@@ -280,7 +289,7 @@ class BundlePipeline:
             step_ms = (time.perf_counter() - t_u) * 1000
             timings.unet_step_ms.append(step_ms)
             t_s = time.perf_counter()
-            step_noise = rng.standard_normal(self.latent_shape).astype(np.float32) if sched.step_needs_noise(i) else None
+            step_noise = rng.standard_normal(self.latent_shape, dtype=np.float32) if sched.step_needs_noise(i) else None
             x_next = sched.step(noise_pred, i, x, noise=step_noise)
             timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
             if keep_intermediates:
