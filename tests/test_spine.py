@@ -214,3 +214,18 @@ def test_precision_defaults_to_the_backends_native_one():
         recipe = Recipe()
         recipe.backend.name = backend
         assert resolve_recipe(recipe).backend.precision == expected, backend
+
+
+def test_folder_with_one_component_loads_it_and_many_need_model_index(tmp_path):
+    """bk-sdm-small ships `unet/` alone: the folder loads as that UNet; several components need model_index.json."""
+    from edgediff.errors import ModelLoadError
+    from edgediff.model.load import load_model
+
+    pipeline = write_tiny_pipeline(tmp_path / "full")
+    only_unet = tmp_path / "bk-like"
+    shutil.copytree(pipeline / "unet", only_unet / "unet")
+    model = load_model(only_unet)
+    assert model.unet is not None and model.text_encoder is None
+    (pipeline / "model_index.json").unlink()
+    with pytest.raises(ModelLoadError, match="component folders .*text_encoder.*unet"):
+        load_model(pipeline)

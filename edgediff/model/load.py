@@ -255,7 +255,12 @@ def load_model(model: str | Path | None, random_weights: bool = False) -> Loaded
         return load_pipeline_folder(path, random_weights)
     if (path / "config.json").exists():
         return load_model_folder(path, random_weights)
+    parts = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
+    if len(parts) == 1:  # a pipeline folder that ships one component only (e.g. bk-sdm-small/unet)
+        return load_model_folder(path / parts[0], random_weights)
+    hint = (f"; it holds the component folders {', '.join(parts)} without model_index.json: pass one of them"
+            if parts else "")
     raise ModelLoadError(
         f"{path} is not a model folder: expected model_index.json (a diffusers pipeline) or config.json "
-        "(a single diffusers model)"
+        f"(a single diffusers model){hint}"
     )
