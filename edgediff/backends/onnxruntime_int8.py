@@ -14,6 +14,7 @@ Without a plan (the backend used directly), every layer is int8 and calibration 
 from __future__ import annotations
 
 import ast
+import gc
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def node_modules(model) -> dict[str, str | None]:
 
 
 def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, Any]]:
-    """Return the QDQ model and what was done (for the artifact's meta)."""
+    """Return the QDQ model and what was done (for the artifact's meta). `model` is consumed: its weights are
+    dropped once written to the work folder, so a full-size UNet is not held twice while ORT calibrates it."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -74,6 +76,8 @@ def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, A
         onnx.save_model(model, str(float_path), save_as_external_data=large, all_tensors_to_one_file=True,
                         location="float.onnx.data" if large else None)
         input_types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+        model.graph.ClearField("initializer")
+        gc.collect()
         quantize_static(
             str(float_path), str(int8_path), _Reader(samples, input_types), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
