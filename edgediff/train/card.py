@@ -195,8 +195,9 @@ and resumes from there.
 Wall time on this machine's 2 CPU cores, one torch thread per process. The machine was shared with a dozen other
 jobs while this ran (load average 10-19), and the stages ran as separate, partly overlapping processes (the judge and
 the decoder fine-tune alongside the VAE and UNet stages), so an idle machine running the command above is faster;
-the total below is the plain sum of stage wall times. A second from-scratch run to confirm reproducibility has not
-been done yet; seeds fix the data order and initialisation, but CPU float reductions are not bit-exact across runs.
+the total below is the plain sum of stage wall times. Seeds fix the data order, initialisation and augmentation, and
+checkpoints carry the optimizer and RNG states, so a rerun on the same machine and library versions (even one
+interrupted and resumed) gives the same weights; other CPUs or library versions can differ in float rounding.
 
 | stage | wall time |
 |---|---|
