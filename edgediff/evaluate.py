@@ -93,9 +93,12 @@ def diffusers_generator(model_dir: Path, settings: EvalSettings) -> tuple[Genera
 
     def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
         latents = torch.from_numpy(np.concatenate([initial_latents(s, shape) for s in seeds]))
+        # samplers that re-noise between steps (LCM, SDE solvers) draw from these, not torch's global RNG, so a
+        # figure is a function of the seeds like the runtime's (which draws that noise with numpy instead)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
         with torch.inference_mode():
             out = pipe(prompt=prompts, latents=latents, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                       height=height, width=height, output_type="np")
+                       height=height, width=height, output_type="np", generator=generators)
         return (np.clip(out.images, 0, 1) * 255).round().astype(np.uint8)
 
     return generate, type(pipe.scheduler).__name__

@@ -34,6 +34,16 @@ def test_eval_command_writes_json(tmp_path, capsys):
     assert again.frechet_distance == pytest.approx(data["frechet_distance"], rel=1e-6)
 
 
+
+def test_eval_is_a_function_of_the_seeds_with_a_renoising_sampler():
+    """LCM re-noises between steps: that noise must come from the image seeds, not torch's global RNG."""
+    student = DEFAULT_MODEL.parent / "shapes-sd-lcm4"
+    settings = EvalSettings(steps=4, guidance=5.0, prompts=6, seed=0)
+    _, first = evaluate(student, settings, progress=False, keep_images=True)
+    _, second = evaluate(student, settings, progress=False, keep_images=True)
+    assert first is not None and (first == second).all()
+
+
 def test_eval_rejects_bad_input(tmp_path):
     with pytest.raises(ModelLoadError):
         evaluate(tmp_path / "missing", EvalSettings(prompts=4))
