@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+FAILED_FILE = "CONVERSION_FAILED.txt"
 FEW_STEP_SAMPLERS = ("DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler")
 
 
@@ -77,22 +79,37 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
             models[f"teacher_{precision}"] = args.teacher
             models[f"student_{precision}"] = args.student
             if args.pruned_teacher is not None:
+                models[f"pruned_teacher_{precision}"] = args.pruned_teacher
                 models[f"pruned_student_{precision}"] = args.pruned_student
+    if args.only:  # a subset of the rows (bundles and evaluations on disk are reused by later, fuller runs)
+        models = {name: models[name] for name in args.only.split(",")}
     out: dict = {}
     for backend in args.backends.split(","):
-        totals: dict[str, list[float]] = {name: [] for name in models}
+        failed: dict[str, str] = {}  # rows whose conversion failed (e.g. convert's end-to-end PSNR gate): reported, not timed
         for name, model in models.items():
             bundle = args.out / "bundles" / f"{name}-{backend}"
-            if not (bundle / backend / "manifest.json").is_file():
+            if (bundle / FAILED_FILE).is_file():  # a failed conversion is not retried on every rerun
+                failed[name] = (bundle / FAILED_FILE).read_text().strip()
+            elif not (bundle / backend / "manifest.json").is_file():
                 precision = name.rsplit("_", 1)[1] if name.endswith(("_fp16", "_int8")) else "fp32"
-                sh(["edgediff", "convert", str(model), "--target", backend, "--precision", precision,
-                    "--output", str(bundle), "--no-profile"], log)
+                try:
+                    sh(["edgediff", "convert", str(model), "--target", backend, "--precision", precision,
+                        "--output", str(bundle), "--no-profile"], log)
+                except SystemExit:
+                    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+                    failed[name] = errors[-1] if errors else "edgediff convert failed (see commands.log)"
+                    bundle.mkdir(parents=True, exist_ok=True)
+                    (bundle / FAILED_FILE).write_text(failed[name] + "\n")
+        models = {name: model for name, model in models.items() if name not in failed}
+        totals: dict[str, list[float]] = {name: [] for name in models}
+        loads = []
         for rnd in range(args.rounds):
+            loads.append(round(os.getloadavg()[0], 2))  # other jobs share the host: record their load per round
             for name in models:
                 bundle = args.out / "bundles" / f"{name}-{backend}"
                 timings = args.out / "timings" / f"{name}-{backend}-{rnd}.json"
                 sh(["edgediff", "generate", str(bundle), "--prompts-file", str(prompts_file), "--output",
-                    str(args.out / "images" / f"{name}-{backend}"), "--timings-json", str(timings), "--quiet"], log)
+                    str(args.out / "images" / f"{name}-{backend}"), "--timings-json", str(timings), "--threads", str(args.threads), "--quiet"], log)
                 totals[name] += [float(r["total_ms"]) for r in json.loads(timings.read_text())]
         accuracy = {}
         if args.bundle_prompts:
@@ -110,6 +127,9 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
                    "frechet_distance": accuracy.get(name, {}).get("frechet_distance")}
             for name, v in totals.items()
         }
+        for name in out[backend]:
+            out[backend][name]["loadavg_1min_per_round"] = loads
+        out[backend].update({name: {"failed": reason} for name, reason in failed.items()})
     return out
 
 
@@ -149,7 +169,13 @@ def write_report(results: dict, path: Path) -> None:
         lines += ["", f"## Host time per image, {backend} (medians from the same run)", "",
                   "| model | precision | steps | CFG batch | median ms / image | speed-up vs. teacher | prompt accuracy (%) | Frechet distance |",
                   "|---|---|---|---|---|---|---|---|"]
+        loads = next((r["loadavg_1min_per_round"] for r in rows.values() if "loadavg_1min_per_round" in r), None)
+        if loads:
+            lines[-2:-2] = [f"Load average (1 min) at the start of each round: {', '.join(f'{x:g}' for x in loads)}.", ""]
         for name, r in rows.items():
+            if "failed" in r:
+                lines.append(f"| {name} | - | - | - | conversion failed: {r['failed']} | - | - | - |")
+                continue
             speed = f"{base / r['median_ms_per_image']:.1f}x" if base else "-"
             acc, fd = _pct(r.get("prompt_accuracy")), r.get("frechet_distance")
             lines.append(f"| {name} | {r['precision']} | {r['steps']} | {r['batched_cfg']} | {r['median_ms_per_image']:.0f} | {speed} | "
@@ -177,6 +203,8 @@ def main() -> None:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--backends", default="onnxruntime,litert")
     ap.add_argument("--precisions", default="fp32,int8", help="student precisions to time besides fp32")
+    ap.add_argument("--only", default=None, help="time only these rows, e.g. teacher,student,teacher_int8")
+    ap.add_argument("--threads", type=int, default=1, help="runtime threads of the timed `edgediff generate` runs")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bundle-prompts", type=int, default=100, help="prompts for the accuracy of each bundle (0: skip)")
     ap.add_argument("--out", type=Path, default=Path("runs/distill/experiment"))

@@ -45,6 +45,20 @@ def test_boundary_scalings_match_lcm_scheduler() -> None:
     assert c_skip[0] == 1.0 and c_out[0] == 0.0  # the boundary: f(x, 0) = x
 
 
+def test_cosine_learning_rate_depends_on_the_step_only(tmp_path: Path) -> None:
+    def rate(schedule: str, step: int, max_steps: int = 100) -> float:
+        settings = D.DistillSettings(teacher=tmp_path, output=tmp_path, run_dir=tmp_path, learning_rate=2e-4,
+                                     lr_schedule=schedule, max_steps=max_steps)
+        return D.learning_rate_at(settings, step)
+
+    assert rate("constant", 0) == rate("constant", 99) == 2e-4
+    assert rate("cosine", 0) == pytest.approx(2e-4) and rate("cosine", 50) == pytest.approx(1e-4)
+    assert rate("cosine", 100) == pytest.approx(0.0, abs=1e-12) and rate("cosine", 150) == pytest.approx(0.0, abs=1e-12)
+    assert rate("cosine", 25) > rate("cosine", 26)
+    with pytest.raises(D.RecipeError, match="lr_schedule"):
+        rate("linear", 0)
+
+
 def test_ddim_x0_target_lands_on_the_goal() -> None:
     g = torch.Generator().manual_seed(0)
     x_t, x_end = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)

@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget: stop early, checkpoint and save the student (rerun to resume)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: decay --lr to 0 at --max-steps (a function of the step: resuming keeps the schedule)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--no-resume", action="store_true", help="start over even if --run-dir has checkpoints")
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DistillSettings(
         teacher=teacher, output=output, run_dir=run_dir, method=args.method, steps=args.steps,
         guidance=guidance, guidance_min=args.guidance_range[0], guidance_max=args.guidance_range[1],
-        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
         checkpoint_every=args.checkpoint_every, ode_steps=args.ode_steps, ema_decay=args.ema_decay,
         lora_rank=args.lora_rank, teacher_steps=args.teacher_steps, guided_fraction=args.guided_fraction,
         denoise_weight=args.denoise_weight, cache_size=args.cache_size, log_every=args.log_every,

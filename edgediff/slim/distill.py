@@ -44,6 +44,7 @@ from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.slim.training import LoopResult, LoopSettings, make_accelerator, reduce_mean, run_loop, step_generator
 
 METHODS = ("consistency", "step")
+LR_SCHEDULES = ("constant", "cosine")
 MODEL_DEFAULTS_FILE = "edgediff.json"
 MODEL_DEFAULTS_FORMAT = "edgediff-model/1"
 _LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
@@ -65,6 +66,7 @@ class DistillSettings:
     max_steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine": from learning_rate to 0 at max_steps (see learning_rate_at)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -102,6 +104,8 @@ class DistillSettings:
                 f"teacher_steps ({self.teacher_steps}) must be a multiple of steps ({self.steps}) so each "
                 "student step covers a whole number of teacher steps"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
         if self.lora_rank and self.method != "consistency":
             raise RecipeError("lora_rank is only supported with method='consistency' (LCM-LoRA)")
 
@@ -111,6 +115,16 @@ class DistillSettings:
 
 
 # ---------------------------------------------------------------------------------------------- maths
+
+
+def learning_rate_at(settings: DistillSettings, step: int) -> float:
+    """The learning rate of iteration `step`: constant, or a cosine from `learning_rate` down to 0 at
+    `max_steps`. A function of the step alone (no scheduler state), so a resumed run - even one resumed
+    with a longer `max_steps` - continues on the schedule it is given."""
+    if settings.lr_schedule == "constant":
+        return settings.learning_rate
+    progress = min(max(step / max(settings.max_steps, 1), 0.0), 1.0)
+    return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -586,6 +600,9 @@ def distill(settings: DistillSettings) -> DistillResult:
             loss, extra = consistency_loss(student, target, teacher, sched, settings, x0, text, empty, gen)
         else:
             loss, extra = step_distill_loss(student, teacher, sched, settings, grid, x0, text, empty, gen)
+        lr = learning_rate_at(settings, step)
+        for group in optimizer.param_groups:  # also overrides the rate a resumed optimizer state carries
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if settings.max_grad_norm:
@@ -597,7 +614,7 @@ def distill(settings: DistillSettings) -> DistillResult:
                 for name, value in target.state_dict().items():
                     if value.is_floating_point():
                         value.mul_(settings.ema_decay).add_(online[name].detach(), alpha=1 - settings.ema_decay)
-        return {"loss": reduce_mean(accelerator, loss), **extra}
+        return {"loss": reduce_mean(accelerator, loss), "lr": lr, **extra}
 
     result = run_loop(accelerator, loop, train_step)
     final = accelerator.unwrap_model(student)
@@ -655,6 +672,8 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
         "teacher": _portable(settings.teacher),
         "train_steps": loop.final_step,
         "batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate,
+        "lr_schedule": settings.lr_schedule,
         "guidance_range": [settings.guidance_min, settings.guidance_max],
     }
     if settings.method == "consistency":
