@@ -84,7 +84,9 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
     if args.only:  # a subset of the rows (bundles and evaluations on disk are reused by later, fuller runs)
         models = {name: models[name] for name in args.only.split(",")}
     out: dict = {}
+    all_models = models
     for backend in args.backends.split(","):
+        models = dict(all_models)  # each backend converts every row; a failure drops the row for that backend only
         failed: dict[str, str] = {}  # rows whose conversion failed (e.g. convert's end-to-end PSNR gate): reported, not timed
         for name, model in models.items():
             bundle = args.out / "bundles" / f"{name}-{backend}"
