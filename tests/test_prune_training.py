@@ -77,6 +77,9 @@ def test_recovery_trains_only_the_student_and_saves_a_loadable_pipeline(teacher:
     assert pipe.unet.config.mid_block_type is None
     record = json.loads((tmp_path / "student" / "unet" / "edgediff_prune.json").read_text())
     assert PruneSpec.from_dict(record["spec"]) == spec and record["recovery"]["train_steps"] == 4
+    # the teacher's tokenizer files, byte for byte (the runtime and the apps read vocab.json + merges.txt)
+    for name in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "student" / "tokenizer" / name).read_bytes() == (teacher / "tokenizer" / name).read_bytes()
     # The teacher folder is untouched and the student moved away from its surgery initialisation.
     initial = prune.prune_unet(StableDiffusionPipeline.from_pretrained(str(teacher)).unet, spec)
     changed = [k for k, v in pipe.unet.state_dict().items() if not torch.equal(v, initial.state_dict()[k])]

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -646,7 +645,9 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
     scheduler) and its edgediff.json."""
     import copy
 
-    from diffusers import DDIMScheduler, LCMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, LCMScheduler
+
+    from edgediff.slim.training import write_student_pipeline
 
     unet = copy.deepcopy(student).cpu().eval()
     if settings.lora_rank:
@@ -655,18 +656,7 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
         scheduler = LCMScheduler.from_config(lcm_scheduler_config(teacher_sched_config, settings))
     else:
         scheduler = DDIMScheduler.from_config(step_scheduler_config(teacher_sched_config))
-    out = StableDiffusionPipeline(
-        vae=pipe.vae.cpu(), text_encoder=pipe.text_encoder.cpu(), tokenizer=pipe.tokenizer, unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    settings.output.mkdir(parents=True, exist_ok=True)
-    out.save_pretrained(str(settings.output), safe_serialization=True)
-    teacher_tokenizer = settings.teacher / "tokenizer"
-    if teacher_tokenizer.is_dir():  # keep the teacher's exact tokenizer files (vocab.json/merges.txt for devices)
-        import shutil
-
-        shutil.rmtree(settings.output / "tokenizer")
-        shutil.copytree(teacher_tokenizer, settings.output / "tokenizer")
+    write_student_pipeline(pipe, unet, scheduler, settings.output, settings.teacher)
     provenance = {
         "method": settings.method + ("+lora" if settings.lora_rank else ""),
         "teacher": _portable(settings.teacher),

@@ -183,16 +183,9 @@ def save_pipeline(pipe: Any, unet: Any, output: Path, teacher: Path, record: dic
     """The teacher pipeline with `unet` swapped in, plus the teacher's edgediff.json and a prune record."""
     import copy
 
-    from diffusers import StableDiffusionPipeline
+    from edgediff.slim.training import write_student_pipeline
 
-    out = StableDiffusionPipeline(
-        vae=pipe.vae.cpu(), text_encoder=pipe.text_encoder.cpu(), tokenizer=pipe.tokenizer,
-        unet=copy.deepcopy(unet).cpu().eval(), scheduler=pipe.scheduler, safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
-    )
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    out.save_pretrained(str(output), safe_serialization=True)
+    output = write_student_pipeline(pipe, copy.deepcopy(unet).cpu().eval(), pipe.scheduler, output, teacher)
     if (Path(teacher) / "edgediff.json").is_file():
         shutil.copyfile(Path(teacher) / "edgediff.json", output / "edgediff.json")
     (output / "unet" / "edgediff_prune.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -177,3 +177,23 @@ def _out_of_time(accelerator: Any, began: float, budget: float) -> bool:
 def reduce_mean(accelerator: Any, value: torch.Tensor) -> float:
     """The mean of a scalar over all processes (for logging the same number everywhere)."""
     return float(accelerator.reduce(value.detach().reshape(1), reduction="mean").item())
+
+
+def write_student_pipeline(pipe: Any, unet: Any, scheduler: Any, output: Path, teacher: Path) -> Path:
+    """Save the teacher pipeline with the student's UNet and scheduler swapped in. The tokenizer folder is the
+    teacher's, copied file for file: transformers' save_pretrained writes only tokenizer.json, while the runtime
+    and the device apps read vocab.json and merges.txt."""
+    from diffusers import StableDiffusionPipeline
+
+    out = StableDiffusionPipeline(
+        vae=pipe.vae.cpu(), text_encoder=pipe.text_encoder.cpu(), tokenizer=pipe.tokenizer, unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    out.save_pretrained(str(output), safe_serialization=True)
+    teacher_tokenizer = Path(teacher) / "tokenizer"
+    if teacher_tokenizer.is_dir():
+        shutil.rmtree(output / "tokenizer")
+        shutil.copytree(teacher_tokenizer, output / "tokenizer")
+    return output
