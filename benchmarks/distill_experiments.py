@@ -84,9 +84,7 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
     if args.only:  # a subset of the rows (bundles and evaluations on disk are reused by later, fuller runs)
         models = {name: models[name] for name in args.only.split(",")}
     out: dict = {}
-    all_models = models
-    for backend in args.backends.split(","):
-        models = dict(all_models)  # each backend converts every row; a failure drops the row for that backend only
+    for backend in args.backends.split(","):  # each backend converts every row; a failure drops it there only
         failed: dict[str, str] = {}  # rows whose conversion failed (e.g. convert's end-to-end PSNR gate): reported, not timed
         for name, model in models.items():
             bundle = args.out / "bundles" / f"{name}-{backend}"
@@ -102,12 +100,12 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
                     failed[name] = errors[-1] if errors else "edgediff convert failed (see commands.log)"
                     bundle.mkdir(parents=True, exist_ok=True)
                     (bundle / FAILED_FILE).write_text(failed[name] + "\n")
-        models = {name: model for name, model in models.items() if name not in failed}
-        totals: dict[str, list[float]] = {name: [] for name in models}
+        converted = [name for name in models if name not in failed]
+        totals: dict[str, list[float]] = {name: [] for name in converted}
         loads = []
         for rnd in range(args.rounds):
             loads.append(round(os.getloadavg()[0], 2))  # other jobs share the host: record their load per round
-            for name in models:
+            for name in converted:
                 bundle = args.out / "bundles" / f"{name}-{backend}"
                 timings = args.out / "timings" / f"{name}-{backend}-{rnd}.json"
                 sh(["edgediff", "generate", str(bundle), "--prompts-file", str(prompts_file), "--output",
@@ -115,11 +113,11 @@ def timing(args: argparse.Namespace, prompts_file: Path, log: Path) -> dict:
                 totals[name] += [float(r["total_ms"]) for r in json.loads(timings.read_text())]
         accuracy = {}
         if args.bundle_prompts:
-            for name in models:
+            for name in converted:
                 folder = args.out / "bundles" / f"{name}-{backend}" / backend
                 accuracy[name] = evaluate(folder, _bundle_steps(folder), _bundle_guidance(folder), args.bundle_prompts,
                                           args.out / "eval" / f"bundle-{name}-{backend}.json", log)
-        manifests = {n: json.loads((args.out / "bundles" / f"{n}-{backend}" / backend / "manifest.json").read_text()) for n in models}
+        manifests = {n: json.loads((args.out / "bundles" / f"{n}-{backend}" / backend / "manifest.json").read_text()) for n in converted}
         out[backend] = {
             name: {"median_ms_per_image": statistics.median(v), "images": len(v),
                    "steps": manifests[name]["pipeline"]["scheduler"]["num_inference_steps"],

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from edgediff.errors import ModelLoadError, RecipeError
+from edgediff.runtime.pipeline import initial_noise
 from edgediff.shapes import dataset
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -65,12 +66,6 @@ def prompt_set(settings: EvalSettings) -> list[tuple[dataset.ShapeSpec, int]]:
     return [(dataset.sample_spec(PROMPT_SET_OFFSET + settings.seed, i), settings.seed * 1_000_000 + i) for i in range(settings.prompts)]
 
 
-def initial_latents(image_seed: int, latent_shape: tuple[int, ...]) -> np.ndarray:
-    from edgediff.runtime.pipeline import initial_noise
-
-    return initial_noise(image_seed, latent_shape)
-
-
 def is_bundle(path: Path) -> bool:
     return (path / "manifest.json").is_file()
 
@@ -92,7 +87,7 @@ def diffusers_generator(model_dir: Path, settings: EvalSettings) -> tuple[Genera
     shape = (1, pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
 
     def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
-        latents = torch.from_numpy(np.concatenate([initial_latents(s, shape) for s in seeds]))
+        latents = torch.from_numpy(np.concatenate([initial_noise(s, shape) for s in seeds]))
         # samplers that re-noise between steps (LCM, SDE solvers) draw from these, not torch's global RNG, so a
         # figure is a function of the seeds like the runtime's (which draws that noise with numpy instead)
         generators = [torch.Generator().manual_seed(s) for s in seeds]

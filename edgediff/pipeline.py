@@ -54,7 +54,7 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
     if not recipe.backend.precision:  # the backend's native precision (Core ML: fp16), else fp32
         from edgediff.backends.base import get_backend
 
-        recipe.backend.precision = getattr(get_backend(recipe.backend.name), "default_precision", "fp32")
+        recipe.backend.precision = get_backend(recipe.backend.name).default_precision
     if recipe.backend.precision not in PRECISIONS:
         raise RecipeError(f"unknown precision '{recipe.backend.precision}' (valid: {', '.join(PRECISIONS)})")
     if recipe.model.module:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgediff.evaluate import DEFAULT_GUIDANCE, DEFAULT_MODEL, initial_latents
+from edgediff.evaluate import DEFAULT_GUIDANCE, DEFAULT_MODEL
+from edgediff.runtime.pipeline import initial_noise
 from edgediff.shapes import dataset
 from edgediff.shapes.judge import accuracy, load_judge, predict
 from edgediff.shapes.metrics import prompt_accuracy
@@ -60,7 +61,7 @@ def test_generated_images_match_their_prompts(pipe):
 
     n = 12
     specs = [dataset.sample_spec(777, i) for i in range(n)]
-    latents = torch.from_numpy(np.concatenate([initial_latents(100 + i, (1, 4, 8, 8)) for i in range(n)]))
+    latents = torch.from_numpy(np.concatenate([initial_noise(100 + i, (1, 4, 8, 8)) for i in range(n)]))
     with torch.inference_mode():
         out = pipe(prompt=[s.caption for s in specs], latents=latents, num_inference_steps=20,
                    guidance_scale=DEFAULT_GUIDANCE, output_type="np").images

@@ -64,6 +64,7 @@ class Backend(ABC):
     Options: ClassVar[type]
     # Components this backend cannot express; checked before lowering so the error comes early and plainly.
     supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    default_precision: ClassVar[str] = "fp32"  # what a recipe without a precision converts at
 
     @abstractmethod
     def check_available(self) -> None:

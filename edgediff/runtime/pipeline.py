@@ -30,12 +30,12 @@ from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 StepCallback = Callable[[int, int, float], None]
 
 
-
 def initial_noise(seed: int | np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """The unscaled initial latent of image `seed`: one float32 standard-normal draw (numpy's float32 sampler, not
     a float64 draw cast down: the two give different values for the same seed)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return rng.standard_normal(shape, dtype=np.float32)
+
 
 @dataclass
 class StageTimings:

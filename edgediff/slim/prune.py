@@ -773,7 +773,8 @@ class JudgeQuality:
 
     def __init__(self, pipe: Any, judge_dir: Path, prompts: int = 48, steps: int = 25, guidance: float = 4.0,
                  seed: int = 0):
-        from edgediff.evaluate import EvalSettings, initial_latents, prompt_set
+        from edgediff.evaluate import EvalSettings, prompt_set
+        from edgediff.runtime.pipeline import initial_noise
         from edgediff.shapes.judge import load_judge
 
         self.pipe = pipe
@@ -783,7 +784,7 @@ class JudgeQuality:
         self.pairs = prompt_set(self.settings)
         cfg = pipe.unet.config
         shape = (1, cfg.in_channels, cfg.sample_size, cfg.sample_size)
-        self.latents = torch.from_numpy(np.concatenate([initial_latents(s, shape) for _, s in self.pairs]))
+        self.latents = torch.from_numpy(np.concatenate([initial_noise(s, shape) for _, s in self.pairs]))
 
     def images(self, spec: PruneSpec) -> np.ndarray:
         size = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff.evaluate import DEFAULT_GUIDANCE, EvalSettings, evaluate, image_grid, initial_latents
+from edgediff.evaluate import DEFAULT_GUIDANCE, EvalSettings, evaluate, image_grid
+from edgediff.runtime.pipeline import initial_noise
 from edgediff.shapes import dataset
 
 CARD_STEPS = (4, 8, 25)
@@ -60,7 +61,7 @@ def sample_grid(model: Path, out_png: Path, steps: int = REFERENCE_STEPS, guidan
     pipe.set_progress_bar_config(disable=True)
     size = pipe.unet.config.sample_size
     prompts = [p for p in GRID_PROMPTS for _ in GRID_SEEDS]
-    latents = torch.from_numpy(np.concatenate([initial_latents(s, (1, 4, size, size)) for _ in GRID_PROMPTS for s in GRID_SEEDS]))
+    latents = torch.from_numpy(np.concatenate([initial_noise(s, (1, 4, size, size)) for _ in GRID_PROMPTS for s in GRID_SEEDS]))
     with torch.inference_mode():
         images = pipe(prompt=prompts, latents=latents, num_inference_steps=steps, guidance_scale=guidance, output_type="np").images
     images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
