@@ -110,6 +110,37 @@ def test_step_loss_is_zero_when_student_equals_one_teacher_step(teacher: Path) -
     assert parts["denoise"] > 0.0
 
 
+def test_step_rollout_inputs_are_the_students_own_sampler_states(teacher: Path) -> None:
+    """Rollout batches start from pure noise and take the student's first k steps exactly as its DDIM sampler does;
+    with one teacher step per student step and the student equal to the teacher the target is then met exactly,
+    and the denoising term (no known noise for a rolled-out input) is left out."""
+    from diffusers import DDIMScheduler
+
+    pipe = D.load_teacher(teacher)
+    settings = D.DistillSettings(teacher=teacher, output=teacher, run_dir=teacher, method="step", steps=4, teacher_steps=4,
+                                 guided_fraction=0.0, guidance_embedding_dim=64, rollout_fraction=1.0)
+    student = D.make_student_unet(pipe.unet, 64).eval()
+    sched = D.Schedule.from_scheduler(pipe.scheduler)
+    ts, nxt = D.student_timesteps(dict(pipe.scheduler.config), 4)
+    g = torch.Generator().manual_seed(3)
+    x0, text = torch.randn(6, 4, 8, 8, generator=g), torch.randn(6, 77, 32, generator=g)
+    empty = torch.randn(1, 77, 32, generator=g).expand(6, -1, -1)
+    _, parts = D.step_distill_loss(student, pipe.unet, sched, settings, (ts, nxt), x0, text, empty, g)
+    assert parts["distill"] < 1e-8 and parts["denoise"] == 0.0
+
+    noise = torch.randn(6, 4, 8, 8, generator=g)
+    cond = D.guidance_embedding(torch.zeros(6), 64)
+    rolled = D.student_rollout(student, sched, ts, nxt, 2, noise, text, cond)
+    sampler = DDIMScheduler.from_config(D.step_scheduler_config(dict(pipe.scheduler.config)))
+    sampler.set_timesteps(4)
+    x = noise
+    with torch.no_grad():
+        for t in sampler.timesteps[:2]:
+            out = student(x, t, encoder_hidden_states=text, timestep_cond=cond).sample
+            x = sampler.step(out, t, x).prev_sample
+    torch.testing.assert_close(rolled, x, atol=1e-5, rtol=1e-4)
+
+
 def test_consistency_student_folder_samples_without_a_guidance_batch(teacher: Path, tmp_path: Path) -> None:
     from diffusers import LCMScheduler, StableDiffusionPipeline
 

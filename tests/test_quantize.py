@@ -288,6 +288,33 @@ def test_onnxruntime_realises_the_plan(tmp_path):
     assert abs(backend_psnr(component, backend.load(artifact, options)) - predicted) < 1.5, predicted
 
 
+def test_onnxruntime_large_model_calibrates_in_a_child_process(tmp_path, monkeypatch):
+    """A model over LARGE_MODEL_BYTES is calibrated in a spawned process (the full-size UNet did not fit beside the
+    quantizer in one): the QDQ graph and its weights are exactly what in-process calibration gives."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgediff.backends import onnxruntime_int8
+    from edgediff.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOptions
+
+    component, _, _ = planned_net()
+    backend, options = OnnxRuntimeBackend(), OnnxRuntimeOptions()
+    spawned = []
+    monkeypatch.setattr(onnxruntime_int8, "_in_child_process",
+                        lambda *a, real=onnxruntime_int8._in_child_process: (spawned.append(a[0]), real(*a)))
+    models = {}
+    for label, threshold in (("in_process", onnxruntime_int8.LARGE_MODEL_BYTES), ("child", 0)):
+        monkeypatch.setattr(onnxruntime_int8, "LARGE_MODEL_BYTES", threshold)
+        models[label] = onnx.load(str(backend.lower(component, options, "int8", tmp_path / label).path))
+    assert spawned == [onnxruntime_int8.calibrate_ranges]
+    ours, theirs = models["child"], models["in_process"]
+    assert [n.op_type for n in ours.graph.node] == [n.op_type for n in theirs.graph.node]
+    weights = {t.name: numpy_helper.to_array(t) for t in theirs.graph.initializer}
+    assert {t.name for t in ours.graph.initializer} == set(weights)
+    for tensor in ours.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), weights[tensor.name])
+
+
 @pytest.mark.skipif(not __import__("edgediff.backends.litert", fromlist=["x"]).LiteRTBackend().can_run_here()[0],
                     reason="ai-edge-litert not installed")
 def test_litert_realises_the_plan(tmp_path):

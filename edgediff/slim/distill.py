@@ -84,6 +84,7 @@ class DistillSettings:
     teacher_steps: int = 32  # resolution of the teacher trajectory the student follows
     guided_fraction: float = 0.5
     denoise_weight: float = 0.1
+    rollout_fraction: float = 0.0  # share of batches whose inputs come from the student's own earlier steps
     cpu: bool | None = None
     max_minutes: float | None = None  # wall-time budget of one invocation (rerun to resume)
 
@@ -103,6 +104,8 @@ class DistillSettings:
                 f"teacher_steps ({self.teacher_steps}) must be a multiple of steps ({self.steps}) so each "
                 "student step covers a whole number of teacher steps"
             )
+        if not 0.0 <= self.rollout_fraction <= 1.0:
+            raise RecipeError(f"rollout_fraction must be in [0, 1], got {self.rollout_fraction}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
         if self.lora_rank and self.method != "consistency":
@@ -430,8 +433,15 @@ def step_distill_loss(
     guided = torch.rand(n, generator=gen) < settings.guided_fraction
     sampled = settings.guidance_min + (settings.guidance_max - settings.guidance_min) * torch.rand(n, generator=gen)
     scale = torch.where(guided, sampled, torch.ones(n)).to(device)
+    cond = guidance_embedding(scale - 1.0, settings.guidance_embedding_dim).to(device)
     a_t = sched.alpha_bar(t)
     x_t = _bcast(a_t).sqrt() * x0 + _bcast(1 - a_t).sqrt() * noise
+    rollout = settings.rollout_fraction > 0 and float(torch.rand(1, generator=gen)) < settings.rollout_fraction
+    if rollout and len(ts) > 1:
+        k = int(torch.randint(1, len(ts), (1,), generator=gen))
+        x_t = student_rollout(student, sched, ts, nxt, k, noise, text, cond)
+        t, t_end = ts[k].repeat(n).to(device), nxt[k].repeat(n).to(device)
+        a_t = sched.alpha_bar(t)
 
     sub = settings.teacher_steps // settings.steps
     with torch.no_grad():
@@ -442,18 +452,34 @@ def step_distill_loss(
             g_x0, g_eps = _teacher_guided(teacher, sched, x, grid[j], text, empty, scale)
             x = ddim_step(g_x0, g_eps, sched.alpha_bar(grid[j + 1]))
         x0_goal = ddim_x0_target(x_t, x, a_t, sched.alpha_bar(t_end))
-    cond = guidance_embedding(scale - 1.0, settings.guidance_embedding_dim).to(device)
     out = _unet(student, x_t, t, text, cond)
     pred_x0, pred_eps = split_prediction(out, x_t, a_t, sched.prediction_type)
     snr_weight = _bcast((a_t / (1 - a_t)).clamp(min=1.0))  # truncated SNR weighting (x0 space)
     distill = (snr_weight * (pred_x0 - x0_goal) ** 2).mean()
-    plain = ~guided.to(device)
+    plain = ~guided.to(device) & (not rollout)  # a rolled-out x_t has no known noise to denoise against
     denoise = F.mse_loss(pred_eps[plain], noise[plain]) if bool(plain.any()) else out.sum() * 0.0
     loss = distill + settings.denoise_weight * denoise
     return loss, {"distill": float(distill.detach()), "denoise": float(denoise.detach())}
 
 
 # ----------------------------------------------------------------------------------------- schedulers
+
+
+@torch.no_grad()
+def student_rollout(student: Any, sched: Schedule, ts: torch.Tensor, nxt: torch.Tensor, k: int, noise: torch.Tensor,
+                    text: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The student's own first `k` DDIM steps from pure noise: the inputs it meets at step k when sampling.
+
+    Noising training images reaches every timestep, but after the first step the sampler feeds the student its own
+    earlier output, which lies off that distribution (exposure bias); training some batches on these inputs, with
+    the guided teacher's steps from there as the target, closes that gap."""
+    x = noise
+    for j in range(k):
+        t = ts[j].repeat(x.shape[0]).to(x.device)
+        pred_x0, pred_eps = split_prediction(_unet(student, x, t, text, cond), x, sched.alpha_bar(t),
+                                             sched.prediction_type)
+        x = ddim_step(pred_x0, pred_eps, sched.alpha_bar(nxt[j].repeat(x.shape[0]).to(x.device)))
+    return x
 
 
 def lcm_scheduler_config(teacher_config: dict[str, Any], settings: DistillSettings) -> dict[str, Any]:
@@ -670,7 +696,7 @@ def save_student(pipe: Any, student: Any, settings: DistillSettings, teacher_sch
         provenance.update(ode_steps=settings.ode_steps, ema_decay=settings.ema_decay, huber_c=settings.huber_c)
     else:
         provenance.update(teacher_steps=settings.teacher_steps, guided_fraction=settings.guided_fraction,
-                          denoise_weight=settings.denoise_weight)
+                          denoise_weight=settings.denoise_weight, rollout_fraction=settings.rollout_fraction)
     embed_dim = settings.guidance_embedding_dim if settings.embeds_guidance else None
     # A fused LCM-LoRA reproduces its fixed training scale with no guidance input: sample at scale 1.
     guidance = settings.guidance if settings.embeds_guidance else 1.0
