@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def _component(model_dir: str, size: int, part: str = "unet"):
@@ -89,23 +88,40 @@ def _files_bytes(artifact) -> int:
     return sum(p.stat().st_size for p in files if p.is_file())
 
 
-def _onnxruntime(component, out: Path, options) -> tuple:
+def _lower_fp32(model_dir: str, size: int, part: str, out: Path, options) -> tuple:
+    """Build the component and export its fp32 ONNX file; returns (component without its module, artifact, s).
+
+    Runs in a spawned process for the ONNX Runtime path: the PyTorch UNet and the exporter's in-memory graph
+    (together > 7 GB for SD 1.5) then leave with that process instead of staying resident beside calibration."""
+    from dataclasses import replace
+
+    import torch
+
+    from edgediff.backends.onnxruntime import OnnxRuntimeBackend
+
+    torch.set_num_threads(options.threads)
+    component = _component(model_dir, size, part)
+    start = time.perf_counter()
+    artifact = OnnxRuntimeBackend().lower(component, options, "fp32", out / "fp32")
+    return replace(component, module=None), artifact, round(time.perf_counter() - start, 1)
+
+
+def _onnxruntime(model_dir: str, size: int, part: str, out: Path, options) -> tuple:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import onnx
 
     from edgediff.backends import onnx_graph
     from edgediff.backends.onnxruntime import EXTERNAL_DATA_THRESHOLD, OnnxRuntimeBackend
     from edgediff.backends.onnxruntime_int8 import quantize_int8
 
-    backend = OnnxRuntimeBackend()
-    stamps = {}
-    start = time.perf_counter()
-    fp32 = backend.lower(component, options, "fp32", out / "fp32")
-    stamps["fp32_convert_s"] = round(time.perf_counter() - start, 1)
-    component.module = None  # the 3.4 GB PyTorch UNet: calibration below uses seeded example inputs, not torch
-    gc.collect()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        component, fp32, fp32_seconds = pool.submit(_lower_fp32, model_dir, size, part, out, options).result()
+    stamps = {"fp32_convert_s": fp32_seconds}
     start = time.perf_counter()
     model = onnx.load(str(fp32.path))
-    quantized, meta = quantize_int8(model, component, out / "int8")
+    quantized, meta = quantize_int8(model, component, out / "int8")  # calibrates on seeded example inputs
     del model
     gc.collect()
     path = out / "int8" / fp32.path.name
@@ -116,7 +132,7 @@ def _onnxruntime(component, out: Path, options) -> tuple:
     from dataclasses import replace
 
     int8 = replace(fp32, path=path, meta=fp32.meta | meta)
-    return backend, fp32, int8, stamps
+    return component, OnnxRuntimeBackend(), fp32, int8, stamps
 
 
 def _litert(component, out: Path, options, mode: str) -> tuple:
@@ -171,18 +187,18 @@ def main() -> int:
     out = args.out / args.part / args.backend
     for sub in ("fp32", "int8"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    component = _component(args.model, args.size, args.part)
-    inputs = component.example_inputs(1)
     if args.backend == "onnxruntime":
         from edgediff.backends.onnxruntime import OnnxRuntimeOptions
 
         options = OnnxRuntimeOptions(threads=args.threads)
-        backend, fp32, int8, stamps = _onnxruntime(component, out, options)
+        component, backend, fp32, int8, stamps = _onnxruntime(args.model, args.size, args.part, out, options)
     else:
         from edgediff.backends.litert import LiteRTOptions
 
         options = LiteRTOptions(threads=args.threads)
+        component = _component(args.model, args.size, args.part)
         backend, fp32, int8, stamps = _litert(component, out, options, args.litert_mode)
+    inputs = component.example_inputs(1)
     del component
     gc.collect()
     sessions = {"fp32": backend.load(fp32, options), "int8": backend.load(int8, options)}

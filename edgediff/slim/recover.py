@@ -30,40 +30,23 @@ import torch.nn.functional as F
 from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.slim import prune
 from edgediff.slim.prune import Layout, PruneSpec
-from edgediff.slim.training import LoopResult, LoopSettings, reduce_mean, run_loop, step_generator
+from edgediff.slim.training import (LoopResult, LoopSettings, StudentTrainingSettings, reduce_mean, run_loop,
+                                    step_generator)
 
 
 @dataclass
-class RecoverSettings:
+class RecoverSettings(StudentTrainingSettings):
     """A BK-SDM recovery run; `spec` prunes the teacher's UNet, or `student_unet` names a pruned UNet folder."""
 
-    teacher: Path  # diffusers pipeline folder
-    output: Path  # the recovered student pipeline folder
-    run_dir: Path  # checkpoints, log.jsonl, summary.json (resumable)
     spec: PruneSpec | None = None
     student_unet: Path | None = None
-    max_steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 5e-5
     weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    lambda_sd: float = 1.0
-    lambda_kd_output: float = 1.0
-    lambda_kd_feat: float = 1.0
-    uncond_prob: float = 0.1
-    seed: int = 0
-    dataset_seed: int = 0
-    cache_size: int = 4096
-    checkpoint_every: int = 200
-    log_every: int = 10
-    cpu: bool | None = None
+    lambda_kd_feat: float = 1.0  # match the teacher's block outputs (BK-SDM feature distillation)
 
     def __post_init__(self) -> None:
-        self.teacher, self.output, self.run_dir = Path(self.teacher), Path(self.output), Path(self.run_dir)
+        super().__post_init__()
         if (self.spec is None) == (self.student_unet is None):
             raise RecipeError("recovery needs exactly one of a prune spec or a pruned student_unet folder")
-        if self.batch_size < 1 or self.max_steps < 0:
-            raise RecipeError("batch_size must be >= 1 and max_steps >= 0")
         if not 0.0 <= self.uncond_prob < 1.0:
             raise RecipeError(f"uncond_prob must be in [0, 1), got {self.uncond_prob}")
 

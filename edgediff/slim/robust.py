@@ -29,33 +29,20 @@ from edgediff.errors import RecipeError
 from edgediff.slim import prune
 from edgediff.slim.prune import PruneSpec
 from edgediff.slim.recover import make_accelerator, save_pipeline, training_context
-from edgediff.slim.training import LoopResult, LoopSettings, reduce_mean, run_loop
+from edgediff.slim.training import LoopResult, LoopSettings, StudentTrainingSettings, reduce_mean, run_loop
 
 
 @dataclass
-class RobustSettings:
-    teacher: Path  # diffusers pipeline folder
-    output: Path  # the robust pipeline folder (same architecture)
-    run_dir: Path
-    max_steps: int = 1000
+class RobustSettings(StudentTrainingSettings):
+    """Robust training of the full architecture: some steps train a sampled pruned sub-network (output: the robust
+    pipeline folder, same architecture as the teacher)."""
+
     subnet_prob: float = 0.5
     unit_prob: float = 0.3
-    batch_size: int = 32
     learning_rate: float = 2e-5
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lambda_sd: float = 1.0
-    lambda_kd_output: float = 1.0
-    uncond_prob: float = 0.1
-    seed: int = 0
-    dataset_seed: int = 0
-    cache_size: int = 4096
-    checkpoint_every: int = 200
-    log_every: int = 10
-    cpu: bool | None = None
 
     def __post_init__(self) -> None:
-        self.teacher, self.output, self.run_dir = Path(self.teacher), Path(self.output), Path(self.run_dir)
+        super().__post_init__()
         for name in ("subnet_prob", "unit_prob", "uncond_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise RecipeError(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -27,6 +27,35 @@ _STEP_FILE = "edgediff_step.json"
 
 
 @dataclass
+class StudentTrainingSettings:
+    """What every teacher -> student run on the shapes data shares (pruning recovery, robust training); each step's
+    settings add their own fields and defaults after these."""
+
+    teacher: Path  # diffusers pipeline folder
+    output: Path  # the student pipeline folder
+    run_dir: Path  # checkpoints, log.jsonl, summary.json (resumable)
+    max_steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lambda_sd: float = 1.0  # plain denoising loss
+    lambda_kd_output: float = 1.0  # match the teacher's output
+    uncond_prob: float = 0.1  # captions dropped, so the student keeps an unconditional branch for CFG
+    seed: int = 0
+    dataset_seed: int = 0
+    cache_size: int = 4096  # dataset samples encoded once and drawn from
+    checkpoint_every: int = 200
+    log_every: int = 10
+    cpu: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.teacher, self.output, self.run_dir = Path(self.teacher), Path(self.output), Path(self.run_dir)
+        if self.batch_size < 1 or self.max_steps < 0:
+            raise RecipeError("batch_size must be >= 1 and max_steps >= 0")
+
+
+@dataclass
 class LoopSettings:
     """How long to train and how often to save; the step function itself is the caller's."""
 
