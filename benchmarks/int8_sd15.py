@@ -120,8 +120,8 @@ def _onnxruntime(model_dir: str, size: int, part: str, out: Path, options) -> tu
         component, fp32, fp32_seconds = pool.submit(_lower_fp32, model_dir, size, part, out, options).result()
     stamps = {"fp32_convert_s": fp32_seconds}
     start = time.perf_counter()
-    model = onnx.load(str(fp32.path))
-    quantized, meta = quantize_int8(model, component, out / "int8")  # calibrates on seeded example inputs
+    model = onnx.load(str(fp32.path), load_external_data=False)  # the weights stay on disk until quantize_static
+    quantized, meta = quantize_int8(model, component, out / "int8", source_dir=fp32.path.parent)
     del model
     gc.collect()
     path = out / "int8" / fp32.path.name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,14 +45,21 @@ def node_modules(model) -> dict[str, str | None]:
     return found
 
 
-def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, Any]]:
+def quantize_int8(model, component, work_parent: Path, source_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Return the QDQ model and what was done (for the artifact's meta). `model` is consumed: its weights are
-    dropped once written to the work folder, so a full-size UNet is not held twice while ORT calibrates it."""
+    dropped once written to the work folder, so a full-size UNet is not held twice while ORT calibrates it.
+
+    `source_dir`: the model was loaded with `load_external_data=False` from a file in this folder; its weights
+    are then read from there by the calibration and quantization steps and never enter this process before."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from edgediff.slim.quantize import int8_inputs
 
+    external = _external_files(model)
+    if external and source_dir is None:
+        raise UnsupportedError(f"{component.name}: the ONNX model refers to external weight files {sorted(external)}; "
+                               "pass the folder they are in as source_dir")
     found = int8_inputs(component)
     if found is not None:
         modes, samples, realised = found.plan.modes(), found.calibration, found.plan.realised
@@ -64,18 +72,21 @@ def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, A
     if len(names) != len(model.graph.node) or "" in names:
         raise UnsupportedError(f"{component.name}: ONNX nodes need unique names for a per-layer int8 plan")
     exclude = sorted(n for n, m in scopes.items() if m is not None and modes.get(m, "int8") != "int8")
-    masks = sorted(set(mask_nodes(model)) - set(exclude))
+    masks = sorted(set(mask_nodes(model, source_dir)) - set(exclude))
     exclude = sorted(set(exclude) | set(masks))
     weight_only = [n for n, m in scopes.items() if m is not None and modes.get(m) == "int8_weights"]
     kept = {m for m, mode in modes.items() if mode != "int8"}
     unmatched = sorted(kept - {m for m in scopes.values() if m is not None})
     _suffix_initializers(model)
-    large = model.ByteSize() > LARGE_MODEL_BYTES if _fits_protobuf(model) else True
+    external_bytes = sum((Path(source_dir) / f).stat().st_size for f in external) if external else 0
+    large = (model.ByteSize() + external_bytes > LARGE_MODEL_BYTES) if _fits_protobuf(model) else True
     work_parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgediff-int8-", dir=work_parent) as tmp:
         float_path, int8_path = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(model, str(float_path), save_as_external_data=large, all_tensors_to_one_file=True,
-                        location="float.onnx.data" if large else None)
+        for name in external:  # the float model's weight references resolve next to it (onnx refuses links)
+            shutil.copyfile(Path(source_dir, name), Path(tmp) / name)
+        onnx.save_model(model, str(float_path), save_as_external_data=large and not external,
+                        all_tensors_to_one_file=True, location="float.onnx.data" if large and not external else None)
         input_types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
         model.graph.ClearField("initializer")
         release_freed_memory()
@@ -108,7 +119,7 @@ def quantize_int8(model, component, work_parent: Path) -> tuple[Any, dict[str, A
 MASK_VALUE = -1e30  # a constant at or below this is an additive attention mask (finfo.min or -inf), not data
 
 
-def mask_nodes(model) -> list[str]:
+def mask_nodes(model, source_dir: Path | None = None) -> list[str]:
     """Nodes that apply an additive attention mask (a constant input holding finfo.min / -inf), and their consumers.
 
     The exporter writes a causal mask (CLIP's text encoder) as `scores + C` with C = -3.4e38 above the diagonal.
@@ -133,7 +144,7 @@ def mask_nodes(model) -> list[str]:
             tensor = constants.get(name)
             if tensor is None or tensor.data_type not in (1, 10, 11, 16):  # float, float16, double, bfloat16
                 continue
-            values = numpy_helper.to_array(tensor)
+            values = numpy_helper.to_array(tensor, str(source_dir or ""))
             if values.size and float(np.min(values)) <= MASK_VALUE:
                 found.append(node.name)
                 masked.update(node.output)
@@ -154,6 +165,14 @@ def _suffix_initializers(model, suffix: str = "__w") -> None:
         for i, name in enumerate(node.input):
             if name in renamed:
                 node.input[i] = renamed[name]
+
+
+def _external_files(model) -> set[str]:
+    """Files the model's initializers point to (tensors whose data was not loaded into the proto)."""
+    from onnx.external_data_helper import uses_external_data
+
+    return {next(e.value for e in t.external_data if e.key == "location")
+            for t in model.graph.initializer if uses_external_data(t)}
 
 
 def _fits_protobuf(model) -> bool:

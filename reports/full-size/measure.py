@@ -17,7 +17,10 @@ while p.poll() is None:
             except psutil.Error: pass
         peak = max(peak, sum(rss)); peak_single = max(peak_single, max(rss or [0]))
         if sum(rss) > 20e9:
-            print("RSS above 20 GB: stopping", file=sys.stderr); p.kill()
+            print("RSS above 20 GB: stopping", file=sys.stderr)
+            for q in reversed(procs):  # children first: a spawned worker must not outlive its parent
+                try: q.kill()
+                except psutil.Error: pass
     except psutil.Error: pass
     if int(time.time()) % 30 == 0: loads.append(os.getloadavg()[0])
     time.sleep(0.5)
