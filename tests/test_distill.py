@@ -249,3 +249,24 @@ def test_lcm_lora_student_is_fused_and_has_no_guidance_input(teacher: Path, tmp_
     assert set(pipe.unet.state_dict()) == set(teacher_unet.state_dict())  # plain teacher layout: LoRA fused away
     changed = [k for k, v in pipe.unet.state_dict().items() if not torch.equal(v, teacher_unet.state_dict()[k])]
     assert changed and all(any(t in k for t in ("attn", "proj_in", "proj_out", "ff.net")) for k in changed)
+
+
+def test_shipped_four_step_student_records_its_sampler() -> None:
+    """models/shapes-sd-step4 is what `edgediff eval` / `convert` pick up by name: 4 DDIM steps (trailing), guidance
+    5 fed to the UNet as timestep_cond, no unconditional batch; the teacher's tokenizer files are all there."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from edgediff.commands.eval import model_defaults
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "shapes-sd-step4"
+    defaults = D.read_model_defaults(folder)
+    assert (defaults["steps"], defaults["guidance"], defaults["batched_cfg"], defaults["scheduler"]) == \
+        (4, 5.0, False, "DDIMScheduler")
+    assert defaults["distillation"]["method"] == "step" and defaults["distillation"]["rollout_fraction"] == 0.5
+    assert model_defaults(folder) == (4, 5.0)
+    assert (folder / "tokenizer" / "vocab.json").is_file() and (folder / "tokenizer" / "merges.txt").is_file()
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+    assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.timestep_spacing == "trailing"
+    assert pipe.unet.config.time_cond_proj_dim == defaults["guidance_embedding"]["dim"] == 256
+    row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
+    torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([4.0]), 256)[0])
