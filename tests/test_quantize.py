@@ -117,6 +117,22 @@ def test_plan_keeps_the_outlier_layer_and_meets_the_target():
     assert plan.evaluations >= len(plan.layers)  # one sensitivity run per unit, plus the search
 
 
+def test_weight_only_plan_quantizes_no_activations():
+    """For a backend that compresses weights only (Core ML), the plan is searched as it will be realised: each unit
+    with weights is int8_weights or float, units without weights stay float, and no activation ranges are used."""
+    component = net_component()
+    ranges, held = samples_for(component, 8), samples_for(component, 4, offset=100)
+    plan = search_plan(component, ranges, held, ranges[:1], QuantizeSettings(target_psnr_db=35.0, eval_batch=4,
+                                                                              activations=False))
+    assert plan.realised == "plan (weights only)" and plan.counts()["int8"] == 0
+    assert all(layer.mode == "float" for layer in plan.layers if not layer.weight_params)
+    assert {layer.mode for layer in plan.layers if layer.weight_params} <= {"int8_weights", "float"}
+    assert plan.psnr_db >= 35.0 and plan.counts()["int8_weights"] > 0
+    # weight-only int8 costs far less than int8 activations: the outlier that breaks the full plan is harmless here
+    full = search_plan(component, ranges, held, ranges[:1], QuantizeSettings(target_psnr_db=35.0, eval_batch=4))
+    assert plan.all_int8_psnr_db > full.all_int8_psnr_db
+
+
 def test_plan_json_round_trip_and_naive(tmp_path):
     plan = PrecisionPlan("unet", 30.0, [LayerPlan("a", "Conv2d", "float", 12.5, 9, "a"),
                                         LayerPlan("b", "GroupNorm", "int8", float("inf"), 0, "b")],
@@ -141,7 +157,10 @@ def test_quantize_step_only_at_int8():
     recipe.pipeline.num_inference_steps, recipe.pipeline.guidance_scale, recipe.pipeline.scheduler = 4, 5.0, "X"
     steps = quantize_steps(recipe)
     assert [s.kind for s in steps] == ["quantize"]
-    assert steps[0].options == {"scheduler": "X", "num_inference_steps": 4, "guidance_scale": 5.0}
+    assert steps[0].options == {"scheduler": "X", "num_inference_steps": 4, "guidance_scale": 5.0,
+                                "activations": True}
+    recipe.backend.name = "coreml"  # compresses weights only: the plan is searched that way
+    assert quantize_steps(recipe)[0].options["activations"] is False
     recipe.backend.precision = "fp16"
     assert quantize_steps(recipe) == []
     recipe.slim.steps = [SlimStep("quantize", {"target_psnr_db": 25})]

@@ -65,6 +65,9 @@ class Backend(ABC):
     # Components this backend cannot express; checked before lowering so the error comes early and plainly.
     supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     default_precision: ClassVar[str] = "fp32"  # what a recipe without a precision converts at
+    # False: int8 here means int8 weights computed in float (Core ML's weight compression), so the quantize step
+    # searches a weight-only plan and records no activation ranges.
+    int8_activations: ClassVar[bool] = True
 
     @abstractmethod
     def check_available(self) -> None:

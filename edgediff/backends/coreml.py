@@ -110,6 +110,7 @@ class CoreMLBackend(Backend):
     name = "coreml"
     Options = CoreMLOptions
     supported_precisions = ("fp32", "fp16", "int8")
+    int8_activations = False  # coremltools.optimize compresses weights; ops compute in fp16
     default_precision = "fp16"  # Core ML's native compute precision (fp32 on request)
 
     def check_available(self) -> None:

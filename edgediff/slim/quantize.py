@@ -48,6 +48,7 @@ class QuantizeSettings:
     targets: dict[str, float] = field(default_factory=dict)  # per-component override, e.g. {unet = 32.0}
     components: list[str] = field(default_factory=list)  # components to quantize; [] = all
     weights_only: bool = True  # let the plan use int8 weights with float activations before falling back to float
+    activations: bool = True  # False: a weight-only plan (int8 weights or float); set from the backend by convert
     group_depth: int = 0  # 0 = per layer; N = units grouped by their module path's first N parts (blocks)
     prompts: list[str] = field(default_factory=list)  # [] = edgediff.json "calibration_prompts" or built-ins
     guidance_scales: list[float] = field(default_factory=list)  # trajectories; [] = [recipe guidance, 1.0]
@@ -223,7 +224,11 @@ def quantize_steps(recipe) -> list:
         steps.append(SlimStep("quantize", {}))
         found = steps[-1:]
     p = recipe.pipeline
+    from edgediff.backends.base import get_backend
+
+    activations = type(get_backend(recipe.backend.name)).int8_activations
     for step in found:
+        step.options.setdefault("activations", activations)
         step.options.setdefault("scheduler", p.scheduler)
         step.options.setdefault("num_inference_steps", p.num_inference_steps)
         step.options.setdefault("guidance_scale", p.guidance_scale)
@@ -374,6 +379,9 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
     target = settings.target_for(component.name)
     sim = Simulator(component.module)
     batch = settings.eval_batch
+    if not settings.activations:  # weight-only: one small float pass finds the units, no ranges are needed
+        sim.observe([_stack(component, naive_samples[:1])])
+        range_samples, naive_samples = [], []
     for i in tqdm(range(0, len(naive_samples), batch), desc=f"ranges {component.name} (one timestep)",
                   unit="batch", leave=False):
         sim.observe([_stack(component, naive_samples[i:i + batch])], reset=i == 0)
@@ -384,7 +392,8 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
     scorer = _Scorer(component, sim, eval_samples, batch)
     units = sim.units
     groups = _groups(list(units), settings.group_depth)
-    top = {name: "int8" for name in units}
+    quantized = "int8" if settings.activations else "int8_weights"  # the most compressed mode a unit can take
+    top = {name: quantized if (settings.activations or units[name].has_weights) else "float" for name in units}
 
     def assign(group_modes: dict[str, str]) -> dict[str, str]:
         modes = dict(top)
@@ -399,7 +408,8 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
     all_int8 = scorer.psnr(top)
     sensitivity = {}
     for group, names in tqdm(groups.items(), desc=f"sensitivity {component.name}", unit="unit"):
-        sensitivity[group] = scorer.psnr({n: "int8" for n in names})
+        alone = {n: top[n] for n in names if top[n] != "float"}
+        sensitivity[group] = scorer.psnr(alone) if alone else float("inf")
     order = sorted(groups, key=lambda g: (sensitivity[g], g))  # most sensitive first
     cache: dict[int, float] = {}
 
@@ -425,8 +435,8 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
     psnr = with_float(k) if k else all_int8
     # Refinement: from the least sensitive float unit up, take back int8 (or int8 weights) where the target holds.
     for group in tqdm(list(reversed(order[:k])), desc=f"plan refine {component.name}", unit="unit", leave=False):
-        options = ["int8"] + (["int8_weights"] if settings.weights_only and
-                              any(units[n].has_weights for n in groups[group]) else [])
+        options = [quantized] + (["int8_weights"] if quantized == "int8" and settings.weights_only and
+                                 any(units[n].has_weights for n in groups[group]) else [])
         for mode in options:
             trial = dict(decided) | {group: mode}
             score = scorer.psnr(assign(trial))
@@ -440,7 +450,7 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
     layers.sort(key=lambda layer: (layer.sensitivity_psnr_db, layer.name))
     outputs = {spec.name: unit for spec, unit in zip(component.outputs, sim.output_units) if unit is not None}
     return PrecisionPlan(component.name, target, layers, psnr, all_int8, naive, evaluations=scorer.calls,
-                         outputs=outputs)
+                         outputs=outputs, realised="plan" if settings.activations else "plan (weights only)")
 
 
 def _groups(names: list[str], depth: int) -> dict[str, list[str]]:
