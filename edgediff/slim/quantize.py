@@ -121,7 +121,7 @@ class PrecisionPlan:
     psnr_db: float  # simulated, this plan
     all_int8_psnr_db: float  # simulated, every unit int8, same calibration
     naive_psnr_db: float  # simulated, every unit int8, calibrated at one timestep
-    realised: str = "plan"  # "plan" or "naive" (what the backends were given)
+    realised: str = "plan"  # "plan", "plan (weights only)" or "naive" (what the backends were given)
     calibration: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0
@@ -579,9 +579,15 @@ def report_section(entry: dict[str, Any], bundle_dir: Path, top: int = 15) -> li
         lines += [f"**{name}**: calibration {cal.get('ranges_samples')} samples ({cal.get('source')}; "
                   f"{len(cal.get('timesteps') or [])} timesteps, {len(cal.get('prompts') or [])} prompts, guidance "
                   f"{cal.get('guidance_scales')}), evaluated on {cal.get('eval_samples')} held-out samples.", ""]
-        kept = [layer for layer in plan["layers"] if layer["mode"] != "int8"]
-        if kept:
-            lines += ["Kept above int8: " + ", ".join(f"`{layer['name']}` ({layer['mode']})" for layer in kept), ""]
+        if plan.get("realised", "plan") == "plan (weights only)":  # every unit with weights is int8 or float
+            kept = [layer for layer in plan["layers"] if layer["mode"] == "float" and layer["weight_params"]]
+            lines += ["Weight-only plan (the backend compresses weights; activations stay float): "
+                      + (("weights kept float: " + ", ".join(f"`{layer['name']}`" for layer in kept)) if kept
+                         else "every layer's weights are int8."), ""]
+        else:
+            kept = [layer for layer in plan["layers"] if layer["mode"] != "int8"]
+            if kept:
+                lines += ["Kept above int8: " + ", ".join(f"`{layer['name']}` ({layer['mode']})" for layer in kept), ""]
         lines += [markdown_table(["rank", "layer", "kind", "PSNR if only it is int8", "decision"],
                                  [[str(i + 1), f"`{layer['name']}`", layer["kind"],
                                    _db(layer["sensitivity_psnr_db"]), layer["mode"]]
