@@ -11,8 +11,9 @@
 Random weights have no calibration trajectory and no quality to keep, so no plan is searched: the int8 artifact is
 the backend's plan-less int8 (ONNX Runtime: every layer static QDQ, calibrated on seeded example inputs; LiteRT:
 `--litert-mode` int8_weights or int8_full through ai-edge-quantizer). The int8 file is made from the fp32 file of
-the same run, exactly as lower() does after exporting (ONNX Runtime: `quantize_int8` on the exported graph;
-LiteRT: `_quantize` on each fp32 chunk). Both are then opened with one thread and timed interleaved (fp32, int8,
+the same run with the functions lower() uses (ONNX Runtime: `quantize_int8` on the exported fp32 graph, which
+keeps ORT's fused MultiHeadAttention: it has no int8 kernel and stays float, where lower() at int8 exports plain
+attention ops; LiteRT: `_quantize` on each fp32 chunk). Both are then opened with one thread and timed interleaved (fp32, int8,
 fp32, ...) on the same seeded inputs; medians and os.getloadavg() are recorded, and the int8 output is compared
 with fp32 (PSNR) as a sanity check of the realisation (random weights: not a quality figure).
 """
@@ -27,7 +28,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
 
 
 def _component(model_dir: str, size: int, part: str = "unet"):

@@ -226,7 +226,7 @@ def quantize_steps(recipe) -> list:
     p = recipe.pipeline
     from edgediff.backends.base import get_backend
 
-    activations = type(get_backend(recipe.backend.name)).int8_activations
+    activations = get_backend(recipe.backend.name).int8_activations
     for step in found:
         step.options.setdefault("activations", activations)
         step.options.setdefault("scheduler", p.scheduler)
@@ -402,10 +402,14 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
                 modes[name] = mode if (mode != "int8_weights" or units[name].has_weights) else "float"
         return modes
 
-    sim.ranges = naive_ranges
-    naive = scorer.psnr(top)
     sim.ranges = full_ranges
     all_int8 = scorer.psnr(top)
+    if settings.activations:
+        sim.ranges = naive_ranges
+        naive = scorer.psnr(top)
+        sim.ranges = full_ranges
+    else:  # no activation ranges: the one-timestep baseline is the same model, no second evaluation pass
+        naive = all_int8
     sensitivity = {}
     for group, names in tqdm(groups.items(), desc=f"sensitivity {component.name}", unit="unit"):
         alone = {n: top[n] for n in names if top[n] != "float"}
