@@ -46,15 +46,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from edgediff.runtime.manifest import load_manifest
-    from edgediff.runtime.sessions import SessionOptions, open_session
+    from edgediff.contract import Manifest
+    from edgediff.runtime.sessions import SessionOptions, open_component
 
     sessions, sizes, feeds = {}, {}, {}
     for item in args.bundles:
         label, path = item.split("=", 1)
-        manifest = load_manifest(Path(path))
+        manifest = Manifest.read(Path(path))
         spec = manifest.component(args.component)
-        sessions[label] = open_session(manifest, args.component, SessionOptions(threads=args.threads))
+        sessions[label] = open_component(manifest, args.component, SessionOptions(threads=args.threads))
         files = set(spec.files) | {p for f in spec.files for p in Path(f).parent.glob(Path(f).name + ".data")}
         sizes[label] = sum(Path(f).stat().st_size for f in files)
         feeds[label] = _feeds(spec)

@@ -33,6 +33,7 @@ from pathlib import Path
 def _component(model_dir: str, size: int, part: str = "unet"):
     if part != "unet":
         return _block_component(model_dir, size, part)
+    from edgediff.backends.base import open_artifact
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 
@@ -201,7 +202,7 @@ def main() -> int:
     inputs = component.example_inputs(1)
     del component
     gc.collect()
-    sessions = {"fp32": backend.load(fp32, options), "int8": backend.load(int8, options)}
+    sessions = {"fp32": open_artifact(backend, fp32, options), "int8": open_artifact(backend, int8, options)}
     outputs = {label: s(inputs)["noise_pred"] for label, s in sessions.items()}
     load_before = os.getloadavg()
     for _ in range(args.warmup):

@@ -39,6 +39,7 @@ def main() -> int:
     torch.set_num_threads(1)
 
     from taef2_litert import encode_photos  # benchmarks/ is on sys.path when run as a script
+    from edgediff.backends.base import open_artifact
     from edgediff.backends import onnxruntime as ort_backend
     from edgediff.backends import litert as lt_backend
     from edgediff.model.components import Component, TensorSpec
@@ -77,7 +78,7 @@ def main() -> int:
     for backend_name in args.backends:
         backend, options = backends[backend_name]
         for variant in ("fp32", "int8_plan", "int8_naive"):
-            component.int8, component.keep_float = None, ()
+            component.int8 = None
             precision = "fp32" if variant == "fp32" else "int8"
             if variant == "int8_plan":
                 attach(component, plan, backend_samples)
@@ -89,7 +90,7 @@ def main() -> int:
             start = time.perf_counter()
             artifact = backend.lower(component, options, precision, work)
             seconds = time.perf_counter() - start
-            session = backend.load(artifact, options)
+            session = open_artifact(backend, artifact, options)
             rows[label], parity = {}, []
             for name, z in latents.items():
                 got = session({"latent": z})["image"]

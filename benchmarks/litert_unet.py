@@ -30,6 +30,7 @@ from pathlib import Path
 
 
 def _unet_component(model_dir: str, size: int):
+    from edgediff.backends.base import open_artifact
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 
@@ -112,7 +113,7 @@ def worker(args) -> dict:
     result["max_file_bytes"] = max(result["files"].values())
     result["chunks"] = [{"file": c.path.name, "stages": c.meta.get("stages"), "inputs": [s.name for s in c.inputs],
                          "outputs": [s.name for s in c.outputs]} for c in artifact.chunks]
-    session = backend.load(artifact, options)
+    session = open_artifact(backend, artifact, options)
     reference = component.run_torch(inputs)["noise_pred"]
     got = session(inputs)["noise_pred"]
     rel = float(((reference - got) ** 2).sum() ** 0.5 / (reference**2).sum() ** 0.5)

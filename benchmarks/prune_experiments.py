@@ -46,6 +46,7 @@ def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int,
     import numpy as np
     import torch
 
+    from edgediff.backends.base import open_artifact
     from edgediff.backends.base import get_backend
     from edgediff.errors import BackendUnavailable
     from edgediff.model.components import ComponentShapes, build_components
@@ -76,7 +77,7 @@ def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int,
                 out = Path(tmp) / f"{name}-{k}"
                 out.mkdir()
                 artifact = backend.lower(c, options, "fp32", out)
-                runners[(name, k)] = (backend.load(artifact, options), c.example_inputs(1))
+                runners[(name, k)] = (open_artifact(backend, artifact, options), c.example_inputs(1))
         wall: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         cpu: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for run, inputs in runners.values():

@@ -25,6 +25,7 @@ WIDTH, HEIGHT = 512, 192
 
 def calibration_views(path: Path) -> list[torch.Tensor]:
     """Views of a photo other than its center crop: mirrored, and top/bottom crops when it is tall enough."""
+    from edgediff.backends.base import open_artifact
     from edgediff.nets.taef2 import image_tensor
 
     full = image_tensor(path, width=WIDTH)
@@ -80,7 +81,7 @@ def main() -> int:
         start = time.perf_counter()
         artifact = backend.lower(component, options, precision, out / label, plan=plan)
         seconds = time.perf_counter() - start
-        session = backend.load(artifact, options)
+        session = open_artifact(backend, artifact, options)
         rows[label], parity = {}, []
         for name, z in latents.items():
             got = session({"latent": z})["image"]

@@ -1,13 +1,13 @@
-"""Bundle folders: `DIR/<backend>/` with the artifacts, `manifest.json`, `recipe.toml` and `report.md`.
+"""The bundle stage: `DIR/<backend>/` with the artifacts, `manifest.json`, `recipe.toml`, the tokenizer files and
+the int8 plan, written into a hidden staging folder and moved into place only when complete, so a failed or
+interrupted run never leaves a folder that looks finished.
 
-The manifest schema (`edgediff-bundle/1`) is shared with the runtime and the apps. A bundle is written into a
-hidden staging folder and moved into place only when complete, so a failed or interrupted run never leaves a
-folder that looks finished.
+The manifest itself is the contract's `Manifest` (edgediff/contract.py); this module fills it from the stages'
+results.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,120 +16,93 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgediff.backends.base import Artifact
-from edgediff.errors import EdgediffError, ModelLoadError
-from edgediff.model.components import TensorSpec
+from edgediff.contract import Artifact, Manifest, PrecisionPlan, write_json
+from edgediff.errors import EdgediffError
+from edgediff.model.components import Component, vae_scale_factor, vae_scaling_factor
+from edgediff.model.load import LoadedModel
+from edgediff.recipe import Recipe, to_toml
+from edgediff.runtime.schedulers import scheduler_tables
+from edgediff.verify import ComponentResult, Thresholds
 
-FORMAT = "edgediff-bundle/1"
-MANIFEST = "manifest.json"
 RECIPE_FILE = "recipe.toml"
+PLAN_FILE = "precision_plan.json"
+PLAN_FORMAT = "edgediff-precision-plan/1"
+END_TO_END_IMAGE = "end_to_end.png"
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def path_bytes(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
-
-
-def tree_sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (sorted relative names + contents) for .mlpackage dirs."""
-    if path.is_file():
-        return sha256(path)
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(f.relative_to(path)).encode())
-        digest.update(sha256(f).encode())
-    return digest.hexdigest()
-
-
-def artifact_entry(artifact: Artifact, bundle_dir: Path) -> dict[str, Any]:
-    """The manifest entry of one component: files, checksums and I/O contract."""
-
-    def file_entry(a: Artifact) -> dict[str, Any]:
-        entry = {
-            "file": a.path.name,
-            "sha256": tree_sha256(bundle_dir / a.path.name),
-            "bytes": path_bytes(bundle_dir / a.path.name),
-            "inputs": [s.to_dict() for s in a.inputs],
-            "outputs": [s.to_dict() for s in a.outputs],
-        }
-        extra = a.meta.get("extra_files", {}).get(a.path.name, [])
-        if extra:
-            entry["extra_files"] = [{"file": f, "sha256": sha256(bundle_dir / f), "bytes": path_bytes(bundle_dir / f)}
-                                    for f in extra]
-            entry["bytes"] += sum(e["bytes"] for e in entry["extra_files"])
-        return entry
-
-    entry = file_entry(artifact)
-    if artifact.chunks:
-        entry["chunks"] = [file_entry(c) for c in artifact.chunks]
-        entry["bytes"] = sum(c["bytes"] for c in entry["chunks"])
-    meta = {k: v for k, v in artifact.meta.items() if k != "extra_files"}
-    if meta:
-        entry["meta"] = meta
-    return entry
-
-
-def artifact_from_entry(bundle_dir: Path, name: str, entry: dict[str, Any]) -> Artifact:
-    """Rebuild an Artifact from its manifest entry (used by verify, profile and the runtime)."""
-
-    def one(e: dict[str, Any]) -> Artifact:
-        extra = [x["file"] for x in e.get("extra_files", [])]
-        return Artifact(name, bundle_dir / e["file"], tuple(TensorSpec.from_dict(s) for s in e["inputs"]),
-                        tuple(TensorSpec.from_dict(s) for s in e["outputs"]),
-                        meta={"extra_files": {e["file"]: extra} if extra else {}})
-
-    artifact = one(entry)
-    artifact.chunks = [one(c) for c in entry.get("chunks", [])]
-    artifact.meta.update(entry.get("meta", {}))
-    return artifact
-
-
-def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    path = Path(bundle_dir) / MANIFEST
-    if not path.exists():
-        raise ModelLoadError(f"{bundle_dir} is not a bundle: {MANIFEST} is missing (run `edgediff convert` first)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc.msg})") from None
-    if manifest.get("format") != FORMAT:
-        raise ModelLoadError(f"{path} has format {manifest.get('format')!r}; this edgediff reads {FORMAT}")
+def build_manifest(recipe: Recipe, model: LoadedModel, backend_name: str, backend_version: str,
+                   components: list[Component], artifacts: dict[str, Artifact], results: list[ComponentResult],
+                   limits: dict[str, Thresholds], end_to_end: dict[str, Any], bundle_dir: Path) -> Manifest:
+    """The manifest of a finished conversion; also writes recipe.toml, the tokenizer, the int8 plan and the
+    end-to-end image strip into `bundle_dir`."""
+    for result in results:
+        record = result.to_dict() | {"min_psnr_db": limits[result.component].min_psnr_db}
+        if result.structural is not None:
+            record["structural"] = result.structural
+        artifacts[result.component].verify = record
+    source: dict[str, Any] = {"model": model.source, "kind": model.kind, "random_weights": model.random_weights}
+    if model.random_weights:
+        source["note"] = "random weights: architecture test only, images are noise"
+    manifest = Manifest(backend=backend_name, precision=recipe.backend.precision,  # type: ignore[arg-type]
+                        components=artifacts, source=source, backend_version=backend_version,
+                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if model.kind == "pipeline":
+        manifest.pipeline = pipeline_entry(recipe, model, components)
+        manifest.tokenizer = copy_tokenizer(model.tokenizer_dir, bundle_dir)
+    images = end_to_end.pop("images", None)
+    manifest.verify = {"end_to_end": end_to_end}
+    if images is not None:
+        write_image_strip(images, bundle_dir / END_TO_END_IMAGE)
+        end_to_end["image"] = END_TO_END_IMAGE
+    plans = {c.name: c.int8.plan for c in components if c.int8 is not None}
+    if plans:
+        manifest.precision_plan = write_plans(plans, bundle_dir)
+    (bundle_dir / RECIPE_FILE).write_text(to_toml(recipe))
     return manifest
 
 
-def check_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Every file listed in the manifest exists and has its recorded sha256."""
-    for name, entry in manifest["components"].items():
-        for e in entry.get("chunks", [entry]):
-            for f in [e] + e.get("extra_files", []):
-                path = bundle_dir / f["file"]
-                if not path.exists():
-                    raise ModelLoadError(f"{bundle_dir}: {name} file {f['file']} is missing")
-                if tree_sha256(path) != f["sha256"]:
-                    raise ModelLoadError(f"{bundle_dir}: {f['file']} does not match its sha256 in the manifest "
-                                         "(modified or truncated copy): re-run convert or re-copy the bundle")
+def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Component]) -> dict[str, Any]:
+    """What a device needs to run text -> image: sizes, guidance, the scheduler and its precomputed tables."""
+    p = recipe.pipeline
+    by_name = {c.name: c for c in components}
+    scale = vae_scale_factor(model.vae)
+    unet = by_name.get("unet")
+    batched = bool(unet and unet.inputs[0].shape[0] == 2)
+    scheduler_config = dict(model.scheduler_config)
+    scheduler: dict[str, Any] = {"class_name": p.scheduler, "config": scheduler_config,
+                                 "num_inference_steps": p.num_inference_steps}
+    try:
+        scheduler["tables"] = scheduler_tables(p.scheduler, scheduler_config, p.num_inference_steps)
+    except (EdgediffError, ValueError, KeyError, TypeError) as exc:  # an unsupported sampler must not block the bundle
+        scheduler["tables_error"] = str(exc)
+    return {
+        "height": p.height, "width": p.width,
+        "latent_shape": [1, model.unet.config.in_channels, p.height // scale, p.width // scale],
+        "vae_scaling_factor": vae_scaling_factor(model.vae),
+        "guidance": {"scale": p.guidance_scale, "batched_cfg": batched,
+                     "embedded": bool(model.unet.config.time_cond_proj_dim)},
+        "scheduler": scheduler,
+        "prediction_type": scheduler_config.get("prediction_type", "epsilon"),
+    }
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+def write_plans(plans: dict[str, PrecisionPlan], bundle_dir: Path) -> dict[str, Any]:
+    """precision_plan.json (every decision) and the manifest's summary of it."""
+    document = {"format": PLAN_FORMAT, "components": {name: plan.to_dict() for name, plan in plans.items()}}
+    write_json(Path(bundle_dir) / PLAN_FILE, document)
+    return {"file": PLAN_FILE, "components": {name: plan.summary() for name, plan in plans.items()}}
 
 
-def _json_default(value: Any):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def write_image_strip(images: dict[str, Any], path: Path) -> None:
+    """PyTorch's image (left) beside the artifacts' (right)."""
+    import numpy as np
+    from PIL import Image
+
+    from edgediff.model.sampling import to_uint8
+
+    strip = np.concatenate([to_uint8(images["pytorch"]), to_uint8(images["artifact"])], axis=1)
+    Image.fromarray(strip).save(path)
 
 
 def copy_tokenizer(tokenizer_dir: Path | None, bundle_dir: Path) -> dict[str, Any] | None:
@@ -144,9 +117,10 @@ def copy_tokenizer(tokenizer_dir: Path | None, bundle_dir: Path) -> dict[str, An
     config = {}
     if (tokenizer_dir / "tokenizer_config.json").exists():
         config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    max_length = config.get("model_max_length", 77)
     return {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt",
-            "max_length": int(config.get("model_max_length", 77)) if config.get("model_max_length", 77) < 10**6
-            else 77, "config": "tokenizer/tokenizer_config.json"}
+            "max_length": int(max_length) if isinstance(max_length, (int, float)) and max_length < 10**6 else 77,
+            "config": "tokenizer/tokenizer_config.json"}
 
 
 @contextmanager

@@ -32,11 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             importlib.import_module(name).register(sub)
-        except ImportError as exc:
-            # A torch-free install (devices, the Jetson runner) still gets generate/golden; commands that need
-            # PyTorch are simply not offered there.
-            missing = getattr(exc, "name", None) or str(exc)
-            if not any(lib in missing for lib in ("torch", "diffusers", "transformers", "accelerate")):
+        except ModuleNotFoundError as exc:
+            # The base install (devices, the Jetson runner) gets generate / profile / bundle-golden; commands
+            # that need the `convert` extra (torch, diffusers, onnx, ...) are simply not offered there.
+            if not exc.name or exc.name.split(".")[0] == "edgediff":
                 raise
     return parser
 
@@ -52,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if args.debug or not exc.name or exc.name.split(".")[0] == "edgediff":
+            raise
+        print(f"error: `edgediff {args.command}` needs {exc.name}, which this install lacks: "
+              'pip install "edgediff[convert]" (or [all])', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -71,10 +71,10 @@ class BackendSection:
 @dataclass
 class VerifySection:
     samples: int = 3
-    min_psnr_db: float = -1.0  # < 0 = default for the precision (edgediff.verify.DEFAULT_MIN_PSNR_DB)
+    min_psnr_db: float = -1.0  # < 0 = default for the precision (edgediff.defaults.MIN_PSNR_DB)
     min_cosine: float = -1.0
     end_to_end: bool = True
-    min_image_psnr_db: float = -1.0  # < 0 = 30 dB for float, 20 dB for int8
+    min_image_psnr_db: float = -1.0  # < 0 = edgediff.defaults.MIN_IMAGE_PSNR_DB
     prompt: str = "a large red circle on a blue background, top left"
     seed: int = 0
 
@@ -99,12 +99,15 @@ class Recipe:
     profile: ProfileSection = field(default_factory=ProfileSection)
 
 
-def _build(cls: type, data: Any, where: str):
+def build_section(cls: type, data: Any, where: str):
     """Recursively build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise RecipeError(f"[{where}] must be a table, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if cls is SlimStep:  # `[[slim.steps]] kind = "prune"  preset = "bk-small"`: a step's own keys are its options
+        data = {"kind": data.get("kind", ""),
+                "options": {**{k: v for k, v in data.items() if k not in names}, **data.get("options", {})}}
     unknown = sorted(set(data) - names)
     if unknown:
         raise RecipeError(f"unknown key(s) {', '.join(unknown)} in [{where or 'recipe'}] "
@@ -118,7 +121,7 @@ def _build(cls: type, data: Any, where: str):
 def _coerce(hint: Any, value: Any, where: str):
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+        return build_section(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
             raise RecipeError(f"{where} must be a list, got {value!r}")
@@ -147,7 +150,7 @@ def load_recipe(path: Path | None) -> Recipe:
     version = data.get("version", RECIPE_VERSION)
     if version != RECIPE_VERSION:
         raise RecipeError(f"recipe {path} has version {version}; this edgediff reads version {RECIPE_VERSION}")
-    return _build(Recipe, data, "")
+    return build_section(Recipe, data, "")
 
 
 def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
@@ -161,8 +164,14 @@ def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string
+    key, _, subkey = key.partition(".")
+    if subkey:  # a table field, e.g. backend.options.threads=2
+        current = getattr(section, key, None)
+        if not isinstance(current, dict) or "." in subkey:
+            raise RecipeError(f"--set {dotted}: {section_name}.{key} is not a table of settings")
+        value = current | {subkey: value}
     merged = dataclasses.asdict(section) | {key: value}
-    setattr(recipe, section_name, _build(type(section), merged, section_name))
+    setattr(recipe, section_name, build_section(type(section), merged, section_name))
 
 
 def to_toml(recipe: Recipe) -> str:

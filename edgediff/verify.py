@@ -1,21 +1,27 @@
-"""Parity metrics and the gate: every artifact against its PyTorch component on seeded inputs.
+"""The verify stage: every artifact against its PyTorch component on seeded inputs, and one full text -> image
+run through the artifacts against the same run in PyTorch.
 
-PSNR uses the reference's own dynamic range as the peak (max - min of the PyTorch output), so the figure
-means the same thing for a latent, a noise prediction or an image.
+Artifacts run through the runtime's sessions (`edgediff.runtime.sessions.open_session`), the code `generate`, the
+Jetson runner and the apps' JVM tests use, so the gate checks what ships. PSNR uses the reference's own dynamic
+range as the peak (max - min of the PyTorch output), so the figure means the same for a latent, a noise
+prediction or an image.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
-from edgediff.errors import ParityError
-
-# Defaults when the recipe does not set a threshold, by precision. 35 dB is Apple's gate for fp16 Core ML.
-DEFAULT_MIN_PSNR_DB = {"fp32": 40.0, "fp16": 35.0, "int8": 20.0}
-DEFAULT_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.98}
+from edgediff import defaults
+from edgediff.contract import Artifact, Precision
+from edgediff.errors import ParityError, RecipeError
+from edgediff.model import sampling
+from edgediff.model.components import Component
+from edgediff.runtime.sessions import SessionOptions, open_session
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,10 @@ class Metrics:
     max_abs_error: float
 
     def to_dict(self) -> dict[str, float]:
-        return {"psnr_db": round(self.psnr_db, 3), "cosine": round(self.cosine, 7),
+        """Rounded figures; an infinite PSNR (identical outputs) stays inf here and becomes null with its reason
+        when written as JSON (edgediff.contract.strict_json_value)."""
+        return {"psnr_db": round(self.psnr_db, 3) if math.isfinite(self.psnr_db) else self.psnr_db,
+                "cosine": round(self.cosine, 7) if math.isfinite(self.cosine) else self.cosine,
                 "max_abs_error": float(f"{self.max_abs_error:.4g}")}
 
 
@@ -106,6 +115,108 @@ def check_component(name: str, reference_fn, candidate_fn, inputs_list: list[Map
 
 def gate(results: list[ComponentResult], limits: Mapping[str, Thresholds]) -> None:
     """Raise ParityError naming every failing component and its shortfall."""
-    failures = [r.shortfall(limits[r.component]) for r in results if r.status == "failed"]
-    if failures:
-        raise ParityError(failures)
+    found = [r.shortfall(limits[r.component]) for r in results if r.status == "failed"]
+    if found:
+        raise ParityError(found)
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------------
+
+StructuralCheck = Callable[[Artifact], "dict[str, Any] | None"]
+
+
+def verify_artifacts(components: list[Component], artifacts: Mapping[str, Artifact], backend: str,
+                     session_options: SessionOptions, limits: Mapping[str, Thresholds], samples: int,
+                     runnable: tuple[bool, str] = (True, ""),
+                     structural_check: StructuralCheck | None = None) -> list[ComponentResult]:
+    """Each artifact, opened as the runtime opens it, against its PyTorch component on `samples` seeded inputs;
+    skipped (with the reason) where the backend cannot run here, plus the backend's structural checks."""
+    can_run, why = runnable
+    results = []
+    for component in tqdm(components, desc="verify", unit="component"):
+        artifact = artifacts[component.name]
+        if not can_run:
+            result = ComponentResult(component.name, "skipped", reason=why)
+        else:
+            session = open_session(artifact, backend, session_options)
+            inputs = [component.example_inputs(seed) for seed in range(1, samples + 1)]
+            result = check_component(component.name, component.run_torch, session.run, inputs,
+                                     limits[component.name])
+        if structural_check is not None:
+            result.structural = structural_check(artifact)
+        results.append(result)
+    return results
+
+
+@dataclass(frozen=True)
+class EndToEndSettings:
+    """The one image the end-to-end gate compares: prompt, seed, sampler and the threshold."""
+
+    prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    scheduler_class: str
+    min_image_psnr_db: float
+
+
+def end_to_end_settings(recipe, precision: Precision) -> EndToEndSettings:
+    v, p = recipe.verify, recipe.pipeline
+    threshold = v.min_image_psnr_db if v.min_image_psnr_db >= 0 else defaults.MIN_IMAGE_PSNR_DB[precision]
+    return EndToEndSettings(v.prompt, v.seed, p.num_inference_steps, p.guidance_scale, p.scheduler, threshold)
+
+
+def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artifact], backend: str,
+               session_options: SessionOptions, settings: EndToEndSettings,
+               runnable: tuple[bool, str] = (True, "")) -> dict[str, Any]:
+    """Full text -> image through the artifacts vs. through PyTorch, same tokens, scheduler and noise."""
+    from edgediff.model.components import vae_scaling_factor
+
+    needed = {"text_encoder", "unet", "vae_decoder"}
+    if model.kind != "pipeline" or model.tokenizer_dir is None or not needed <= set(artifacts):
+        return {"status": "skipped", "reason": "needs a full pipeline (tokenizer, text_encoder, unet, vae_decoder)"}
+    if not runnable[0]:
+        return {"status": "skipped", "reason": runnable[1]}
+    by_name = {c.name: c for c in components}
+    unet_spec = by_name["unet"].inputs[0]
+    time_cond = next((s.shape[1] for s in by_name["unet"].inputs if s.name == "timestep_cond"), 0)
+    ids = sampling.tokenize(model.tokenizer_dir, [settings.prompt, ""])
+    sampler = sampling.SamplingSettings(settings.prompt, settings.seed, settings.steps, settings.guidance_scale)
+    images = {}
+    for side in ("pytorch", "artifact"):
+        calls = {name: (by_name[name].run_torch if side == "pytorch"
+                        else open_session(artifacts[name], backend, session_options).run) for name in needed}
+        images[side] = sampling.generate(
+            calls["text_encoder"], calls["unet"], calls["vae_decoder"], input_ids=ids[:1], uncond_ids=ids[1:],
+            scheduler=make_scheduler(settings.scheduler_class, model.scheduler_config), settings=sampler,
+            latent_shape=(1,) + tuple(unet_spec.shape[1:]), scaling_factor=vae_scaling_factor(model.vae),
+            unet_batch=unet_spec.shape[0], time_cond_dim=time_cond,
+            progress=lambda steps, side=side: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False),
+        )
+    ref, got = (sampling.to_uint8(images[k]).astype(np.float64) for k in ("pytorch", "artifact"))
+    mse = float(np.mean((ref - got) ** 2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    return {"status": "passed" if psnr >= settings.min_image_psnr_db else "failed",
+            "psnr_db": round(psnr, 2) if math.isfinite(psnr) else psnr, "min_psnr_db": settings.min_image_psnr_db,
+            "prompt": settings.prompt, "seed": settings.seed, "steps": settings.steps,
+            "guidance_scale": settings.guidance_scale, "images": images}
+
+
+def make_scheduler(class_name: str, config: Mapping[str, Any]):
+    """The diffusers scheduler the PyTorch side of the end-to-end check runs."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise RecipeError(f"unknown scheduler '{class_name}' (use a diffusers scheduler class name)")
+    return cls.from_config(dict(config))
+
+
+def failures(results: list[ComponentResult], limits: Mapping[str, Thresholds],
+             end_to_end_record: Mapping[str, Any]) -> list[str]:
+    """One line per failed check: components below their thresholds, and the end-to-end image."""
+    found = [r.shortfall(limits[r.component]) for r in results if r.status == "failed"]
+    if end_to_end_record.get("status") == "failed":
+        found.append(f"end-to-end image: PSNR {end_to_end_record['psnr_db']:.1f} dB < "
+                     f"{end_to_end_record['min_psnr_db']:g} dB")
+    return found

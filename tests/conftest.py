@@ -23,3 +23,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_manifest_follows_the_schema():
+    """Every manifest.json the suite writes is read back with a strict JSON parser (NaN / Infinity are errors, as in
+    Kotlin's org.json, Swift's JSONDecoder and JavaScript) and validated against the published schema."""
+    import json
+
+    import jsonschema
+
+    from edgediff import contract
+
+    validator = jsonschema.Draft202012Validator(json.loads(contract.SCHEMA_FILE.read_text()))
+    original = contract.Manifest.write
+
+    def write_and_check(self, bundle_dir):
+        path = original(self, bundle_dir)
+        document = contract.read_strict_json(path)
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, f"{path} breaks the bundle schema: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
+        return path
+
+    contract.Manifest.write = write_and_check
+    yield
+    contract.Manifest.write = original

@@ -1,8 +1,9 @@
 """Every registered backend through the same checks, on the same tiny real components.
 
-For each backend: lower -> the artifact keeps the component's I/O contract -> its manifest entry round-trips ->
-it runs here and matches PyTorch (PSNR), or, where it cannot run (Core ML on Linux), it says why and its
-structural checks pass. A summary table (size, PSNR, per backend) is printed at the end, like executorch's
+For each backend and each precision it supports: lower -> the artifact keeps the component's I/O contract -> its
+manifest entry round-trips through the contract (paths inside the bundle, sha256 checked) -> it runs here through
+the runtime's session (the code generate and the apps use) and matches PyTorch (PSNR), or, where it cannot run
+(Core ML on Linux), it says why and its structural checks pass. A summary table (size, PSNR, per backend) is printed at the end, like executorch's
 cross-backend suite.
 """
 
@@ -12,9 +13,11 @@ import importlib
 
 import pytest
 
-from edgediff import bundle, verify
+from edgediff import defaults, verify
 from edgediff.backends.base import BACKEND_MODULES, get_backend
+from edgediff.contract import PRECISIONS, Artifact
 from edgediff.errors import BackendUnavailable
+from edgediff.runtime.sessions import open_session
 from edgediff.model.components import ComponentShapes, build_components
 from edgediff.model.load import load_model
 from tests.tiny import write_tiny_pipeline
@@ -42,14 +45,15 @@ def print_summary():
     yield
     if SUMMARY:
         print("\nbackend conformance (tiny SD components)")
-        print(f"{'backend':<12} {'component':<13} {'size':>10}  parity")
+        print(f"{'backend':<12} {'precision':<9} {'component':<13} {'size':>10}  parity")
         for row in SUMMARY:
-            print(f"{row[0]:<12} {row[1]:<13} {row[2]:>10}  {row[3]}")
+            print(f"{row[0]:<12} {row[1]:<9} {row[2]:<13} {row[3]:>10}  {row[4]}")
 
 
 @pytest.mark.parametrize("component_name", COMPONENTS)
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("backend_name", sorted(BACKEND_MODULES))
-def test_backend_conformance(backend_name, component_name, components, tmp_path):
+def test_backend_conformance(backend_name, precision, component_name, components, tmp_path):
     if not _importable(backend_name):
         pytest.skip(f"backend module {BACKEND_MODULES[backend_name]} is not in this checkout")
     backend = get_backend(backend_name)
@@ -57,9 +61,11 @@ def test_backend_conformance(backend_name, component_name, components, tmp_path)
         backend.check_available()
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
+    if precision not in backend.supported_precisions:
+        pytest.skip(f"{backend_name} does not offer {precision}")
     component = components[component_name]
     options = backend.Options()
-    artifact = backend.lower(component, options, "fp32", tmp_path)
+    artifact = backend.lower(component, options, precision, tmp_path)
 
     # 1. The artifact keeps the component's contract: same tensor names, shapes (dtypes may narrow, e.g. int32 ids).
     assert [s.name for s in artifact.inputs] == [s.name for s in component.inputs]
@@ -68,26 +74,28 @@ def test_backend_conformance(backend_name, component_name, components, tmp_path)
     for path in artifact.files():
         assert (tmp_path / path.name).exists(), f"{backend_name} did not write {path.name}"
 
-    # 2. The manifest entry round-trips (what verify, profile and the runtime read back).
-    entry = bundle.artifact_entry(artifact, tmp_path)
+    # 2. The manifest entry round-trips (what verify, profile, generate and the apps read back).
+    entry = artifact.to_entry(tmp_path)
     assert entry["bytes"] > 0 and len(entry["sha256"]) == 64
-    again = bundle.artifact_from_entry(tmp_path, component_name, entry)
+    again = Artifact.from_entry(tmp_path, component_name, entry)
     assert again.inputs == artifact.inputs and again.outputs == artifact.outputs
+    assert [p.resolve() for p in again.files()] == [p.resolve() for p in artifact.files()]
 
-    # 3. Numeric parity where it runs; a stated reason plus structural checks where it cannot.
+    # 3. Numeric parity through the runtime's session where it runs; a reason plus structural checks elsewhere.
     runnable, why = backend.can_run_here()
     size = f"{entry['bytes'] / 1e6:.2f} MB"
     if runnable:
-        session = backend.load(artifact, options)
-        limits = verify.Thresholds(verify.DEFAULT_MIN_PSNR_DB["fp32"], verify.DEFAULT_MIN_COSINE["fp32"])
-        result = verify.check_component(component_name, component.run_torch, session,
+        session = open_session(again, backend_name, backend.session_options(options))
+        limits = verify.Thresholds(defaults.MIN_PSNR_DB[precision], defaults.MIN_COSINE[precision])
+        result = verify.check_component(component_name, component.run_torch, session.run,
                                         [component.example_inputs(s) for s in (1, 2)], limits)
-        SUMMARY.append((backend_name, component_name, size, f"PSNR {result.metrics.psnr_db:.1f} dB"))
+        SUMMARY.append((backend_name, precision, component_name, size, f"PSNR {result.metrics.psnr_db:.1f} dB"))
         assert result.status == "passed", result.metrics
     else:
         assert why, "a backend that cannot run here must say why"
         with pytest.raises(BackendUnavailable):
-            backend.load(artifact, options)
-        structural = backend.structural_check(artifact, options, "fp32")
-        SUMMARY.append((backend_name, component_name, size, f"numeric skipped ({why}); structural checked"))
+            open_session(again, backend_name, backend.session_options(options))
+        structural = backend.structural_check(artifact, options, precision)
+        SUMMARY.append((backend_name, precision, component_name, size,
+                        f"numeric skipped ({why}); structural checked"))
         assert structural["passed"], structural

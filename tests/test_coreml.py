@@ -19,6 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("coremltools")
 
+from edgediff.backends.base import open_artifact
 from edgediff.backends.coreml import CoreMLBackend, CoreMLOptions, inspect_package, read_package_io  # noqa: E402
 from edgediff.backends.coreml_attention import rewrite_attention  # noqa: E402
 from edgediff.errors import BackendUnavailable, ParityError, RecipeError, UnsupportedError  # noqa: E402
@@ -188,7 +189,7 @@ def test_load_refuses_on_linux_with_the_reason(tmp_path):
     from edgediff.backends.base import Artifact
 
     with pytest.raises(BackendUnavailable, match="macOS"):
-        backend.load(Artifact("unet", tmp_path / "x.mlpackage", (), ()), CoreMLOptions())
+        open_artifact(backend, Artifact("unet", tmp_path / "x.mlpackage", (), ()), CoreMLOptions())
 
 
 # ---- real conversions -------------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def swift_bundle(micro, tmp_path_factory):
     for name, (opts, precision) in plan.items():
         artifacts[name] = backend.lower(components[name], opts, precision, out)
         options[name] = (opts, precision)
-    section = backend.finalize_bundle(out, artifacts, model, base, log=lambda m: None)
+    section = backend.finalize_bundle(out, artifacts, model.tokenizer_dir, base, log=lambda m: None)
     return dict(dir=out, artifacts=artifacts, options=options, section=section, model=model, components=components)
 
 
@@ -360,22 +361,23 @@ def test_structural_check_fails_loudly_on_a_manifest_mismatch(swift_bundle):
 def test_verify_stage_reports_numerics_skipped_on_linux_with_the_reason(swift_bundle):
     """What `edgediff convert` writes into the manifest here: numeric parity skipped (never passed), with the
     reason, next to the structural checks that did run."""
-    from edgediff.pipeline import Plan, end_to_end, verify_artifacts
     from edgediff.recipe import Recipe
-    from edgediff.verify import Thresholds
+    from edgediff.verify import Thresholds, end_to_end, end_to_end_settings, verify_artifacts
 
     backend = CoreMLBackend()
     opts, precision = swift_bundle["options"]["vae_decoder"]
     recipe = Recipe()
     recipe.backend.name, recipe.backend.precision = "coreml", precision
     component = swift_bundle["components"]["vae_decoder"]
-    plan = Plan(recipe, swift_bundle["model"], backend, opts, [component],
-                {component.name: Thresholds(35.0, 0.99)})
-    (result,) = verify_artifacts(plan, {component.name: swift_bundle["artifacts"]["vae_decoder"]})
+    artifacts = {component.name: swift_bundle["artifacts"]["vae_decoder"]}
+    (result,) = verify_artifacts([component], artifacts, "coreml", backend.session_options(opts),
+                                 {component.name: Thresholds(35.0, 0.99)}, 3, backend.can_run_here(),
+                                 structural_check=lambda a: backend.structural_check(a, opts, precision))
     assert result.status == "skipped" and result.samples == 0 and result.metrics is None
     assert "macOS" in result.reason
     assert result.structural["status"] == "passed"
-    e2e = end_to_end(plan, swift_bundle["artifacts"])
+    e2e = end_to_end(swift_bundle["model"], [component], swift_bundle["artifacts"], "coreml",
+                     backend.session_options(opts), end_to_end_settings(recipe, precision), backend.can_run_here())
     assert e2e == {"status": "skipped", "reason": result.reason}
 
 
@@ -393,7 +395,7 @@ def test_coreml_predictions_match_pytorch(swift_bundle, name):
     component = swift_bundle["components"][name]
     artifact = swift_bundle["artifacts"][name]
     opts, _ = swift_bundle["options"][name]
-    run = backend.load(artifact, dataclasses.replace(opts, compute_units="CPU_ONLY"))
+    run = open_artifact(backend, artifact, dataclasses.replace(opts, compute_units="CPU_ONLY"))
     for seed in (1, 2):
         inputs = component.example_inputs(seed)
         reference = component.run_torch(inputs)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgediff.backends.base import open_artifact
 from edgediff.backends.litert import LiteRTBackend, LiteRTOptions, QuantPlan, _check_size, _match_modules
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.components import Component, ComponentShapes, TensorSpec, build_components
@@ -155,7 +156,7 @@ def test_chunked_unet_fp16_runs_as_a_chain(tmp_path):
     produced = {s.name: s for s in artifact.chunks[0].outputs} | {s.name: s for s in artifact.inputs}
     for spec in artifact.chunks[1].inputs:
         assert produced[spec.name].shape == spec.shape
-    session = backend.load(artifact, options)
+    session = open_artifact(backend, artifact, options)
     for seed in (1, 2):
         inputs = component.example_inputs(seed)
         metrics = compare(component.run_torch(inputs)["noise_pred"], session(inputs)["noise_pred"])
@@ -189,7 +190,7 @@ def test_full_int8_keeps_float_io_and_keep_float_layers(tmp_path):
     assert conv_weight_dtype(19) == "float32"  # kept in float by the plan
     assert conv_weight_dtype(17) == "int8"  # the rest really is int8
 
-    session = backend.load(artifact, options)
+    session = open_artifact(backend, artifact, options)
     inputs = {"latent": rng.standard_normal((1, 32, 4, 4)).astype(np.float32)}
     metrics = compare(component.run_torch(inputs)["image"], session(inputs)["image"])
     assert metrics.psnr_db > 25, metrics

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgediff.backends.base import open_artifact
 from edgediff import verify
 from edgediff.backends.base import BACKEND_MODULES, get_backend
 from edgediff.errors import BackendUnavailable
@@ -50,8 +51,8 @@ def lower_and_verify(backend_name: str, unet, size_px: int, tmp_path: Path) -> N
         structural = backend.structural_check(artifact, options, "fp32")
         assert structural["passed"], structural
         pytest.skip(f"lowered and structurally checked; numeric parity needs: {why}")
-    session = backend.load(artifact, options)
-    limits = verify.Thresholds(verify.DEFAULT_MIN_PSNR_DB["fp32"], verify.DEFAULT_MIN_COSINE["fp32"])
+    session = open_artifact(backend, artifact, options)
+    limits = verify.Thresholds(defaults.MIN_PSNR_DB["fp32"], defaults.MIN_COSINE["fp32"])
     result = verify.check_component("unet", component.run_torch, session, [component.example_inputs(1)], limits)
     assert result.status == "passed", result.metrics
 

@@ -11,13 +11,15 @@ import pytest
 import torch
 from torch import nn
 
+from edgediff.backends.base import get_backend, open_artifact
 from edgediff.errors import UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 from edgediff.slim import calibration as calib
 from edgediff.slim.fakequant import Simulator, fake_quant_activation, fake_quant_weight
 from edgediff.slim.quantize import (
-    LayerPlan, PrecisionPlan, QuantizeSettings, attach, int8_inputs, naive_plan, quantize_steps, search_plan,
+    LayerPlan, PrecisionPlan, QuantizeSettings, attach, naive_plan, search_plan,
 )
+from edgediff.plan import slim_steps
 from edgediff.verify import compare
 
 
@@ -155,17 +157,17 @@ def test_quantize_step_only_at_int8():
     recipe = Recipe()
     recipe.backend.precision = "int8"
     recipe.pipeline.num_inference_steps, recipe.pipeline.guidance_scale, recipe.pipeline.scheduler = 4, 5.0, "X"
-    steps = quantize_steps(recipe)
+    steps = slim_steps(recipe, get_backend(recipe.backend.name))
     assert [s.kind for s in steps] == ["quantize"]
     assert steps[0].options == {"scheduler": "X", "num_inference_steps": 4, "guidance_scale": 5.0,
                                 "activations": True}
     recipe.backend.name = "coreml"  # compresses weights only: the plan is searched that way
-    assert quantize_steps(recipe)[0].options["activations"] is False
+    assert slim_steps(recipe, get_backend("coreml"))[0].options["activations"] is False
     recipe.backend.precision = "fp16"
-    assert quantize_steps(recipe) == []
+    assert slim_steps(recipe, get_backend("coreml")) == []
     recipe.slim.steps = [SlimStep("quantize", {"target_psnr_db": 25})]
     with pytest.raises(RecipeError, match="int8"):
-        quantize_steps(recipe)
+        slim_steps(recipe, get_backend("coreml"))
 
 
 # ---- calibration capture ------------------------------------------------------------------------------------------
@@ -303,9 +305,9 @@ def test_onnxruntime_realises_the_plan(tmp_path):
     assert producers[conv_in.input[0]].op_type == "DequantizeLinear"  # activations quantized
     meta = artifact.meta["int8"]
     assert meta["weight_only_nodes"] == 1 and meta["calibration_samples"] == 8
-    assert int8_inputs(component).plan is plan
+    assert component.int8.plan is plan
     # ONNX Runtime's QDQ graph behaves as the simulation said it would
-    assert abs(backend_psnr(component, backend.load(artifact, options)) - predicted) < 1.5, predicted
+    assert abs(backend_psnr(component, open_artifact(backend, artifact, options)) - predicted) < 1.5, predicted
 
 
 def test_onnxruntime_large_model_calibrates_in_a_child_process(tmp_path, monkeypatch):
@@ -380,7 +382,7 @@ def test_litert_realises_the_plan(tmp_path):
     assert dtypes("Conv2d_hot") <= {"float32"}
     assert artifact.meta["int8"]["plan_layers"] == {"float": 3, "int8_weights": 1}
     # ai-edge-quantizer quantizes a little differently (per-consumer quantize ops): same ballpark
-    assert backend_psnr(component, backend.load(artifact, options)) > predicted - 6.0, predicted
+    assert backend_psnr(component, open_artifact(backend, artifact, options)) > predicted - 6.0, predicted
 
 
 class MaskedText(nn.Module):
@@ -423,7 +425,7 @@ def test_onnxruntime_keeps_additive_attention_masks_float(tmp_path):
     backend, options = OnnxRuntimeBackend(), OnnxRuntimeOptions(threads=1)
     artifact = backend.lower(component, options, "int8", tmp_path)  # no plan: every layer int8
     assert artifact.meta["int8"]["mask_nodes_float"] >= 2  # the Add and the Softmax reading it
-    assert text_psnr(component, backend.load(artifact, options)) > 30.0
+    assert text_psnr(component, open_artifact(backend, artifact, options)) > 30.0
 
 
 @pytest.mark.skipif(not __import__("edgediff.backends.litert", fromlist=["x"]).LiteRTBackend().can_run_here()[0],
@@ -440,7 +442,7 @@ def test_litert_plan_calibrates_int64_inputs(tmp_path):
     backend, options = LiteRTBackend(), LiteRTOptions(threads=1)
     artifact = backend.lower(component, options, "int8", tmp_path)
     assert artifact.meta["int8"]["mode"] == "int8_full" and artifact.meta["int8"]["calibration_samples"] == 6
-    assert text_psnr(component, backend.load(artifact, options)) > 25.0  # the finfo.min mask stayed float
+    assert text_psnr(component, open_artifact(backend, artifact, options)) > 25.0  # the finfo.min mask stayed float
     from ai_edge_litert.interpreter import Interpreter
 
     tables = [d for d in Interpreter(model_path=str(artifact.path)).get_tensor_details() if list(d["shape"]) == [64, 16]]
@@ -508,6 +510,6 @@ cache_dir = "{tmp_path / 'cache'}"
     assert manifest["components"]["unet"]["meta"]["int8"]["calibration_source"] == "quantize step"
     report = (bundle / "report.md").read_text()
     assert "## int8 precision plan" in report and "naive" in report
-    assert (bundle / entry["components"]["unet"]["plot"]).stat().st_size > 0
+    assert (bundle / "precision_unet.png").stat().st_size > 0 and "precision_unet.png" in report
     cached = sorted(p.name for p in (tmp_path / "cache" / "quantize").iterdir())
     assert any(n.startswith("calibration-") for n in cached) and sum(n.startswith("plan-") for n in cached) == 3

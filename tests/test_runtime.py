@@ -25,7 +25,8 @@ diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
 from edgediff.errors import ModelLoadError  # noqa: E402
-from edgediff.runtime import BundlePipeline, load_manifest  # noqa: E402
+from edgediff.contract import Manifest  # noqa: E402
+from edgediff.runtime import BundlePipeline  # noqa: E402
 from edgediff.runtime.golden import read_tensor  # noqa: E402
 from edgediff.runtime.pipeline import guidance_scale_embedding, initial_noise  # noqa: E402
 
@@ -183,11 +184,11 @@ def test_checksums_and_missing_files(tiny, tmp_path):
     data[len(data) // 2] ^= 0xFF
     unet.write_bytes(bytes(data))
     with pytest.raises(ModelLoadError, match="sha256"):
-        load_manifest(copy)
-    load_manifest(copy, verify_checksums=False)  # same size: only the hash catches it
+        Manifest.read(copy)
+    Manifest.read(copy, verify_checksums=False)  # same size: only the hash catches it
     unet.unlink()
     with pytest.raises(ModelLoadError, match="missing"):
-        load_manifest(copy)
+        Manifest.read(copy)
 
 
 def _split_unet(bundle: Path, out: Path) -> None:
@@ -195,7 +196,7 @@ def _split_unet(bundle: Path, out: Path) -> None:
     import onnx
     from onnx.utils import extract_model
 
-    from edgediff.runtime.manifest import sha256_file
+    from edgediff.contract import sha256_file
 
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["components"]["unet"]
@@ -495,6 +496,7 @@ def test_coreml_bundle_explains_it_needs_macos(tmp_path):
     """Loading a Core ML bundle off macOS fails with BackendUnavailable before touching the model files."""
     import platform
 
+    from edgediff.contract import tree_sha256
     from edgediff.errors import BackendUnavailable
 
     if platform.system() == "Darwin":
@@ -511,7 +513,8 @@ def test_coreml_bundle_explains_it_needs_macos(tmp_path):
         package.mkdir()
         (package / "Manifest.json").write_text("{}")
         components[name] = {
-            "file": package.name, "inputs": [dict(name=n, shape=s, dtype=d) for n, s, d in inputs],
+            "file": package.name, "sha256": tree_sha256(package),
+            "inputs": [dict(name=n, shape=s, dtype=d) for n, s, d in inputs],
             "outputs": [dict(name=n, shape=s, dtype=d) for n, s, d in outputs],
         }
     manifest = {

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgediff.backends.base import open_artifact
 from edgediff.cli import main
 from tests.tiny import write_tiny_pipeline
 
@@ -34,7 +35,7 @@ def _no_partial_left(out: Path) -> None:
 
 def test_manifest_contract(ort_bundle):
     manifest = json.loads((ort_bundle / "manifest.json").read_text())
-    assert manifest["format"] == "edgediff-bundle/1"
+    assert manifest["format"] == "edgediff-bundle/2"
     assert manifest["backend"] == "onnxruntime" and manifest["precision"] == "fp32"
     assert set(manifest["components"]) == {"text_encoder", "unet", "vae_decoder"}
     for name, entry in manifest["components"].items():
@@ -200,14 +201,14 @@ def test_unet_families_lower_with_parity(family, tmp_path):
     (unet,) = build_components(model, ["unet"], ComponentShapes(64, 64))
     backend = get_backend("onnxruntime")
     artifact = backend.lower(unet, backend.Options(), "fp32", tmp_path)
-    run = backend.load(artifact, backend.Options())
+    run = open_artifact(backend, artifact, backend.Options())
     inputs = unet.example_inputs(3)
     assert compare(unet.run_torch(inputs)["noise_pred"], run(inputs)["noise_pred"]).psnr_db > 60
 
 
 def test_precision_defaults_to_the_backends_native_one():
     """No --precision: Core ML converts at its native fp16 (the issue's default), the others at fp32."""
-    from edgediff.pipeline import resolve_recipe
+    from edgediff.plan import resolve_recipe
     from edgediff.recipe import Recipe
 
     for backend, expected in (("coreml", "fp16"), ("onnxruntime", "fp32"), ("litert", "fp32")):

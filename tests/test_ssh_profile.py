@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgediff.profile.devices import profile_on_target
+from edgediff.contract import sha256_file
 from edgediff.targets import load_target_file
 from tests.test_parsers import FIXTURES
 from tests.test_ssh import NASTY, _wait_until, processes_with, sshd  # noqa: F401  (fixture)
@@ -28,7 +29,7 @@ def make_bundle(root: Path) -> Path:
     bundle.mkdir(parents=True)
     shutil.copyfile(FIXTURES / "tiny_conv.tflite", bundle / NAME)
     manifest = {"format": "edgediff-bundle/1", "backend": "litert", "precision": "fp32",
-                "components": {"vae_decoder": {"file": NAME, "sha256": "", "bytes": (bundle / NAME).stat().st_size,
+                "components": {"vae_decoder": {"file": NAME, "sha256": sha256_file(bundle / NAME), "bytes": (bundle / NAME).stat().st_size,
                                                "inputs": [], "outputs": []}}}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     return bundle.parent

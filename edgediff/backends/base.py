@@ -1,8 +1,9 @@
-"""The one interface every backend implements, and the registry that finds them.
+"""The one interface every backend implements, and the one table that lists the backends.
 
-A backend is one module in this package that defines a `Backend` subclass decorated with `@register`.
-Adding one touches no other backend: list its module in `BACKEND_MODULES` and the CLI, the recipe validator
-and the conformance test pick it up.
+A backend lowers components into files; it does not run them. Running belongs to the runtime
+(`edgediff.runtime.sessions`), so verify, profile, `generate`, golden files and the apps share one session path;
+a backend only says how its artifacts should be opened (`session_options`). Adding a backend = one module (or
+folder) defining a `Backend` subclass decorated with `@register`, plus one line in `BACKEND_MODULES`.
 """
 
 from __future__ import annotations
@@ -10,61 +11,37 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from edgediff.contract import PRECISIONS, Artifact, Precision
 from edgediff.errors import RecipeError
-from edgediff.model.components import Component, TensorSpec
+from edgediff.model.components import Component
+from edgediff.profile.record import OpTime
+from edgediff.runtime.sessions import SessionOptions, open_session
 
+__all__ = ["BACKEND_MODULES", "PRECISIONS", "Artifact", "Backend", "get_backend", "open_artifact", "options_from_dict",
+           "register"]
+
+# The one list of backends: name -> module. The CLI, the recipe validator and the conformance test read it.
 BACKEND_MODULES = {
     "onnxruntime": "edgediff.backends.onnxruntime",
     "litert": "edgediff.backends.litert",
     "coreml": "edgediff.backends.coreml",
 }
-PRECISIONS = ("fp32", "fp16", "int8")
 
 _REGISTRY: dict[str, type["Backend"]] = {}
 
 
-@dataclass
-class Artifact:
-    """What `lower` produced for one component: a file (or package dir) plus its I/O contract.
-
-    `chunks` is non-empty when the backend split the component into several files chained through named
-    tensors (outputs of chunk i feed the same-named inputs of later chunks, next to the original inputs).
-    """
-
-    component: str
-    path: Path
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    chunks: list["Artifact"] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def files(self) -> list[Path]:
-        """Every file the artifact consists of (external data, chunks), relative-path friendly."""
-        paths = [c.path for c in self.chunks] if self.chunks else [self.path]
-        found = []
-        for p in paths:
-            found.append(p)
-            found.extend(Path(f) for f in self.meta.get("extra_files", {}).get(p.name, []))
-        return found
-
-
-Session = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
-
-
 class Backend(ABC):
-    """lower -> load -> run. `Options` is the backend's typed settings dataclass (a recipe table)."""
+    """lower -> (runtime) run. `Options` is the backend's typed settings dataclass (the recipe's [backend.options])."""
 
     name: ClassVar[str]
     Options: ClassVar[type]
-    # Components this backend cannot express; checked before lowering so the error comes early and plainly.
-    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
-    default_precision: ClassVar[str] = "fp32"  # what a recipe without a precision converts at
+    supported_precisions: ClassVar[tuple[Precision, ...]] = ("fp32",)
+    default_precision: ClassVar[Precision] = "fp32"  # what a recipe without a precision converts at
     # False: int8 here means int8 weights computed in float (Core ML's weight compression), so the quantize step
     # searches a weight-only plan and records no activation ranges.
     int8_activations: ClassVar[bool] = True
@@ -74,19 +51,30 @@ class Backend(ABC):
         """Raise BackendUnavailable naming what to install when the SDK is missing."""
 
     @abstractmethod
-    def lower(self, component: Component, options: Any, precision: str, out_dir: Path) -> Artifact:
+    def lower(self, component: Component, options: Any, precision: Precision, out_dir: Path) -> Artifact:
         """Convert one component into files under out_dir."""
 
-    @abstractmethod
-    def load(self, artifact: Artifact, options: Any) -> Session:
-        """Return a callable that runs the artifact on named numpy inputs (BackendUnavailable if it can't here)."""
+    def session_options(self, options: Any) -> SessionOptions:
+        """How the runtime should open this backend's artifacts for the recipe's options."""
+        return SessionOptions(threads=getattr(options, "threads", 0) or None)
 
     def can_run_here(self) -> tuple[bool, str]:
-        """(True, "") when `load` works on this machine; otherwise (False, why) so checks skip with a reason."""
+        """(True, "") when the runtime can run these artifacts on this machine; otherwise (False, why)."""
         return True, ""
 
-    def op_profile(self, artifact: Artifact, options: Any, inputs: Mapping[str, np.ndarray]) -> list[Any]:
-        """Top ops by time as OpTime records; backends without an op profiler return []."""
+    # ---- optional hooks, called by the orchestrator when a backend overrides them ------------------------------
+
+    def structural_check(self, artifact: Artifact, options: Any, precision: Precision) -> dict[str, Any] | None:
+        """Checks of the saved files that need no runtime (Core ML on Linux); None when the backend has none."""
+        return None
+
+    def finalize_bundle(self, bundle_dir: Path, artifacts: Mapping[str, Artifact], tokenizer_dir: Path | None,
+                        options: Any, log=print) -> dict[str, Any] | None:
+        """Last touches to a complete bundle (e.g. Apple's Swift layout); returns a manifest section or None."""
+        return None
+
+    def op_profile(self, artifact: Artifact, options: Any, inputs: Mapping[str, np.ndarray]) -> list[OpTime]:
+        """Top ops by time; backends without an op profiler return []."""
         return []
 
     def version(self) -> str:
@@ -106,10 +94,6 @@ def get_backend(name: str) -> Backend:
     return _REGISTRY[name]()
 
 
-def backend_options_type(name: str) -> type:
-    return type(get_backend(name)).Options
-
-
 def options_from_dict(options_type: type, values: Mapping[str, Any], where: str) -> Any:
     """Build a typed options dataclass; unknown keys are errors that list the valid ones."""
     valid = {f.name for f in dataclasses.fields(options_type)}
@@ -117,3 +101,9 @@ def options_from_dict(options_type: type, values: Mapping[str, Any], where: str)
     if unknown:
         raise RecipeError(f"unknown key(s) {', '.join(unknown)} in [{where}] (valid: {', '.join(sorted(valid))})")
     return options_type(**values)
+
+
+def open_artifact(backend: Backend, artifact: Artifact, options: Any):
+    """`run(feeds) -> outputs` for an artifact this backend lowered, opened by the runtime as every consumer
+    opens it (benchmarks and tests that hold a backend and its options use this)."""
+    return open_session(artifact, backend.name, backend.session_options(options)).run

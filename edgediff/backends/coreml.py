@@ -32,6 +32,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.runtime.sessions import SessionOptions
 from edgediff.errors import BackendUnavailable, ModelLoadError, ParityError, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 
@@ -404,24 +405,10 @@ class CoreMLBackend(Backend):
         with _quiet_coremltools():
             return apply(mlmodel, config)
 
-    # ---- run (macOS) -------------------------------------------------------------------------------------------
+    # ---- run (macOS, through edgediff.runtime.sessions) ----------------------------------------------------
 
-    def load(self, artifact: Artifact, options: CoreMLOptions):
-        runnable, why = self.can_run_here()
-        if not runnable:
-            raise BackendUnavailable(why)
-        ct = _coremltools()
-        parts = artifact.chunks or [artifact]
-        models = [ct.models.MLModel(str(p.path), compute_units=ct.ComputeUnit[options.compute_units]) for p in parts]
-        swift = artifact.meta.get("swift_layout") or {}
-
-        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            pool = _package_inputs(inputs, artifact.inputs, swift)
-            for part, model in zip(parts, models):
-                pool.update(model.predict({s.name: pool[s.name] for s in part.inputs}))
-            return _contract_outputs(pool, artifact.outputs, swift)
-
-        return run
+    def session_options(self, options: CoreMLOptions) -> SessionOptions:
+        return SessionOptions(coreml_compute_units=options.compute_units)
 
     # ---- checks ------------------------------------------------------------------------------------------------
 
@@ -523,7 +510,7 @@ class CoreMLBackend(Backend):
 
     # ---- bundle hook -------------------------------------------------------------------------------------------
 
-    def finalize_bundle(self, bundle_dir: Path, artifacts: Mapping[str, Artifact], model: Any,
+    def finalize_bundle(self, bundle_dir: Path, artifacts: Mapping[str, Artifact], tokenizer_dir: Path | None,
                         options: CoreMLOptions, log=print) -> dict[str, Any] | None:
         """With swift_layout on: write Resources/ (vocab, merges, compiled models on a Mac), the compile script
         and check the layout against Apple's Swift conventions. Returns the manifest's `swift` section."""
@@ -532,7 +519,7 @@ class CoreMLBackend(Backend):
         from edgediff.backends import coreml_swift
 
         packages = {name: [bundle_dir / p.path.name for p in (a.chunks or [a])] for name, a in artifacts.items()}
-        section = coreml_swift.finalize(bundle_dir, packages, getattr(model, "tokenizer_dir", None),
+        section = coreml_swift.finalize(bundle_dir, packages, tokenizer_dir,
                                         options.compile_swift, log)
         checks = coreml_swift.check_layout(bundle_dir, read_package_io)
         section["checks"] = checks
@@ -708,29 +695,6 @@ def _torch_feed(feed: Mapping[str, np.ndarray], specs) -> dict[str, Any]:
     import torch
 
     return {s.name: torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in specs}
-
-
-def _package_inputs(inputs: Mapping[str, np.ndarray], specs, swift: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Contract inputs (as verify and the runtime pass them) -> the package's names, dtypes and layouts."""
-    contract_names = swift.get("contract_inputs", {})
-    feed = {}
-    for spec in specs:
-        value = np.asarray(inputs[contract_names.get(spec.name, spec.name)])
-        if len(spec.shape) == 4 and value.ndim == 3:  # Swift's [B, D, 1, S] context from [B, S, D]
-            value = value.transpose(0, 2, 1)[:, :, None, :]
-        feed[spec.name] = np.ascontiguousarray(value.astype(spec.dtype))
-    return feed
-
-
-def _contract_outputs(pool: Mapping[str, np.ndarray], specs, swift: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    names = swift.get("contract_outputs", {})
-    result = {}
-    for spec in specs:
-        value = np.asarray(pool[spec.name], dtype=np.float32)
-        if swift.get("moments_channels"):
-            value = value[:, : swift["moments_channels"]]
-        result[names.get(spec.name, spec.name)] = value
-    return result
 
 
 def _keep_float_map(component: Component, pieces: list[_Piece], patterns: list[str], strict: list[str]

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.runtime.sessions import SessionOptions
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 
@@ -159,15 +160,15 @@ class LiteRTBackend(Backend):
               plan: QuantPlan | None = None) -> Artifact:
         """Convert (in chunks for a large UNet), compress to `precision`, check sizes, return the artifact.
 
-        `plan` is only read at int8. It comes from the argument, else from `component.quant_plan` (set by the int8
-        slimming step), else from `options.int8_mode` / `options.keep_float`; int8_full without calibration data
+        `plan` is only read at int8. It comes from the argument, else from the quantize step's plan on the
+        component (`component.int8`), else from `options.int8_mode` / `options.keep_float`; int8_full without calibration data
         calibrates on `options.calibration_samples` seeded example inputs.
         """
         if precision not in self.supported_precisions:
             raise RecipeError(f"litert precision must be one of {', '.join(self.supported_precisions)}, "
                               f"got '{precision}'")
         if precision == "int8":
-            plan = as_plan(plan if plan is not None else getattr(component, "quant_plan", None)) \
+            plan = as_plan(plan) \
                 or _planned(component, options) or QuantPlan(options.int8_mode, tuple(options.keep_float))
         else:
             plan = None
@@ -249,41 +250,8 @@ class LiteRTBackend(Backend):
 
     # ---- running --------------------------------------------------------------------------------------------
 
-    def load(self, artifact: Artifact, options: LiteRTOptions):
-        files = artifact.chunks or [artifact]
-        runners = [_Runner(a.path, options.threads) for a in files]
-        if len(runners) == 1:
-            return runners[0]
-
-        def run_chain(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            available = dict(inputs)
-            outputs: dict[str, np.ndarray] = {}
-            for runner in runners:
-                outputs = runner({k: available[k] for k in runner.input_names})
-                available.update(outputs)
-            return outputs
-
-        return run_chain
-
-
-class _Runner:
-    """An XNNPACK interpreter for one file, called with named numpy arrays (cast to the file's input dtypes)."""
-
-    def __init__(self, path: Path, threads: int):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:
-            raise BackendUnavailable(f"running .tflite files needs ai-edge-litert: pip install ai-edge-litert "
-                                     f"({exc})") from None
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
-        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        details = self.runner.get_input_details()
-        self.dtypes = {name: np.dtype(d["dtype"]) for name, d in details.items()}
-        self.input_names = tuple(self.dtypes)
-
-    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {k: np.ascontiguousarray(inputs[k]).astype(t, copy=False) for k, t in self.dtypes.items()}
-        return {k: np.array(v) for k, v in self.runner(**feed).items()}
+    def session_options(self, options: LiteRTOptions) -> SessionOptions:
+        return SessionOptions(threads=options.threads or os.cpu_count() or 1)
 
 
 # ---- conversion helpers ---------------------------------------------------------------------------------------
@@ -560,10 +528,8 @@ _LAYER_MODES = ("float", "int8_weights")
 
 
 def _planned(component: Component, options: LiteRTOptions) -> QuantPlan | None:
-    """The quantize step's per-layer precision plan and calibration inputs (edgediff.slim.quantize.int8_inputs)."""
-    from edgediff.slim.quantize import int8_inputs
-
-    found = int8_inputs(component)
+    """The quantize step's per-layer precision plan and calibration inputs (the component's `int8` field)."""
+    found = component.int8
     if found is None:
         return None
     modes = found.plan.modes()

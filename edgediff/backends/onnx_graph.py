@@ -403,7 +403,27 @@ def to_fp16(model):
     """Weights and compute in fp16 with float32 inputs/outputs, so pipeline code does not change."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(to_proto(model), keep_io_types=True, disable_shape_infer=True)
+    converted = convert_float_to_float16(to_proto(model), keep_io_types=True, disable_shape_infer=True)
+    return drop_repeated_casts(converted)
+
+
+def drop_repeated_casts(model):
+    """onnxruntime's float16 converter names its casts after the value they cast; a value it reaches twice gets
+    two identical Cast nodes defining the same name, which ONNX forbids. Keep the first of each."""
+    defined: dict[str, tuple] = {}
+    keep = []
+    for node in model.graph.node:
+        signature = (node.op_type, tuple(node.input), tuple(a.SerializeToString() for a in node.attribute))
+        repeated = [o for o in node.output if o in defined]
+        if repeated and all(defined[o] == signature for o in node.output):
+            continue
+        for out in node.output:
+            defined[out] = signature
+        keep.append(node)
+    if len(keep) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return model
 
 
 # --------------------------------------------------------------------------------------------------- save

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.runtime.sessions import SessionOptions
 from edgediff.errors import BackendUnavailable, UnsupportedError
 from edgediff.model.components import Component
 from edgediff.profile.record import OpTime
@@ -94,8 +95,7 @@ class OnnxRuntimeBackend(Backend):
             model, int8 = quantize_int8(model, component, out_dir)
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
         return Artifact(component.name, path, component.inputs, component.outputs,
-                        meta={"opset": options.opset, "extra_files": {path.name: extra} if extra else {}, **graph_meta,
-                              **int8})
+                        meta={"opset": options.opset, **graph_meta, **int8}, extra_files=[out_dir / f for f in extra])
 
     def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
         import onnxruntime as ort
@@ -116,16 +116,9 @@ class OnnxRuntimeBackend(Backend):
         providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
         return ort.InferenceSession(str(artifact.path), sess_options=so, providers=providers)
 
-    def load(self, artifact: Artifact, options: OnnxRuntimeOptions):
-        session = self._session(artifact, options)
-        dtypes = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in session.get_inputs()}
-        names = [o.name for o in session.get_outputs()]
-
-        def run(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            feed = {k: np.asarray(inputs[k]).astype(dtypes[k], copy=False) for k in dtypes}
-            return dict(zip(names, session.run(names, feed)))
-
-        return run
+    def session_options(self, options: OnnxRuntimeOptions) -> SessionOptions:
+        return SessionOptions(threads=options.threads or None, providers=list(options.providers),
+                              optimization_level=options.optimization_level)
 
     def op_profile(self, artifact: Artifact, options: OnnxRuntimeOptions, inputs: Mapping[str, np.ndarray],
                    runs: int = 3) -> list[OpTime]:

@@ -54,13 +54,11 @@ def quantize_int8(model, component, work_parent: Path, source_dir: Path | None =
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edgediff.slim.quantize import int8_inputs
-
     external = _external_files(model)
     if external and source_dir is None:
         raise UnsupportedError(f"{component.name}: the ONNX model refers to external weight files {sorted(external)}; "
                                "pass the folder they are in as source_dir")
-    found = int8_inputs(component)
+    found = component.int8
     if found is not None:
         modes, samples, realised = found.plan.modes(), found.calibration, found.plan.realised
         source = "quantize step"

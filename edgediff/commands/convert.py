@@ -7,7 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+from edgediff.backends.base import BACKEND_MODULES
+from edgediff.contract import MANIFEST_FILE, read_strict_json
+from edgediff.errors import RecipeError
+from edgediff.orchestrator import convert
+from edgediff.plan import resolve, resolve_recipe
+from edgediff.profile.record import read_records
 from edgediff.recipe import load_recipe, set_field, to_toml
+from edgediff.report import HEADERS, component_rows, text_table
 
 
 def register(sub) -> None:
@@ -39,8 +46,6 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The recipe file with CLI flags applied on top; every flag maps to one recipe field."""
-    from edgediff.backends.base import BACKEND_MODULES
-
     recipe = load_recipe(args.recipe)
     if args.model:
         recipe.model.source = args.model
@@ -68,8 +73,6 @@ def recipe_from_args(args: argparse.Namespace):
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            from edgediff.errors import RecipeError
-
             raise RecipeError(f"--set expects SECTION.KEY=VALUE, got '{item}'")
         set_field(recipe, key.strip(), value.strip())
     return recipe
@@ -77,33 +80,23 @@ def recipe_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    if args.dry_run:
-        from edgediff.backends.base import get_backend, options_from_dict
-        from edgediff.pipeline import resolve_recipe
-
-        recipe = resolve_recipe(recipe)
-        options_from_dict(get_backend(recipe.backend.name).Options, recipe.backend.options, "backend.options")
-        print(to_toml(recipe), end="")
+    if args.dry_run:  # exactly what would run, every default and added step resolved (= the bundle's recipe.toml)
+        print(to_toml(resolve_recipe(recipe)), end="")
         return 0
-    from edgediff import pipeline
-    from edgediff.report import HEADERS, component_rows, text_table
-
     start = time.perf_counter()
-    plan = pipeline.resolve(recipe)
+    plan = resolve(recipe)
     if plan.model.random_weights:
         print(f"note: {plan.model.source} uses seeded random weights (architecture test; images will be noise)",
               file=sys.stderr)
     output = args.output or Path("out") / Path(plan.recipe.model.source or plan.model.source).name
-    final = pipeline.convert(plan, output, log=lambda m: print(m, file=sys.stderr))
-    from edgediff.bundle import read_manifest
-    from edgediff.profile.record import read_records
-
-    manifest = read_manifest(final)
+    final = convert(plan, output, log=lambda m: print(m, file=sys.stderr))
+    manifest = read_strict_json(final / MANIFEST_FILE)
     records = read_records(final / "profile.json") if (final / "profile.json").exists() else []
     print(text_table(HEADERS, component_rows(manifest, records)))
     e2e = manifest.get("verify", {}).get("end_to_end", {})
     if e2e.get("status") in ("passed", "failed"):
-        print(f"end to end: image PSNR {e2e['psnr_db']} dB vs PyTorch ({e2e['status']})")
+        psnr = e2e["psnr_db"] if e2e.get("psnr_db") is not None else "inf (identical images)"
+        print(f"end to end: image PSNR {psnr} dB vs PyTorch ({e2e['status']})")
     elif e2e:
         print(f"end to end: skipped ({e2e.get('reason')})")
     print(f"wrote {final} in {time.perf_counter() - start:.0f} s (report: {final / 'report.md'})")

@@ -1,35 +1,44 @@
-"""`edgediff verify BUNDLE`: re-check an output folder against its source; non-zero exit on any failure."""
+"""`edgediff verify BUNDLE`: re-check a bundle against its source; exit 1 on any failure."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from edgediff import verify
+from edgediff.contract import Manifest
+from edgediff.errors import RecipeError
+from edgediff.plan import resolve
+from edgediff.recipe import load_recipe
+from edgediff.report import text_table
+
 
 def register(sub) -> None:
     p = sub.add_parser("verify", help="re-check a bundle against its PyTorch source",
-                       description="Re-runs every artifact of BUNDLE against the PyTorch components rebuilt from "
-                                   "the bundle's recipe.toml; exits 1 naming each failing component.")
+                       description="Re-runs every artifact of BUNDLE (through the runtime's sessions, as generate "
+                                   "and the apps run it) against the PyTorch components rebuilt from the bundle's "
+                                   "recipe.toml; exits 1 naming each failing component.")
     p.add_argument("bundle", type=Path)
     p.add_argument("--samples", type=int, help="seeded inputs per component (default: the recipe's)")
+    p.add_argument("--module", help="the custom network class 'package.module:Class' a bundle of a custom network "
+                                    "was made from: a bundle never names code to import, you do")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgediff import pipeline, verify
-    from edgediff.bundle import artifact_from_entry, check_files, read_manifest
-    from edgediff.recipe import load_recipe
-    from edgediff.report import text_table
-
-    manifest = read_manifest(args.bundle)
-    check_files(args.bundle, manifest)
-    recipe = load_recipe(args.bundle / "recipe.toml")
+    manifest = Manifest.read(args.bundle)  # every file inside the bundle, sizes and sha256 checked
+    recipe = load_recipe(manifest.root / "recipe.toml")
+    if recipe.model.module and recipe.model.module != args.module:
+        raise RecipeError(f"{args.bundle} was made from a custom network; a bundle cannot name code to run, so "
+                          f"name it yourself if you trust it: --module {recipe.model.module!r}")
     if args.samples:
         recipe.verify.samples = args.samples
-    plan = pipeline.resolve(recipe)
-    artifacts = {name: artifact_from_entry(args.bundle, name, entry) for name, entry in manifest["components"].items()}
-    plan.components = [c for c in plan.components if c.name in artifacts]
-    results = pipeline.verify_artifacts(plan, artifacts)
+    plan = resolve(recipe)
+    components = [c for c in plan.components if c.name in manifest.components]
+    backend = plan.backend
+    results = verify.verify_artifacts(
+        components, manifest.components, manifest.backend, backend.session_options(plan.options), plan.limits,
+        recipe.verify.samples, backend.can_run_here())
     rows = [[r.component, r.status, f"{r.metrics.psnr_db:.1f}" if r.metrics else "–",
              f"{r.metrics.cosine:.6f}" if r.metrics else "–", r.reason] for r in results]
     print(text_table(["component", "status", "PSNR dB", "cosine", "note"], rows))

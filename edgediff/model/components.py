@@ -12,25 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from edgediff.contract import Int8Inputs, TensorSpec
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.load import LoadedModel
 
 COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 TEXT_LENGTH = 77
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"  # numpy dtype name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
-        return cls(data["name"], tuple(int(d) for d in data["shape"]), data.get("dtype", "float32"))
 
 
 @dataclass
@@ -43,6 +30,12 @@ class Component:
     outputs: tuple[TensorSpec, ...]
     input_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # for int inputs / timesteps
     input_scales: dict[str, float] = field(default_factory=dict)  # std of normal float inputs
+    int8: Int8Inputs | None = None  # the quantize step's plan and calibration, read by every backend at int8
+
+    @property
+    def keep_float(self) -> tuple[str, ...]:
+        """Layers whose weights the int8 plan keeps float (what weight-only backends realise)."""
+        return tuple(self.int8.plan.float_weight_layers()) if self.int8 else ()
 
     def example_inputs(self, seed: int) -> dict[str, np.ndarray]:
         """Seeded inputs in each tensor's real operating range (token ids, timesteps, scaled latents)."""

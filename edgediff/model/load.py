@@ -83,6 +83,8 @@ def resolve_model_path(model: str | Path | None) -> Path:
     named = MODELS_DIR / str(model)
     if named.exists():
         return named
+    if path.parts[:1] == ("models",) and (MODELS_DIR / Path(*path.parts[1:])).exists():
+        return MODELS_DIR / Path(*path.parts[1:])  # "models/shapes-sd" as the README writes it, from any folder
     known = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir()) if MODELS_DIR.exists() else []
     raise ModelLoadError(
         f"model '{model}' not found: it is neither an existing path nor a folder under models/ "

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from edgediff.bundle import MANIFEST, read_manifest
+from edgediff.contract import MANIFEST_FILE, Artifact, Manifest
 from edgediff.errors import BackendUnavailable, DeviceError, ModelLoadError, RecipeError, UnsupportedError
 from edgediff.profile.parsers import litert_benchmark, ort_perf_test, ort_profile, tegrastats, tflite_benchmark, trtexec
 from edgediff.profile.parsers._common import summarize_ms
@@ -328,28 +328,27 @@ def _find(session: RemoteSession, folder: str, prefix: str) -> str | None:
 # --------------------------------------------------------------------------------------------- whole bundle
 
 
-def resolve_bundle(bundle_dir: Path, target: Target) -> tuple[Path, dict]:
-    """Accept DIR/<backend>/ or DIR (then the target's backend subfolder)."""
+def resolve_bundle(bundle_dir: Path, target: Target) -> tuple[Path, Manifest]:
+    """Accept DIR/<backend>/ or DIR (then the target's backend subfolder). The one manifest reader checks that
+    every file stays inside the bundle and matches its sha256 before anything is sent to a device."""
     bundle_dir = Path(bundle_dir)
-    if not (bundle_dir / MANIFEST).exists() and (bundle_dir / target.backend / MANIFEST).exists():
+    if not (bundle_dir / MANIFEST_FILE).exists() and (bundle_dir / target.backend / MANIFEST_FILE).exists():
         bundle_dir = bundle_dir / target.backend
-    manifest = read_manifest(bundle_dir)  # the one manifest reader: existence, JSON, format
-    if manifest["backend"] != target.backend:
-        raise RecipeError(f"{bundle_dir} holds {manifest['backend']} artifacts but target {target.name!r} measures "
+    manifest = Manifest.read(bundle_dir)
+    if manifest.backend != target.backend:
+        raise RecipeError(f"{bundle_dir} holds {manifest.backend} artifacts but target {target.name!r} measures "
                           f"{target.backend}; convert for {target.backend} or pick another target")
     return bundle_dir, manifest
 
 
-def component_files(bundle_dir: Path, name: str, entry: dict) -> list[tuple[str, list[Path]]]:
+def component_files(name: str, artifact: Artifact) -> list[tuple[str, list[Path]]]:
     """(label, [model file, its external-data files]) per component, one per chunk for chunked components."""
-    parts = entry.get("chunks") or [entry]
+    parts = artifact.parts
     out = []
     for i, part in enumerate(parts):
         label = name if len(parts) == 1 else f"{name}[{i}]"
-        files = [bundle_dir / part["file"], *(bundle_dir / x["file"] for x in part.get("extra_files", []))]
+        files = [part.path, *part.extra_files]
         for f in files:
-            if not f.exists():
-                raise ModelLoadError(f"{f} is listed in the manifest but missing; re-run `edgediff convert`")
             if f.is_dir():
                 raise UnsupportedError(f"{f.name} is a folder (a Core ML package): time it with a macOS target or "
                                        "through the iOS app")
@@ -379,12 +378,12 @@ def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None,
     if tool == "coreml":
         return profile_coreml(bundle_dir, target, runs, warmup, components, log)
     bundle_dir, manifest = resolve_bundle(bundle_dir, target)
-    names = components or list(manifest["components"])
-    unknown = sorted(set(names) - set(manifest["components"]))
+    names = components or list(manifest.components)
+    unknown = sorted(set(names) - set(manifest.components))
     if unknown:
         raise RecipeError(f"no component(s) {', '.join(unknown)} in {bundle_dir}; it has "
-                          f"{', '.join(manifest['components'])}")
-    jobs = [job for n in names for job in component_files(bundle_dir, n, manifest["components"][n])]
+                          f"{', '.join(manifest.components)}")
+    jobs = [job for n in names for job in component_files(n, manifest.components[n])]
     binary = target.binary()
     records: list[ProfileRecord] = []
     with open_session(target) as session:
@@ -426,12 +425,12 @@ def profile_coreml(bundle_dir: Path, target: Target, runs: int | None, warmup: i
     warmup = target.benchmark.warmup if warmup is None else warmup
     rng = np.random.default_rng(0)
     records = []
-    for name in components or list(manifest["components"]):
-        entry = manifest["components"][name]
-        inputs = {s["name"]: _random(rng, s["shape"], s["dtype"]) for s in entry["inputs"]}
+    for name in components or list(manifest.components):
+        artifact = manifest.component(name)
+        inputs = {s.name: _random(rng, s.shape, s.dtype) for s in artifact.inputs}
         for unit in target.benchmark.compute_units or ("all",):
             start = time.perf_counter()
-            model = ct.models.MLModel(str(bundle_dir / entry["file"]), compute_units=getattr(ct.ComputeUnit, _UNITS[unit]))
+            model = ct.models.MLModel(str(artifact.path), compute_units=getattr(ct.ComputeUnit, _UNITS[unit]))
             init_ms = (time.perf_counter() - start) * 1e3
             start = time.perf_counter()
             model.predict(inputs)

@@ -19,8 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgediff.backends.base import get_backend, options_from_dict
+from edgediff.contract import Manifest
 from edgediff.errors import DeviceError
 from edgediff.profile.record import OpTime, ProfileRecord
+from edgediff.recipe import load_recipe
+from edgediff.runtime.sessions import open_session
 
 WORKER_TIMEOUT_S = 3 * 3600
 
@@ -57,23 +61,30 @@ def summarize(times_ms: list[float]) -> dict[str, float]:
 
 
 def profile_bundle(bundle_dir: Path, runs: int = 5, warmup: int = 1, compare_pytorch: bool = True,
-                   op_profile: bool = True, components: list[str] | None = None, log=None) -> list[ProfileRecord]:
-    """Backend (and PyTorch) records for each component; ratio_to_pytorch in the backend record's extra."""
-    from edgediff.backends.base import get_backend
-    from edgediff.bundle import read_manifest
+                   op_profile: bool = True, components: list[str] | None = None, log=None,
+                   module: str | None = None) -> list[ProfileRecord]:
+    """Backend (and PyTorch) records for each component; ratio_to_pytorch in the backend record's extra.
 
-    manifest = read_manifest(bundle_dir)
-    backend = get_backend(manifest["backend"])
-    runnable, why = backend.can_run_here()
-    names = components or list(manifest["components"])
+    `module`: the custom network class the user named (a bundle of a custom network is timed against PyTorch
+    only when the user names its class: a bundle never names code to import)."""
+    manifest = Manifest.read(bundle_dir)  # files inside the bundle, checksums checked, before anything runs
+    runnable, why = get_backend(manifest.backend).can_run_here()
+    named = load_recipe(Path(bundle_dir) / "recipe.toml").model.module
+    if compare_pytorch and named and named != module:
+        compare_pytorch = False
+        if log:
+            log(f"note: PyTorch is not timed: the bundle was made from custom network {named!r}, which only "
+                "runs when you name it (--module)")
+    names = components or list(manifest.components)
     records: list[ProfileRecord] = []
     jobs = [(n, "backend") for n in names] if runnable else []
     if compare_pytorch:
         jobs += [(n, "pytorch") for n in names]
     if not runnable and log:
-        log(f"note: {manifest['backend']} artifacts are not timed on this machine: {why}")
+        log(f"note: {manifest.backend} artifacts are not timed on this machine: {why}")
     for name, engine in tqdm(jobs, desc="profile", unit="run-set"):
-        records.append(_run_worker(bundle_dir, name, engine, runs, warmup, op_profile and engine == "backend"))
+        records.append(_run_worker(bundle_dir, name, engine, runs, warmup, op_profile and engine == "backend",
+                                   named if compare_pytorch else None))
     by_key = {(r.component, r.backend): r for r in records}
     for r in records:
         torch_rec = by_key.get((r.component, "pytorch"))
@@ -83,9 +94,12 @@ def profile_bundle(bundle_dir: Path, runs: int = 5, warmup: int = 1, compare_pyt
     return records
 
 
-def _run_worker(bundle_dir: Path, component: str, engine: str, runs: int, warmup: int, ops: bool) -> ProfileRecord:
+def _run_worker(bundle_dir: Path, component: str, engine: str, runs: int, warmup: int, ops: bool,
+                module: str | None = None) -> ProfileRecord:
     cmd = [sys.executable, "-m", "edgediff.profile.host", "--bundle", str(bundle_dir), "--component", component,
            "--engine", engine, "--runs", str(runs), "--warmup", str(warmup)]
+    if module:
+        cmd += ["--module", module]
     if ops:
         cmd.append("--op-profile")
     try:
@@ -111,39 +125,36 @@ def _measure(run, inputs, runs: int, warmup: int) -> list[float]:
 
 
 def _worker(args: argparse.Namespace) -> ProfileRecord:
-    """Runs inside the subprocess: load one engine, time it, report peak RSS."""
-    from edgediff.bundle import artifact_from_entry, read_manifest
-
+    """Runs inside the subprocess: load one engine, time it, report peak RSS. The backend side opens the artifact
+    through the runtime's sessions (what generate and the apps run); the PyTorch side rebuilds the component from
+    the bundle's recipe."""
     bundle_dir = Path(args.bundle)
-    manifest = read_manifest(bundle_dir)
-    entry = manifest["components"][args.component]
+    manifest = Manifest.read(bundle_dir, verify_checksums=False)  # the parent checked them before starting us
+    recipe = load_recipe(bundle_dir / "recipe.toml")
     start = time.perf_counter()
     if args.engine == "pytorch":
         import torch
 
-        from edgediff.pipeline import resolve
-        from edgediff.recipe import load_recipe
+        from edgediff.plan import resolve  # the conversion side (torch) only when PyTorch is timed
 
-        plan = resolve(load_recipe(bundle_dir / "recipe.toml"))
+        if recipe.model.module and recipe.model.module != args.module:
+            raise DeviceError(f"the bundle names custom network {recipe.model.module!r}; it runs only when the "
+                              "user names it")
+        plan = resolve(recipe)
         component = next(c for c in plan.components if c.name == args.component)
         inputs = component.example_inputs(1)
         run, version, backend_name = component.run_torch, torch.__version__, "pytorch"
         threads = torch.get_num_threads()
     else:
-        from edgediff.backends.base import get_backend
-        from edgediff.pipeline import Plan  # noqa: F401  (keeps import cost comparable to the torch side)
-        from edgediff.recipe import load_recipe
-        from edgediff.backends.base import options_from_dict
-
-        backend = get_backend(manifest["backend"])
-        recipe = load_recipe(bundle_dir / "recipe.toml")
+        backend = get_backend(manifest.backend)
         options = options_from_dict(backend.Options, recipe.backend.options, "backend.options")
-        artifact = artifact_from_entry(bundle_dir, args.component, entry)
-        run = backend.load(artifact, options)
+        artifact = manifest.component(args.component)
+        session_options = backend.session_options(options)
+        run = open_session(artifact, manifest.backend, session_options).run
         rng = np.random.default_rng(1)
         inputs = {s.name: _random_input(rng, s.shape, s.dtype) for s in artifact.inputs}
-        version, backend_name = backend.version(), manifest["backend"]
-        threads = getattr(options, "threads", 0)
+        version, backend_name = backend.version(), manifest.backend
+        threads = session_options.threads or 0
     init_ms = (time.perf_counter() - start) * 1000.0
     first_start = time.perf_counter()
     run(inputs)
@@ -156,7 +167,7 @@ def _worker(args: argparse.Namespace) -> ProfileRecord:
     # Timings on an oversubscribed machine are not comparable; keep the load beside the numbers.
     load_1min = os.getloadavg()[0]
     return ProfileRecord(
-        component=args.component, backend=backend_name, precision=manifest.get("precision", "fp32"),
+        component=args.component, backend=backend_name, precision=manifest.precision,
         device=host_name(), tool="edgediff-host", tool_version=version,
         settings={"threads": threads}, warmup=args.warmup, runs=args.runs, init_ms=init_ms,
         first_inference_ms=first_ms, peak_memory_mb=peak_mb, ops=ops, **summarize(times),
@@ -178,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--op-profile", action="store_true")
+    parser.add_argument("--module", help="the custom network class the user named")
     record = _worker(parser.parse_args(argv))
     print(json.dumps(record.to_dict()))
     return 0

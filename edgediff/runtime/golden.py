@@ -91,7 +91,7 @@ def write_golden(
         "bundle": {
             "backend": pipe.manifest.backend,
             "precision": pipe.manifest.precision,
-            "component_sha256": {name: [ch.sha256 for ch in c.chunks] for name, c in pipe.manifest.components.items()},
+            "component_sha256": {name: [part.sha256 for part in c.parts] for name, c in pipe.manifest.components.items()},
         },
         "seed_convention": "initial_noise = np.random.default_rng(seed).standard_normal(latent_shape, dtype=float32); "
         "initial_latents = initial_noise * init_noise_sigma; schedulers that inject noise draw standard_normal("

@@ -22,9 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 from edgediff.errors import ModelLoadError
-from edgediff.runtime.manifest import Manifest, load_manifest
+from edgediff.contract import Manifest, restore_nonfinite
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
-from edgediff.runtime.sessions import Session, SessionOptions, open_session
+from edgediff.runtime.sessions import Session, SessionOptions, open_component
 from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 
 StepCallback = Callable[[int, int, float], None]
@@ -124,15 +124,15 @@ class BundlePipeline:
         self.manifest = manifest
         self.options = options
         start = time.perf_counter()
-        tok = manifest.tokenizer
+        pipe = manifest.require_pipeline()
+        tok = manifest.tokenizer or {}
         vocab = manifest.root / tok["vocab"]
         special = read_special_tokens(vocab.parent, overrides=tok)
         self.tokenizer = CLIPTokenizer(vocab, manifest.root / tok["merges"], int(tok.get("max_length", 77)), special)
-        self.text_encoder: Session = open_session(manifest, "text_encoder", options)
-        self.unet: Session = open_session(manifest, "unet", options)
-        self.vae_decoder: Session = open_session(manifest, "vae_decoder", options)
+        self.text_encoder: Session = open_component(manifest, "text_encoder", options)
+        self.unet: Session = open_component(manifest, "unet", options)
+        self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
         self.load_ms = load_ms + (time.perf_counter() - start) * 1000
-        pipe = manifest.pipeline
         self.latent_shape = manifest.latent_shape
         self.vae_scaling_factor = float(pipe.get("vae_scaling_factor", 0.18215))
         self.vae_shift_factor = float(pipe.get("vae_shift_factor") or 0.0)
@@ -140,13 +140,13 @@ class BundlePipeline:
         self.default_guidance = float(guidance.get("scale", 7.5))
         sched = manifest.scheduler
         self.scheduler_class = resolve_class_name(sched["class_name"])
-        self.scheduler_config = dict(sched.get("config") or {})
+        self.scheduler_config = restore_nonfinite(dict(sched.get("config") or {}))  # strict JSON wrote -inf as null
         self.default_steps = int(sched.get("num_inference_steps") or (sched.get("tables") or {}).get("num_inference_steps") or 25)
         self._manifest_tables = sched.get("tables")
         unet_spec = manifest.component("unet")
         sample = unet_spec.input("sample")
         if sample is None:
-            raise ModelLoadError("the unet component has no `sample` input; the bundle does not follow edgediff-bundle/1")
+            raise ModelLoadError("the unet component has no `sample` input; the bundle does not follow the edgediff bundle contract")
         self._unet_batch = sample.fixed_dim(0)
         self._batched_cfg = bool(guidance.get("batched_cfg", True)) if self._unet_batch is None else self._unet_batch == 2
         cond = unet_spec.input("timestep_cond")
@@ -169,7 +169,7 @@ class BundlePipeline:
     ) -> "BundlePipeline":
         """Read manifest.json (checking every file's sha256) and open the sessions on the bundle's backend."""
         start = time.perf_counter()
-        manifest = load_manifest(Path(bundle_dir), backend=backend, verify_checksums=verify_checksums)
+        manifest = Manifest.read(Path(bundle_dir), backend=backend, verify_checksums=verify_checksums)
         return cls(manifest, options or SessionOptions(), load_ms=(time.perf_counter() - start) * 1000)
 
     # ---- stages -------------------------------------------------------------------------------------

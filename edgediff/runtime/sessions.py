@@ -1,6 +1,8 @@
-"""One small Session interface over ONNX Runtime, LiteRT and Core ML.
+"""One small Session interface over ONNX Runtime, LiteRT and Core ML: the only code that runs artifacts.
 
-A session maps the manifest's tensor names to arrays, casts inputs to what the model file declares (an
+`edgediff verify`, `profile`, `generate`, golden files, the Jetson runner and `convert`'s parity gate all open
+artifacts through `open_session`, so the gate tests the code that ships. A session maps the manifest's tensor
+names to arrays, casts inputs to what the model file declares (an
 int32 `input_ids` in a LiteRT bundle, float16 in an fp16 bundle) and returns float32 outputs. A component
 split into chunks (`components.<name>.chunks`) runs as one session: chunk i sees the component's inputs plus
 every output of the chunks before it, matched by name. Each SDK is imported only when its backend is used.
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgediff.errors import BackendUnavailable, ModelLoadError, UnsupportedError
-from edgediff.runtime.manifest import ChunkSpec, ComponentSpec, Manifest, TensorSpec
+from edgediff.contract import Artifact, BackendName, Manifest, TensorSpec
 
 ORT_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -45,6 +47,7 @@ class SessionOptions:
 
     threads: int | None = None
     providers: list[str] | None = None
+    optimization_level: str = "all"  # ONNX Runtime graph optimizations: disable, basic, extended, all
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     coreml_compute_units: str = "ALL"
 
@@ -73,7 +76,7 @@ def _select(feeds: dict[str, np.ndarray], specs: tuple[TensorSpec, ...], where: 
 class OnnxRuntimeSession:
     """An onnxruntime InferenceSession addressed by the manifest's tensor names."""
 
-    def __init__(self, chunk: ChunkSpec, options: SessionOptions):
+    def __init__(self, chunk: Artifact, options: SessionOptions):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -85,17 +88,29 @@ class OnnxRuntimeSession:
         if options.threads:
             so.intra_op_num_threads = int(options.threads)
         so.log_severity_level = 3
-        self.providers = list(options.providers) if options.providers else available_ort_providers()
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if options.optimization_level not in levels:
+            raise UnsupportedError(f"unknown ONNX Runtime optimization level {options.optimization_level!r} "
+                                   f"(valid: {', '.join(levels)})")
+        so.graph_optimization_level = levels[options.optimization_level]
+        if options.providers:  # the requested ones this onnxruntime build has, else CPU
+            installed = set(ort.get_available_providers())
+            self.providers = [p for p in options.providers if p in installed] or ["CPUExecutionProvider"]
+        else:
+            self.providers = available_ort_providers()
         provider_args = [(p, options.provider_options.get(p, {})) for p in self.providers]
         try:
-            self._session = ort.InferenceSession(str(chunk.file), sess_options=so, providers=provider_args)
+            self._session = ort.InferenceSession(str(chunk.path), sess_options=so, providers=provider_args)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelLoadError(f"onnxruntime could not load {chunk.file}: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime could not load {chunk.path}: {exc}") from exc
         self._types = {i.name: _ORT_TYPES.get(i.type) for i in self._session.get_inputs()}
         names = set(self._types)
         unknown = [t.name for t in self.inputs if t.name not in names]
         if unknown:
-            raise ModelLoadError(f"{chunk.file.name} has inputs {sorted(names)}, the manifest names {unknown}; the bundle is inconsistent")
+            raise ModelLoadError(f"{chunk.path.name} has inputs {sorted(names)}, the manifest names {unknown}; the bundle is inconsistent")
         self._output_names = [t.name for t in self.outputs] or [o.name for o in self._session.get_outputs()]
 
     @property
@@ -120,25 +135,25 @@ class LiteRTSession:
     """An ai_edge_litert Interpreter signature. Manifest names map to signature names when they match,
     else by position (litert-torch names exported arguments args_0, args_1, ... and outputs output_0, ...)."""
 
-    def __init__(self, chunk: ChunkSpec, options: SessionOptions):
+    def __init__(self, chunk: Artifact, options: SessionOptions):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise BackendUnavailable("ai-edge-litert is not installed; `pip install ai-edge-litert`") from exc
         self.inputs, self.outputs = chunk.inputs, chunk.outputs
         try:
-            self._interpreter = Interpreter(model_path=str(chunk.file), num_threads=options.threads or None)
+            self._interpreter = Interpreter(model_path=str(chunk.path), num_threads=options.threads or None)
         except Exception as exc:
-            raise ModelLoadError(f"LiteRT could not load {chunk.file}: {exc}") from exc
+            raise ModelLoadError(f"LiteRT could not load {chunk.path}: {exc}") from exc
         signatures = self._interpreter.get_signature_list()
         if not signatures:
-            raise ModelLoadError(f"{chunk.file.name} has no signature; export it with litert-torch (it writes serving_default)")
+            raise ModelLoadError(f"{chunk.path.name} has no signature; export it with litert-torch (it writes serving_default)")
         key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
         self._runner = self._interpreter.get_signature_runner(key)
         sig_inputs = sorted(signatures[key]["inputs"], key=_natural_key)
         sig_outputs = sorted(signatures[key]["outputs"], key=_natural_key)
-        self._in_map = self._map([t.name for t in self.inputs], sig_inputs, "inputs", chunk.file)
-        self._out_map = self._map([t.name for t in self.outputs], sig_outputs, "outputs", chunk.file)
+        self._in_map = self._map([t.name for t in self.inputs], sig_inputs, "inputs", chunk.path)
+        self._out_map = self._map([t.name for t in self.outputs], sig_outputs, "outputs", chunk.path)
         details = self._runner.get_input_details()
         self._types = {self._in_map[n]: details[self._in_map[n]]["dtype"] for n in self._in_map}
 
@@ -164,7 +179,7 @@ class LiteRTSession:
 class CoreMLSession:
     """A Core ML model via coremltools; predictions need macOS."""
 
-    def __init__(self, chunk: ChunkSpec, options: SessionOptions):
+    def __init__(self, chunk: Artifact, options: SessionOptions):
         if platform.system() != "Darwin":
             raise BackendUnavailable(
                 "Core ML predictions need macOS (coremltools cannot run models on Linux); "
@@ -176,7 +191,7 @@ class CoreMLSession:
             raise BackendUnavailable("coremltools is not installed; `pip install coremltools`") from exc
         self.inputs, self.outputs = chunk.inputs, chunk.outputs
         units = getattr(ct.ComputeUnit, options.coreml_compute_units, ct.ComputeUnit.ALL)
-        self._model = ct.models.MLModel(str(chunk.file), compute_units=units)
+        self._model = ct.models.MLModel(str(chunk.path), compute_units=units)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         chosen = _select(feeds, self.inputs, "Core ML session")
@@ -185,11 +200,37 @@ class CoreMLSession:
         return {t.name: _as_float32(np.asarray(result[t.name])) for t in self.outputs}
 
 
+class SwiftLayoutSession:
+    """A Core ML artifact written for Apple's Swift pipeline (`swift_layout`): its packages use Apple's tensor
+    names and layouts; this maps the component contract's names and [B, S, D] context onto them and back."""
+
+    def __init__(self, artifact: Artifact, inner: "Session"):
+        self.inputs, self.outputs, self._inner = artifact.inputs, artifact.outputs, inner
+        layout = artifact.meta.get("swift_layout") or {}
+        self._contract_in = layout.get("contract_inputs", {})
+        self._contract_out = layout.get("contract_outputs", {})
+        self._moments = int(layout.get("moments_channels") or 0)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        package_feeds = {}
+        for spec in self.inputs:
+            value = np.asarray(feeds[self._contract_in.get(spec.name, spec.name)])
+            if len(spec.shape) == 4 and value.ndim == 3:  # Swift's [B, D, 1, S] context from [B, S, D]
+                value = value.transpose(0, 2, 1)[:, :, None, :]
+            package_feeds[spec.name] = value
+        result = self._inner.run(package_feeds)
+        out = {}
+        for spec in self.outputs:
+            value = result[spec.name]
+            out[self._contract_out.get(spec.name, spec.name)] = value[:, : self._moments] if self._moments else value
+        return out
+
+
 class ChainedSession:
     """Runs chunk sessions in order; each chunk takes its inputs from the original feeds or earlier outputs."""
 
-    def __init__(self, component: ComponentSpec, parts: list[Session]):
-        self.inputs, self.outputs = component.inputs, component.outputs
+    def __init__(self, artifact: Artifact, parts: list[Session]):
+        self.inputs, self.outputs = artifact.inputs, artifact.outputs
         self.parts = parts
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -199,18 +240,28 @@ class ChainedSession:
         return {t.name: pool[t.name] for t in self.outputs}
 
 
-_SESSION_TYPES = {"onnxruntime": OnnxRuntimeSession, "litert": LiteRTSession, "coreml": CoreMLSession}
+# The session class per backend: a new backend adds one line here and one in edgediff/backends/base.py.
+SESSION_TYPES: dict[str, type] = {"onnxruntime": OnnxRuntimeSession, "litert": LiteRTSession,
+                                  "coreml": CoreMLSession}
 
 
-def open_session(manifest: Manifest, component: str, options: SessionOptions | None = None) -> Session:
-    """A session for one manifest component on the bundle's backend."""
-    spec = manifest.component(component)
+def open_session(artifact: Artifact, backend: BackendName | str, options: SessionOptions | None = None) -> Session:
+    """A session for one artifact (every chunk chained) on its backend's runtime."""
+    if backend not in SESSION_TYPES:
+        raise UnsupportedError(f"no runtime session for backend {backend!r} (known: {', '.join(SESSION_TYPES)})")
     options = options or SessionOptions()
-    kind = _SESSION_TYPES[manifest.backend]
-    parts = [kind(chunk, options) for chunk in spec.chunks]
-    if len(parts) == 1 and parts[0].inputs == spec.inputs:
-        return parts[0]
-    return ChainedSession(spec, parts)
+    kind = SESSION_TYPES[backend]
+    parts = [kind(part, options) for part in artifact.parts]
+    session: Session = parts[0] if len(parts) == 1 and parts[0].inputs == artifact.inputs else \
+        ChainedSession(artifact, parts)
+    if artifact.meta.get("swift_layout"):
+        session = SwiftLayoutSession(artifact, session)
+    return session
+
+
+def open_component(manifest: Manifest, component: str, options: SessionOptions | None = None) -> Session:
+    """A session for one component of a bundle read with `Manifest.read`."""
+    return open_session(manifest.component(component), manifest.backend, options)
 
 
 def available_ort_providers(preference: tuple[str, ...] = ORT_PROVIDER_PREFERENCE) -> list[str]:

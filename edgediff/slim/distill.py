@@ -766,12 +766,3 @@ def distill_slim_step(model: Any, components: list, options: dict[str, Any]) -> 
         text_length=text.inputs[0].shape[1] if text is not None else 77,
     )
     return build_components(model, [c.name for c in components], shapes)
-
-
-def _register() -> None:
-    from edgediff.slim.steps import register_step
-
-    register_step("distill")(distill_slim_step)
-
-
-_register()

@@ -38,8 +38,11 @@ import numpy as np
 import torch
 
 from edgediff.errors import RecipeError, UnsupportedError
+from edgediff.profile.host import host_name
+from edgediff.profile.lowered import lowered_runners
 from edgediff.slim import prune
 from edgediff.slim.prune import PruneSpec
+from edgediff.targets import load_target
 
 TABLE_FORMAT = "edgediff-latency-table/1"
 
@@ -253,8 +256,6 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
     whole UNet without each of `units` (default: `prune.removal_units`). `threads` runtime threads (0: the
     runtime's default), `clock` "cpu" or "wall".
     """
-    from edgediff.profile.host import host_name
-
     if method not in ("blocks", "ablation"):
         raise RecipeError(f"method must be 'blocks' or 'ablation', got {method!r}")
     if clock not in CLOCKS:
@@ -286,47 +287,15 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
             torch.set_num_threads(threads)
         runners = {name: _torch_runner(module, tensors) for name, (module, tensors, _) in items.items()}
     elif engine == "backend":
-        import dataclasses
-
-        from edgediff.backends.base import get_backend
-        from edgediff.model.components import Component, TensorSpec
-
         if backend_name is None:
-            from edgediff.targets import load_target
-
             spec = load_target(target)
             if spec.reach.method != "local":
                 raise UnsupportedError(
                     f"target {target!r} is reached by {spec.reach.method}; latency tables are measured on "
                     "this machine only for now: measure on a local target or pass a saved table")
             backend_name, precision = spec.backend, spec.precision
-        backend = get_backend(backend_name)
-        backend.check_available()
-        options = backend.Options()
-        if threads and hasattr(options, "threads"):
-            options = dataclasses.replace(options, threads=threads)
-        version = backend.version()
-        tmp = tempfile.TemporaryDirectory() if work_dir is None else None
-        out_dir = Path(work_dir or tmp.name)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            from tqdm.auto import tqdm
-
-            for i, (name, (module, tensors, input_names)) in enumerate(
-                    tqdm(items.items(), desc="lowering", disable=not progress)):
-                with torch.no_grad():
-                    out = module(*tensors)
-                safe = name.replace(".", "_") if method == "blocks" or name == "__unet__" else f"unet_without_{i}"
-                component = Component(
-                    safe.strip("_"), module,
-                    inputs=tuple(TensorSpec(n, tuple(t.shape)) for n, t in zip(input_names, tensors)),
-                    outputs=(TensorSpec("output", tuple(out.shape)),))
-                artifact = backend.lower(component, options, precision, out_dir)
-                feed = {n: t.numpy() for n, t in zip(input_names, tensors)}
-                runners[name] = _backend_runner(backend.load(artifact, options), feed)
-        finally:
-            if tmp is not None:
-                tmp.cleanup()
+        lowered = lowered_runners(items, backend_name, precision, threads, work_dir, progress)
+        runners, version = lowered.runners, lowered.version
     else:
         raise RecipeError(f"engine must be 'backend' or 'pytorch', got {engine!r}")
 
@@ -364,10 +333,6 @@ def _torch_runner(module: torch.nn.Module, tensors: tuple[torch.Tensor, ...]) ->
         with torch.inference_mode():
             return module(*tensors)
     return run
-
-
-def _backend_runner(session: Callable, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
-    return lambda: session(feed)
 
 
 def example_unet_args(unet: Any, height_latent: int | None = None, batch: int = 2, text_length: int = 77,

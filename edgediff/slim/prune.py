@@ -931,13 +931,3 @@ def prune_slim_step(model: Any, components: list, options: dict[str, Any]) -> li
     shapes = ComponentShapes(h * scale, w * scale, batched_cfg=batch == 2,
                              text_length=text.inputs[0].shape[1] if text is not None else unet.inputs[2].shape[1])
     return build_components(model, [c.name for c in components], shapes)
-
-
-def _register() -> None:
-    """Registers the `prune` recipe step (called when edgediff.slim.steps imports this module)."""
-    from edgediff.slim.steps import register_step
-
-    register_step("prune")(prune_slim_step)
-
-
-_register()

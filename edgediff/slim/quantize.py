@@ -9,12 +9,12 @@ The recipe step `quantize` (added automatically at `--precision int8`) does, per
    int8-weights-only for each) such that the component's simulated output PSNR >= the recipe's target.
    Also measured: everything int8 with the same calibration, and the naive baseline (everything int8,
    calibrated at one timestep);
-4. hand-off: the plan and the calibration inputs are attached to the Component; every backend reads them with
-   `int8_inputs(component)` and realises the plan its own way (ONNX Runtime: static QDQ with nodes_to_exclude
+4. hand-off: the plan and the calibration inputs go into the Component's declared `int8` field (the contract's
+   `Int8Inputs`); every backend reads `component.int8` and realises the plan its own way (ONNX Runtime: static QDQ with nodes_to_exclude
    and weight-only dequantize nodes; LiteRT: ai-edge-quantizer per-layer rules; Core ML: keep-float weights).
 
-`convert` writes the plans to precision_plan.json (+ a sensitivity plot per component) next to the artifacts,
-and the report shows them. Layer names are PyTorch module paths inside the component module.
+The bundle stage writes the plans to precision_plan.json next to the artifacts (edgediff.bundle), and the
+report shows them (edgediff.report). Layer names are PyTorch module paths inside the component module.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edgediff.contract import PLAN_MODES as MODES
+from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan
 from edgediff.errors import RecipeError
+from edgediff.recipe import build_section
 from edgediff.slim import calibration as calib
 
-PLAN_FORMAT = "edgediff-precision-plan/1"
-PLAN_FILE = "precision_plan.json"
-MODES = ("int8", "int8_weights", "float")
 CACHE_VERSION = 1
 
 
@@ -71,9 +71,7 @@ class QuantizeSettings:
 
 
 def settings_from_options(options: dict[str, Any]) -> QuantizeSettings:
-    from edgediff.recipe import _build
-
-    settings = _build(QuantizeSettings, dict(options), "slim.steps.quantize.options")
+    settings = build_section(QuantizeSettings, dict(options), "slim.steps.quantize.options")
     if settings.eval_samples < 1 or settings.calibration_samples < 1 or settings.eval_batch < 1:
         raise RecipeError("quantize: calibration_samples, eval_samples and eval_batch must be >= 1")
     if settings.group_depth < 0:
@@ -81,158 +79,15 @@ def settings_from_options(options: dict[str, Any]) -> QuantizeSettings:
     return settings
 
 
-# ---- the plan ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerPlan:
-    """One unit's decision and what it was based on."""
-
-    name: str  # module path in the component module
-    kind: str  # module class
-    mode: str  # int8 (weights and activations) | int8_weights | float
-    sensitivity_psnr_db: float  # component output PSNR with only this unit (its group) at int8
-    weight_params: int = 0
-    group: str = ""  # the group it was decided with (= name at per-layer granularity)
-
-    @property
-    def weights(self) -> str | None:
-        if not self.weight_params:
-            return None
-        return "float" if self.mode == "float" else "int8"
-
-    @property
-    def activations(self) -> str:
-        return "int8" if self.mode == "int8" else "float"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "mode": self.mode, "weights": self.weights,
-                "activations": self.activations, "sensitivity_psnr_db": _round(self.sensitivity_psnr_db),
-                "weight_params": self.weight_params, "group": self.group}
-
-
-@dataclass
-class PrecisionPlan:
-    """A backend-neutral int8 plan for one component."""
-
-    component: str
-    target_psnr_db: float
-    layers: list[LayerPlan]
-    psnr_db: float  # simulated, this plan
-    all_int8_psnr_db: float  # simulated, every unit int8, same calibration
-    naive_psnr_db: float  # simulated, every unit int8, calibrated at one timestep
-    realised: str = "plan"  # "plan", "plan (weights only)" or "naive" (what the backends were given)
-    calibration: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    evaluations: int = 0
-    outputs: dict[str, str] = field(default_factory=dict)  # component output -> the layer that computes it
-
-    def modes(self) -> dict[str, str]:
-        return {layer.name: layer.mode for layer in self.layers}
-
-    def names(self, mode: str) -> list[str]:
-        return [layer.name for layer in self.layers if layer.mode == mode]
-
-    def float_weight_layers(self) -> list[str]:
-        """Layers whose weights must stay float (what weight-only backends like Core ML can realise)."""
-        return [layer.name for layer in self.layers if layer.mode == "float" and layer.weight_params]
-
-    def counts(self) -> dict[str, int]:
-        return {mode: sum(layer.mode == mode for layer in self.layers) for mode in MODES}
-
-    def summary(self) -> dict[str, Any]:
-        params = sum(layer.weight_params for layer in self.layers) or 1
-        float_params = sum(layer.weight_params for layer in self.layers if layer.mode == "float")
-        return {"realised": self.realised, "target_psnr_db": self.target_psnr_db, "psnr_db": _round(self.psnr_db),
-                "all_int8_psnr_db": _round(self.all_int8_psnr_db), "naive_psnr_db": _round(self.naive_psnr_db),
-                "layers": len(self.layers), "counts": self.counts(),
-                "float_weight_fraction": round(float_params / params, 4)}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"component": self.component, **self.summary(), "calibration": self.calibration,
-                "settings": self.settings, "evaluations": self.evaluations, "outputs": self.outputs,
-                "layers": [layer.to_dict() for layer in self.layers]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PrecisionPlan":
-        layers = [LayerPlan(d["name"], d["kind"], d["mode"], _unround(d["sensitivity_psnr_db"]),
-                            d.get("weight_params", 0), d.get("group", "")) for d in data["layers"]]
-        for layer in layers:
-            if layer.mode not in MODES:
-                raise RecipeError(f"precision plan: layer {layer.name} has unknown mode '{layer.mode}'")
-        return cls(data["component"], float(data["target_psnr_db"]), layers, _unround(data["psnr_db"]),
-                   _unround(data["all_int8_psnr_db"]), _unround(data["naive_psnr_db"]), data.get("realised", "plan"),
-                   data.get("calibration", {}), data.get("settings", {}), data.get("evaluations", 0),
-                   data.get("outputs", {}))
-
-    def to_json(self, path: Path) -> Path:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return Path(path)
-
-    @classmethod
-    def from_json(cls, path: Path) -> "PrecisionPlan":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def _round(value: float) -> float | str:
-    return "inf" if value == float("inf") else round(float(value), 3)
-
-
-def _unround(value: Any) -> float:
-    return float("inf") if value == "inf" else float(value)
-
-
 # ---- what the backends read --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Int8Inputs:
-    """The one hand-off from the quantize step to a backend."""
-
-    plan: PrecisionPlan
-    calibration: list[dict[str, np.ndarray]]  # the component's input dicts, in their real operating range
-
-
 def attach(component, plan: PrecisionPlan, samples: list[dict[str, np.ndarray]]) -> None:
-    """Leave the plan on the component. `keep_float` is also set for backends that only read keep-float layers."""
+    """Hand the plan and its calibration to the backends through the component's declared `int8` field."""
     component.int8 = Int8Inputs(plan, samples)
-    component.keep_float = tuple(plan.float_weight_layers())
-
-
-def int8_inputs(component) -> Int8Inputs | None:
-    """The plan and calibration attached by the quantize step (None when the component was not planned)."""
-    found = getattr(component, "int8", None)
-    return found if isinstance(found, Int8Inputs) else None
 
 
 # ---- the step ---------------------------------------------------------------------------------------------------
-
-
-def quantize_steps(recipe) -> list:
-    """The recipe's slim steps with the quantize step completed: added at int8 when absent, its pipeline keys
-    (scheduler, steps, guidance) filled from the recipe. A quantize step at another precision is an error."""
-    from edgediff.recipe import SlimStep
-
-    steps = [dataclasses.replace(s, options=dict(s.options)) for s in recipe.slim.steps]
-    found = [s for s in steps if s.kind == "quantize"]
-    if found and recipe.backend.precision != "int8":
-        raise RecipeError(f"the quantize slim step makes int8 artifacts, but the precision is "
-                          f"{recipe.backend.precision}: use --precision int8 (or remove the step)")
-    if recipe.backend.precision != "int8":
-        return steps
-    if not found:
-        steps.append(SlimStep("quantize", {}))
-        found = steps[-1:]
-    p = recipe.pipeline
-    from edgediff.backends.base import get_backend
-
-    activations = get_backend(recipe.backend.name).int8_activations
-    for step in found:
-        step.options.setdefault("activations", activations)
-        step.options.setdefault("scheduler", p.scheduler)
-        step.options.setdefault("num_inference_steps", p.num_inference_steps)
-        step.options.setdefault("guidance_scale", p.guidance_scale)
-    return steps
 
 
 def quantize_slim_step(model: Any, components: list, options: dict[str, Any]) -> list:
@@ -510,106 +365,3 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-# ---- bundle and report ---------------------------------------------------------------------------------------------
-
-
-def write_bundle_plan(components: list, bundle_dir: Path) -> dict[str, Any] | None:
-    """precision_plan.json and one sensitivity plot per planned component; returns the manifest entry."""
-    plans = {c.name: found.plan for c in components if (found := int8_inputs(c)) is not None}
-    if not plans:
-        return None
-    bundle_dir = Path(bundle_dir)
-    document = {"format": PLAN_FORMAT, "components": {name: plan.to_dict() for name, plan in plans.items()}}
-    (bundle_dir / PLAN_FILE).write_text(json.dumps(document, indent=1) + "\n")
-    entry: dict[str, Any] = {"file": PLAN_FILE, "components": {}}
-    for name, plan in plans.items():
-        summary = plan.summary()
-        plot = plot_sensitivity(plan, bundle_dir / f"precision_{name}.png")
-        if plot:
-            summary["plot"] = plot.name
-        entry["components"][name] = summary
-    return entry
-
-
-def plot_sensitivity(plan: PrecisionPlan, path: Path, top: int = 40) -> Path | None:
-    """Bar chart of the most sensitive units (output PSNR with only that unit int8), coloured by decision."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    layers = [layer for layer in plan.layers if math.isfinite(layer.sensitivity_psnr_db)][:top]
-    if not layers:
-        return None
-    colours = {"float": "#d62728", "int8_weights": "#ff7f0e", "int8": "#2ca02c"}
-    fig, ax = plt.subplots(figsize=(9, 0.22 * len(layers) + 1.6))
-    y = np.arange(len(layers))
-    ax.barh(y, [layer.sensitivity_psnr_db for layer in layers], color=[colours[layer.mode] for layer in layers])
-    ax.axvline(plan.target_psnr_db, color="black", linestyle="--", linewidth=1)
-    ax.set_yticks(y, [f"{layer.name} ({layer.kind})" for layer in layers], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"{plan.component} output PSNR (dB) with only this unit int8")
-    ax.set_title(f"{plan.component}: most sensitive units (red float, orange int8 weights, green int8)\n"
-                 f"dashed = target {plan.target_psnr_db:g} dB", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def report_section(entry: dict[str, Any], bundle_dir: Path, top: int = 15) -> list[str]:
-    """Markdown for report.md: per component the plan's figures, its decisions and the most sensitive units."""
-    from edgediff.report import markdown_table
-
-    path = Path(bundle_dir) / entry.get("file", PLAN_FILE)
-    document = json.loads(path.read_text()) if path.is_file() else {"components": {}}
-    lines = ["## int8 precision plan", "",
-             "Simulated in PyTorch with fake quantization on held-out calibration samples (output PSNR vs float; "
-             "the artifacts' own parity is in the Components table). *naive* = every layer int8, calibrated at "
-             f"one timestep; *all int8* = every layer int8 with the full calibration. Full plan: `{path.name}`.", ""]
-    rows = []
-    for name, summary in entry.get("components", {}).items():
-        c = summary["counts"]
-        rows.append([name, summary.get("realised", "plan"), f"{summary['target_psnr_db']:g}",
-                     _db(summary["psnr_db"]), _db(summary["all_int8_psnr_db"]), _db(summary["naive_psnr_db"]),
-                     f"{c['int8']} / {c['int8_weights']} / {c['float']}",
-                     f"{100 * summary['float_weight_fraction']:.1f}%"])
-    lines += [markdown_table(["component", "realised", "target dB", "plan dB", "all int8 dB", "naive dB",
-                              "int8 / int8 weights / float", "float weights"], rows), ""]
-    for name, plan in document["components"].items():
-        cal = plan.get("calibration", {})
-        lines += [f"**{name}**: calibration {cal.get('ranges_samples')} samples ({cal.get('source')}; "
-                  f"{len(cal.get('timesteps') or [])} timesteps, {len(cal.get('prompts') or [])} prompts, guidance "
-                  f"{cal.get('guidance_scales')}), evaluated on {cal.get('eval_samples')} held-out samples.", ""]
-        if plan.get("realised", "plan") == "plan (weights only)":  # every unit with weights is int8 or float
-            kept = [layer for layer in plan["layers"] if layer["mode"] == "float" and layer["weight_params"]]
-            lines += ["Weight-only plan (the backend compresses weights; activations stay float): "
-                      + (("weights kept float: " + ", ".join(f"`{layer['name']}`" for layer in kept)) if kept
-                         else "every layer's weights are int8."), ""]
-        else:
-            kept = [layer for layer in plan["layers"] if layer["mode"] != "int8"]
-            if kept:
-                lines += ["Kept above int8: " + ", ".join(f"`{layer['name']}` ({layer['mode']})" for layer in kept), ""]
-        lines += [markdown_table(["rank", "layer", "kind", "PSNR if only it is int8", "decision"],
-                                 [[str(i + 1), f"`{layer['name']}`", layer["kind"],
-                                   _db(layer["sensitivity_psnr_db"]), layer["mode"]]
-                                  for i, layer in enumerate(plan["layers"][:top])]), ""]
-        plot = entry.get("components", {}).get(name, {}).get("plot")
-        if plot:
-            lines += [f"![{name} sensitivity]({plot})", ""]
-    return lines
-
-
-def _db(value: Any) -> str:
-    return "∞" if value == "inf" else f"{float(value):.2f}"
-
-
-def _register() -> None:
-    from edgediff.slim.steps import register_step
-
-    register_step("quantize")(quantize_slim_step)
-
-
-_register()

@@ -1,35 +1,35 @@
 """The recipe's `[[slim.steps]]`: each kind maps to a function (model, components, options) -> components.
 
-Slimming issues register their kind here (prune, distill, quantize); an unknown kind is a recipe error that
-lists the known ones. Steps run in recipe order, after the components are built and before lowering.
+`STEP_FUNCTIONS` is the one table of kinds (like the backends' table); a step module is imported only when a
+recipe uses it, so importing this module loads no training code. An unknown kind is a recipe error that lists
+the known ones. Steps run in recipe order, after the components are built and before lowering; whatever a step
+needs from the chosen backend, the orchestrator has already written into its options (edgediff.plan.slim_steps).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from edgediff.errors import RecipeError
 
 SlimFn = Callable[[Any, list, dict], list]
-_STEPS: dict[str, SlimFn] = {}
+
+STEP_FUNCTIONS = {
+    "prune": "edgediff.slim.prune:prune_slim_step",
+    "distill": "edgediff.slim.distill:distill_slim_step",
+    "quantize": "edgediff.slim.quantize:quantize_slim_step",
+}
 
 
-def register_step(kind: str):
-    def wrap(fn: SlimFn) -> SlimFn:
-        _STEPS[kind] = fn
-        return fn
-
-    return wrap
+def step_function(kind: str) -> SlimFn:
+    if kind not in STEP_FUNCTIONS:
+        raise RecipeError(f"unknown slim step '{kind}' (known: {', '.join(sorted(STEP_FUNCTIONS))})")
+    module, _, name = STEP_FUNCTIONS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def apply_slim_steps(steps, model, components: list) -> list:
     for step in steps:
-        if step.kind not in _STEPS:
-            raise RecipeError(f"unknown slim step '{step.kind}' (known: {', '.join(sorted(_STEPS)) or 'none yet'})")
-        components = _STEPS[step.kind](model, components, dict(step.options))
+        components = step_function(step.kind)(model, components, dict(step.options))
     return components
-
-
-from edgediff.slim import distill as _distill  # noqa: E402,F401  (registers the `distill` step)
-from edgediff.slim import quantize as _quantize  # noqa: E402,F401  (registers the `quantize` step)
-from edgediff.slim import prune as _prune  # noqa: E402,F401  (registers the `prune` step)

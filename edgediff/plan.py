@@ -1,0 +1,153 @@
+"""Recipe + model on disk -> a `Plan`: every default resolved, the model loaded, its components built and slimmed.
+
+`resolve_recipe` fills defaults without loading weights (what `--dry-run` prints and the bundle's `recipe.toml`
+records); `resolve` loads the model and runs the slim steps. The orchestrator lowers what the plan holds; verify
+and the profiler's PyTorch side rebuild the same components from a bundle's recipe through `resolve`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgediff import defaults
+from edgediff.backends.base import Backend, get_backend, options_from_dict
+from edgediff.contract import Precision, TensorSpec, check_precision
+from edgediff.errors import RecipeError, UnsupportedError
+from edgediff.model.components import (
+    Component, ComponentShapes, build_components, custom_component, native_resolution,
+)
+from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
+from edgediff.recipe import Recipe, SlimStep
+from edgediff.slim.steps import apply_slim_steps
+from edgediff.targets import load_target
+from edgediff.verify import Thresholds
+
+
+@dataclass
+class Plan:
+    """A recipe with every default resolved against the loaded model, and the slimmed components to lower."""
+
+    recipe: Recipe
+    model: LoadedModel
+    backend: Backend
+    options: Any  # the backend's typed Options
+    components: list[Component] = field(default_factory=list)
+    limits: dict[str, Thresholds] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> Precision:
+        return check_precision(self.recipe.backend.precision)
+
+
+def resolve_recipe(recipe: Recipe) -> Recipe:
+    """Fill every default from the target, the backend and the model folder's config files; loads no weights.
+    The result is what runs: `--dry-run` prints it, the bundle's recipe.toml records it."""
+    recipe = copy.deepcopy(recipe)
+    if recipe.backend.target:
+        target = load_target(recipe.backend.target)
+        recipe.backend.name = target.backend
+        recipe.backend.precision = recipe.backend.precision or target.precision
+    backend = get_backend(recipe.backend.name)
+    recipe.backend.precision = check_precision(recipe.backend.precision or backend.default_precision)
+    options_from_dict(backend.Options, recipe.backend.options, "backend.options")  # fail before any loading
+    if not recipe.model.module:
+        folder = resolve_model_path(recipe.model.source or None)
+        recipe.model.source = str(folder)
+        if (folder / "model_index.json").exists():
+            _resolve_pipeline_defaults(recipe, folder)
+    recipe.slim.steps = slim_steps(recipe, backend)
+    return recipe
+
+
+def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
+    """The recipe's slim steps with the quantize step completed: added at int8 when absent, its pipeline keys
+    (scheduler, steps, guidance) and whether the backend computes int8 activations filled in. A quantize step at
+    another precision is an error."""
+    steps = [SlimStep(s.kind, dict(s.options)) for s in recipe.slim.steps]
+    found = [s for s in steps if s.kind == "quantize"]
+    if found and recipe.backend.precision != "int8":
+        raise RecipeError(f"the quantize slim step makes int8 artifacts, but the precision is "
+                          f"{recipe.backend.precision}: use --precision int8 (or remove the step)")
+    if recipe.backend.precision != "int8":
+        return steps
+    if not found:
+        steps.append(SlimStep("quantize", {}))
+        found = steps[-1:]
+    p = recipe.pipeline
+    for step in found:
+        step.options.setdefault("activations", backend.int8_activations)
+        step.options.setdefault("scheduler", p.scheduler)
+        step.options.setdefault("num_inference_steps", p.num_inference_steps)
+        step.options.setdefault("guidance_scale", p.guidance_scale)
+    return steps
+
+
+def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
+    p = recipe.pipeline
+    model_defaults = _json(folder / "edgediff.json")
+    unet_cfg, vae_cfg = _json(folder / "unet" / "config.json"), _json(folder / "vae" / "config.json")
+    scheduler_cfg = _json(folder / "scheduler" / "scheduler_config.json")
+    if not p.height or not p.width:
+        size = unet_cfg.get("sample_size", 64)
+        size = size[0] if isinstance(size, list) else size
+        channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
+        native = model_defaults.get("resolution") or int(size) * 2 ** (len(channels) - 1)
+        p.height, p.width = p.height or native, p.width or native
+    if p.num_inference_steps <= 0:
+        p.num_inference_steps = int(model_defaults.get("steps", defaults.STEPS))
+    if p.guidance_scale < 0:
+        p.guidance_scale = float(model_defaults.get("guidance", defaults.GUIDANCE))
+    if "batched_cfg" in model_defaults:
+        p.batched_cfg = bool(model_defaults["batched_cfg"])
+    if not p.scheduler:
+        p.scheduler = model_defaults.get("scheduler") or scheduler_cfg.get("_class_name") or defaults.SCHEDULER
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def resolve(recipe: Recipe) -> Plan:
+    """Validate the recipe, load the model, build its components and run the slim steps. Nothing is written."""
+    recipe = resolve_recipe(recipe)
+    backend = get_backend(recipe.backend.name)
+    options = options_from_dict(backend.Options, recipe.backend.options, "backend.options")
+    precision = check_precision(recipe.backend.precision)
+    if precision not in backend.supported_precisions:
+        raise UnsupportedError(f"the {backend.name} backend supports {', '.join(backend.supported_precisions)}, "
+                               f"not {precision}")
+    backend.check_available()
+
+    m = recipe.model
+    if m.module:
+        model = load_custom(m.module, Path(m.weights) if m.weights else None, m.random_weights)
+        specs = [TensorSpec(i.name, tuple(i.shape), i.dtype) for i in m.inputs]
+        components = [custom_component(model, m.module.split(":")[-1].lower(), specs)]
+    else:
+        model = load_model(m.source, random_weights=m.random_weights)
+        p = recipe.pipeline
+        if model.kind == "unet":
+            p.components = [c for c in p.components if c == "unet"]
+        elif model.kind == "vae":
+            p.components = [c for c in p.components if c.startswith("vae")] or ["vae_decoder"]
+        if not p.height or not p.width:
+            size = native_resolution(model) if model.unet is not None else defaults.NON_PIPELINE_RESOLUTION
+            p.height, p.width = p.height or size, p.width or size
+        time_cond = model.unet is not None and model.unet.config.time_cond_proj_dim
+        shapes = ComponentShapes(p.height, p.width,
+                                 batched_cfg=p.batched_cfg and p.guidance_scale > 1.0 and not time_cond)
+        components = build_components(model, p.components, shapes)
+    components = apply_slim_steps(recipe.slim.steps, model, components)
+    limits = {c.name: thresholds(recipe, precision) for c in components}
+    return Plan(recipe, model, backend, options, components, limits)
+
+
+def thresholds(recipe: Recipe, precision: Precision) -> Thresholds:
+    v = recipe.verify
+    psnr = v.min_psnr_db if v.min_psnr_db >= 0 else defaults.MIN_PSNR_DB[precision]
+    cos = v.min_cosine if v.min_cosine >= 0 else defaults.MIN_COSINE[precision]
+    return Thresholds(psnr, cos)
