@@ -29,11 +29,12 @@ import sys
 import time
 from pathlib import Path
 
+from edgediff.backends.base import open_artifact
+
 
 def _component(model_dir: str, size: int, part: str = "unet"):
     if part != "unet":
         return _block_component(model_dir, size, part)
-    from edgediff.backends.base import open_artifact
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 
@@ -113,9 +114,9 @@ def _onnxruntime(model_dir: str, size: int, part: str, out: Path, options) -> tu
 
     import onnx
 
-    from edgediff.backends import onnx_graph
+    from edgediff.backends.onnxruntime import graph as onnx_graph
     from edgediff.backends.onnxruntime import EXTERNAL_DATA_THRESHOLD, OnnxRuntimeBackend
-    from edgediff.backends.onnxruntime_int8 import quantize_int8
+    from edgediff.backends.onnxruntime.int8 import quantize_int8
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         component, fp32, fp32_seconds = pool.submit(_lower_fp32, model_dir, size, part, out, options).result()

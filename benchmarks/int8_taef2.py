@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgediff.backends.base import open_artifact
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WIDTH, HEIGHT = 512, 192
 
@@ -39,7 +41,6 @@ def main() -> int:
     torch.set_num_threads(1)
 
     from taef2_litert import encode_photos  # benchmarks/ is on sys.path when run as a script
-    from edgediff.backends.base import open_artifact
     from edgediff.backends import onnxruntime as ort_backend
     from edgediff.backends import litert as lt_backend
     from edgediff.model.components import Component, TensorSpec

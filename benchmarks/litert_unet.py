@@ -28,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from edgediff.backends.base import open_artifact
+
 
 def _unet_component(model_dir: str, size: int):
-    from edgediff.backends.base import open_artifact
     from edgediff.model.components import ComponentShapes, build_components
     from edgediff.model.load import load_model
 

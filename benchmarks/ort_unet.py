@@ -10,7 +10,7 @@ them all alike, and prints medians, the ratio to eager, CPU-seconds per step and
 
 - torchscript: torch.onnx.export(dynamo=False, opset 18, constant folding) — what Hugging Face Optimum runs;
 - dynamo: torch.onnx.export(dynamo=True, opset 18, optimize=True) — the backend before this work;
-- edgediff: OnnxRuntimeBackend.lower (dynamo export + edgediff.backends.onnx_graph.optimize).
+- edgediff: OnnxRuntimeBackend.lower (dynamo export + edgediff.backends.onnxruntime.graph.optimize).
 
 --profile adds ORT's per-op-type profile (one profiled run per ORT variant) and node counts of each graph after
 ORT's own optimisations. --tiny-export times only the exporter stages on the tests' tiny UNet (no lock needed):
@@ -221,7 +221,7 @@ def tiny_export() -> dict:
     from diffusers import UNet2DConditionModel
     from torch.onnx._internal.exporter import _capture_strategies, _core, _onnx_program
 
-    from edgediff.backends import onnx_graph
+    from edgediff.backends.onnxruntime import graph as onnx_graph
     from tests.tiny import tiny_unet_config
 
     stages: dict[str, float] = {}

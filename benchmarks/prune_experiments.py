@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgediff.backends.base import open_artifact
+
 
 def sh(cmd: list[str], log: Path) -> None:
     print("+", " ".join(cmd), flush=True)
@@ -46,7 +48,6 @@ def unet_latency(teacher: Path, student: Path, backends: list[str], rounds: int,
     import numpy as np
     import torch
 
-    from edgediff.backends.base import open_artifact
     from edgediff.backends.base import get_backend
     from edgediff.errors import BackendUnavailable
     from edgediff.model.components import ComponentShapes, build_components

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgediff.backends.base import open_artifact
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WIDTH, HEIGHT = 512, 192
 
 
 def calibration_views(path: Path) -> list[torch.Tensor]:
     """Views of a photo other than its center crop: mirrored, and top/bottom crops when it is tall enough."""
-    from edgediff.backends.base import open_artifact
     from edgediff.nets.taef2 import image_tensor
 
     full = image_tensor(path, width=WIDTH)

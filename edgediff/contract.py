@@ -64,6 +64,13 @@ class TensorSpec:
             raise ModelLoadError(f"{where} '{data['name']}': dtype must be a string, got {_short(dtype)}")
         return cls(data["name"], tuple(shape), dtype)
 
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The shape as sizes (components built for conversion have no dynamic axes)."""
+        if not all(isinstance(d, int) for d in self.shape):
+            raise UnsupportedError(f"tensor '{self.name}' has dynamic axes {self.shape}; give it fixed sizes")
+        return tuple(int(d) for d in self.shape)
+
     def fixed_dim(self, axis: int) -> int | None:
         """The size of `axis` if the model fixes it, else None."""
         dim = self.shape[axis] if axis < len(self.shape) else None
@@ -303,7 +310,7 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     edgediff_version: str = __version__
     format: str = BUNDLE_FORMAT
-    root: Path | None = None
+    root: Path = field(default_factory=Path)  # the bundle folder, set by `read`
 
     # -- reading ---------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ class EdgediffError(Exception):
     """Base class. `exit_code` is what the CLI returns (2 = bad input, 1 = a check failed)."""
 
     exit_code = 2
+    keep_output = False  # a failed check keeps the bundle's files under `<name>.failed/` for inspection
 
 
 class RecipeError(EdgediffError):

@@ -18,7 +18,11 @@ from edgediff.backends.base import Backend, get_backend, options_from_dict
 from edgediff.contract import Precision, TensorSpec, check_precision
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.components import (
-    Component, ComponentShapes, build_components, custom_component, native_resolution,
+    Component,
+    ComponentShapes,
+    build_components,
+    custom_component,
+    native_resolution,
 )
 from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
 from edgediff.recipe import Recipe, SlimStep

@@ -7,11 +7,12 @@ resolved recipe (valid TOML, so it can be saved and reused). Unknown keys are er
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from edgediff.errors import RecipeError
 
@@ -120,7 +121,7 @@ def build_section(cls: type, data: Any, where: str):
 
 def _coerce(hint: Any, value: Any, where: str):
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build_section(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
@@ -157,7 +158,7 @@ def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
     """Apply a `--set section.key=value` override; the value is parsed as TOML (so 512, true, "x" work)."""
     section_name, _, key = dotted.partition(".")
     section = getattr(recipe, section_name, None)
-    if section is None or not dataclasses.is_dataclass(section) or not key:
+    if section is None or isinstance(section, type) or not dataclasses.is_dataclass(section) or not key:
         raise RecipeError(f"--set {dotted}: expected SECTION.KEY with SECTION one of "
                           f"{', '.join(f.name for f in dataclasses.fields(Recipe) if f.name != 'version')}")
     try:
@@ -170,7 +171,7 @@ def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
         if not isinstance(current, dict) or "." in subkey:
             raise RecipeError(f"--set {dotted}: {section_name}.{key} is not a table of settings")
         value = current | {subkey: value}
-    merged = dataclasses.asdict(section) | {key: value}
+    merged = dataclasses.asdict(section) | {key: value}  # type: ignore[call-overload,arg-type]
     setattr(recipe, section_name, build_section(type(section), merged, section_name))
 
 
@@ -187,7 +188,7 @@ def to_toml(recipe: Recipe) -> str:
 def _emit_table(obj: Any, name: str, lines: list[str], array: bool = False) -> None:
     lines.append("")
     lines.append(f"[[{name}]]" if array else f"[{name}]")
-    nested = []
+    nested: list[tuple[str, Any]] = []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):

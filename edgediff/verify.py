@@ -80,6 +80,8 @@ class ComponentResult:
 
     def shortfall(self, limits: Thresholds) -> str:
         m = self.metrics
+        if m is None:
+            return f"{self.component}: not measured"
         parts = []
         if m.psnr_db < limits.min_psnr_db:
             parts.append(f"PSNR {m.psnr_db:.1f} dB < {limits.min_psnr_db:g} dB")
@@ -184,13 +186,13 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
     sampler = sampling.SamplingSettings(settings.prompt, settings.seed, settings.steps, settings.guidance_scale)
     images = {}
     for side in ("pytorch", "artifact"):
-        calls = {name: (by_name[name].run_torch if side == "pytorch"
+        calls: dict[str, Any] = {name: (by_name[name].run_torch if side == "pytorch"
                         else open_session(artifacts[name], backend, session_options).run) for name in needed}
         images[side] = sampling.generate(
             calls["text_encoder"], calls["unet"], calls["vae_decoder"], input_ids=ids[:1], uncond_ids=ids[1:],
             scheduler=make_scheduler(settings.scheduler_class, model.scheduler_config), settings=sampler,
-            latent_shape=(1,) + tuple(unet_spec.shape[1:]), scaling_factor=vae_scaling_factor(model.vae),
-            unet_batch=unet_spec.shape[0], time_cond_dim=time_cond,
+            latent_shape=(1,) + unet_spec.dims[1:], scaling_factor=vae_scaling_factor(model.vae),
+            unet_batch=unet_spec.dims[0], time_cond_dim=int(time_cond),
             progress=lambda steps, side=side: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False),
         )
     ref, got = (sampling.to_uint8(images[k]).astype(np.float64) for k in ("pytorch", "artifact"))

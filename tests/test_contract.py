@@ -16,12 +16,12 @@ import math
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+import tomllib
 
 from edgediff import contract
 from edgediff.cli import main

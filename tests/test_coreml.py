@@ -11,9 +11,7 @@ import dataclasses
 import json
 import platform
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -21,7 +19,7 @@ pytest.importorskip("coremltools")
 
 from edgediff.backends.base import open_artifact
 from edgediff.backends.coreml import CoreMLBackend, CoreMLOptions, inspect_package, read_package_io  # noqa: E402
-from edgediff.backends.coreml_attention import rewrite_attention  # noqa: E402
+from edgediff.backends.coreml.attention import rewrite_attention  # noqa: E402
 from edgediff.errors import BackendUnavailable, ParityError, RecipeError, UnsupportedError  # noqa: E402
 from edgediff.model.components import ComponentShapes, build_components  # noqa: E402
 from edgediff.model.load import LoadedModel  # noqa: E402
@@ -332,7 +330,7 @@ def test_swift_layout_matches_apples_names_and_shapes(swift_bundle):
 
 
 def test_swift_layout_check_catches_a_wrong_bundle(swift_bundle, tmp_path):
-    from edgediff.backends.coreml_swift import check_layout
+    from edgediff.backends.coreml.swift import check_layout
 
     broken = tmp_path / "broken"
     shutil.copytree(swift_bundle["dir"], broken)

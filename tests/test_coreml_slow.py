@@ -42,7 +42,7 @@ def full_unet(folder: Path):
 
 @pytest.mark.parametrize("folder", [SD15, SD21], ids=["sd15", "sd21-base"])
 def test_full_size_rewrite_and_chunks_equal_diffusers_unet(folder):
-    from edgediff.backends.coreml_attention import rewrite_attention
+    from edgediff.backends.coreml.attention import rewrite_attention
     from edgediff.model.split import run_chunks, split_unet
     from edgediff.verify import compare
 

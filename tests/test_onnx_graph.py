@@ -1,4 +1,4 @@
-"""edgediff.backends.onnx_graph: the rewrites change the graph the way benchmarks/ORT_UNET.md says, and keep parity.
+"""edgediff.backends.onnxruntime.graph: the rewrites change the graph the way benchmarks/ORT_UNET.md says, and keep parity.
 
 One real dynamo export of a tiny diffusers UNet (same block types as SD 1.5) is shared by the tests; hand-built
 graphs check that look-alikes which are not attention / GELU are left alone.
@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 ir = pytest.importorskip("onnx_ir")
 
-from edgediff.backends import onnx_graph  # noqa: E402
+from edgediff.backends.onnxruntime import graph as onnx_graph  # noqa: E402
 
 
 def _psnr(ref, out):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edgediff.backends.base import open_artifact
-from edgediff import verify
+from edgediff import defaults, verify
 from edgediff.backends.base import BACKEND_MODULES, get_backend
 from edgediff.errors import BackendUnavailable
 from edgediff.model.components import ComponentShapes, build_components

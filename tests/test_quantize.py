@@ -283,7 +283,7 @@ def test_onnxruntime_realises_the_plan(tmp_path):
     import onnx
 
     from edgediff.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOptions
-    from edgediff.backends.onnxruntime_int8 import node_modules
+    from edgediff.backends.onnxruntime.int8 import node_modules
 
     component, plan, predicted = planned_net()
     backend, options = OnnxRuntimeBackend(), OnnxRuntimeOptions()
@@ -316,7 +316,7 @@ def test_onnxruntime_large_model_calibrates_in_a_child_process(tmp_path, monkeyp
     import onnx
     from onnx import numpy_helper
 
-    from edgediff.backends import onnxruntime_int8
+    from edgediff.backends.onnxruntime import int8 as onnxruntime_int8
     from edgediff.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOptions
 
     component, _, _ = planned_net()
@@ -344,7 +344,7 @@ def test_onnxruntime_int8_reads_weights_left_on_disk(tmp_path):
     from onnx import numpy_helper
 
     from edgediff.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOptions
-    from edgediff.backends.onnxruntime_int8 import quantize_int8
+    from edgediff.backends.onnxruntime.int8 import quantize_int8
 
     component, _, _ = planned_net()
     backend, options = OnnxRuntimeBackend(), OnnxRuntimeOptions(contrib_ops=False)

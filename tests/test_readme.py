@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from edgediff.cli import main
-from edgediff.recipe import build_section, Recipe, load_recipe, set_field
+from edgediff.recipe import Recipe, build_section, load_recipe, set_field
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -31,9 +31,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
-from edgediff.runtime.sessions import SessionOptions
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
+from edgediff.runtime.sessions import SessionOptions
 
 SIGNATURE = "serving_default"
 INT8_MODES = ("int8_weights", "int8_full")
@@ -86,7 +86,7 @@ def as_plan(plan: Any) -> QuantPlan | None:
         return plan
     if isinstance(plan, Mapping):
         return QuantPlan(**plan)
-    return QuantPlan(getattr(plan, "default"), tuple(getattr(plan, "keep_float", ())),
+    return QuantPlan(plan.default, tuple(getattr(plan, "keep_float", ())),
                      list(getattr(plan, "calibration", []) or []))
 
 

@@ -44,13 +44,13 @@ class Component:
         for spec in self.inputs:
             if spec.dtype.startswith("int"):
                 low, high = self.input_ranges.get(spec.name, (0, 1000))
-                values[spec.name] = rng.integers(int(low), int(high), size=spec.shape).astype(spec.dtype)
+                values[spec.name] = rng.integers(int(low), int(high), size=spec.dims).astype(spec.dtype)
             elif spec.name in self.input_ranges:
                 low, high = self.input_ranges[spec.name]
-                values[spec.name] = rng.uniform(low, high, size=spec.shape).astype(spec.dtype)
+                values[spec.name] = rng.uniform(low, high, size=spec.dims).astype(spec.dtype)
             else:
                 scale = self.input_scales.get(spec.name, 1.0)
-                values[spec.name] = (rng.standard_normal(spec.shape) * scale).astype(spec.dtype)
+                values[spec.name] = (rng.standard_normal(spec.dims) * scale).astype(spec.dtype)
         return values
 
     def run_torch(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -126,7 +126,7 @@ def vae_scale_factor(vae) -> int:
     if vae is None:
         return 8
     config = vae.config
-    channels = getattr(config, "block_out_channels", None) or getattr(config, "encoder_block_out_channels")
+    channels = getattr(config, "block_out_channels", None) or config.encoder_block_out_channels
     return 2 ** (len(channels) - 1)
 
 

@@ -21,14 +21,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edgediff.contract import MANIFEST_FILE, Artifact, Manifest
-from edgediff.errors import BackendUnavailable, DeviceError, ModelLoadError, RecipeError, UnsupportedError
+from edgediff.errors import BackendUnavailable, DeviceError, RecipeError, UnsupportedError
+from edgediff.profile.host import peak_rss_mb
 from edgediff.profile.parsers import litert_benchmark, ort_perf_test, ort_profile, tegrastats, tflite_benchmark, trtexec
 from edgediff.profile.parsers._common import summarize_ms
-from edgediff.profile.host import peak_rss_mb
 from edgediff.profile.record import ProfileRecord
 from edgediff.profile.remote import RemoteResult, RemoteSession, remote_join
 from edgediff.targets import Benchmark, Target
-
 
 # --------------------------------------------------------------------------------------------- command lines
 

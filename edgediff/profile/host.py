@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -88,7 +89,7 @@ def profile_bundle(bundle_dir: Path, runs: int = 5, warmup: int = 1, compare_pyt
     by_key = {(r.component, r.backend): r for r in records}
     for r in records:
         torch_rec = by_key.get((r.component, "pytorch"))
-        if r.backend != "pytorch" and torch_rec is not None:
+        if r.backend != "pytorch" and torch_rec is not None and r.median_ms and torch_rec.median_ms:
             r.extra["pytorch_median_ms"] = torch_rec.median_ms
             r.extra["ratio_to_pytorch"] = r.median_ms / torch_rec.median_ms
     return records
@@ -106,7 +107,7 @@ def _run_worker(bundle_dir: Path, component: str, engine: str, runs: int, warmup
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise DeviceError(f"profiling {component} ({engine}) did not finish in {WORKER_TIMEOUT_S} s") from None
-    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise DeviceError(f"profiling {component} ({engine}) failed: {tail}")
@@ -132,6 +133,7 @@ def _worker(args: argparse.Namespace) -> ProfileRecord:
     manifest = Manifest.read(bundle_dir, verify_checksums=False)  # the parent checked them before starting us
     recipe = load_recipe(bundle_dir / "recipe.toml")
     start = time.perf_counter()
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     if args.engine == "pytorch":
         import torch
 
@@ -143,7 +145,7 @@ def _worker(args: argparse.Namespace) -> ProfileRecord:
         plan = resolve(recipe)
         component = next(c for c in plan.components if c.name == args.component)
         inputs = component.example_inputs(1)
-        run, version, backend_name = component.run_torch, torch.__version__, "pytorch"
+        run, version, backend_name = component.run_torch, str(torch.__version__), "pytorch"
         threads = torch.get_num_threads()
     else:
         backend = get_backend(manifest.backend)

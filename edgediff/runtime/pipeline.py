@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgediff.errors import ModelLoadError
 from edgediff.contract import Manifest, restore_nonfinite
+from edgediff.errors import ModelLoadError
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
 from edgediff.runtime.sessions import Session, SessionOptions, open_component
 from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens

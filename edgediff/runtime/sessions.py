@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgediff.errors import BackendUnavailable, ModelLoadError, UnsupportedError
 from edgediff.contract import Artifact, BackendName, Manifest, TensorSpec
+from edgediff.errors import BackendUnavailable, ModelLoadError, UnsupportedError
 
 ORT_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -119,7 +119,7 @@ class OnnxRuntimeSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         chosen = _select(feeds, self.inputs, "onnxruntime session")
-        cast = {}
+        cast: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             dtype = self._types.get(spec.name) or numpy_dtype(spec.dtype)
             cast[spec.name] = np.ascontiguousarray(chosen[spec.name], dtype=dtype)
@@ -195,7 +195,8 @@ class CoreMLSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         chosen = _select(feeds, self.inputs, "Core ML session")
-        cast = {t.name: np.ascontiguousarray(chosen[t.name], dtype=numpy_dtype(t.dtype)) for t in self.inputs}
+        cast: dict[str, np.ndarray] = {t.name: np.ascontiguousarray(chosen[t.name], dtype=numpy_dtype(t.dtype))
+                                       for t in self.inputs}
         result = self._model.predict(cast)
         return {t.name: _as_float32(np.asarray(result[t.name])) for t in self.outputs}
 

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgediff.contract import PLAN_MODES as MODES
 from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan
 from edgediff.errors import RecipeError
 from edgediff.recipe import build_section

@@ -30,8 +30,14 @@ import torch.nn.functional as F
 from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.slim import prune
 from edgediff.slim.prune import Layout, PruneSpec
-from edgediff.slim.training import (LoopResult, LoopSettings, StudentTrainingSettings, reduce_mean, run_loop,
-                                    step_generator)
+from edgediff.slim.training import (
+    LoopResult,
+    LoopSettings,
+    StudentTrainingSettings,
+    reduce_mean,
+    run_loop,
+    step_generator,
+)
 
 
 @dataclass

@@ -11,10 +11,9 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -22,8 +21,6 @@ from edgediff.errors import ModelLoadError
 from edgediff.shapes import dataset
 from edgediff.train import architecture as arch_mod
 from edgediff.train.settings import STAGE_NAMES, DiffusionTrainSettings, TrainSettings, VAETrainSettings  # noqa: F401
-
-
 
 
 def _log(run_dir: Path, message: str) -> None:
@@ -70,9 +67,8 @@ def stage_judge(s: TrainSettings) -> None:
 
 
 def stage_vae(s: TrainSettings) -> None:
-    from tqdm import tqdm
-
     from diffusers import AutoencoderKL
+    from tqdm import tqdm
 
     final = s.run_dir / "vae"
     if (final / "config.json").is_file():
@@ -147,9 +143,8 @@ def stage_decoder(s: TrainSettings) -> None:
     sharpens decoded images (small stars and triangles especially) without invalidating anything else;
     it can run before, after or alongside the diffusion stage.
     """
-    from tqdm import tqdm
-
     from diffusers import AutoencoderKL
+    from tqdm import tqdm
 
     done = s.run_dir / "decoder_stats.json"
     if done.is_file():
@@ -213,9 +208,8 @@ def stage_decoder(s: TrainSettings) -> None:
 
 
 def stage_latents(s: TrainSettings) -> None:
-    from tqdm import tqdm
-
     from diffusers import AutoencoderKL
+    from tqdm import tqdm
 
     out = s.run_dir / "latents.pt"
     if out.is_file():
@@ -248,9 +242,8 @@ def _tokenizer():
 
 
 def stage_diffusion(s: TrainSettings) -> None:
-    from tqdm import tqdm
-
     from diffusers import AutoencoderKL, DDPMScheduler
+    from tqdm import tqdm
 
     final = s.run_dir / "diffusion_done.json"
     if final.is_file():

@@ -15,7 +15,14 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    INT, NUM, ensure_not_cut, fail, full_match, rescale, strip_level, strip_logcat,
+    INT,
+    NUM,
+    ensure_not_cut,
+    fail,
+    full_match,
+    rescale,
+    strip_level,
+    strip_logcat,
 )
 from edgediff.profile.record import OpTime, ProfileRecord
 

@@ -8,7 +8,14 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    INT, NUM, ensure_not_cut, fail, full_match, load_json_records, rescale, strip_trt,
+    INT,
+    NUM,
+    ensure_not_cut,
+    fail,
+    full_match,
+    load_json_records,
+    rescale,
+    strip_trt,
 )
 from edgediff.profile.record import OpTime, ProfileRecord
 

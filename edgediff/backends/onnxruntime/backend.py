@@ -17,10 +17,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
-from edgediff.runtime.sessions import SessionOptions
 from edgediff.errors import BackendUnavailable, UnsupportedError
 from edgediff.model.components import Component
 from edgediff.profile.record import OpTime
+from edgediff.runtime.sessions import SessionOptions
 
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot hold more than 2 GB in one file
 
@@ -30,7 +30,7 @@ class OnnxRuntimeOptions:
     opset: int = 18
     threads: int = 0  # 0 = ORT's default (all physical cores)
     optimization_level: str = "all"  # "disable", "basic", "extended", "all"
-    fuse: bool = True  # apply edgediff's graph rewrites (see edgediff.backends.onnx_graph)
+    fuse: bool = True  # apply edgediff's graph rewrites (see edgediff.backends.onnxruntime.graph)
     contrib_ops: bool = True  # allow ORT-only fused ops (MultiHeadAttention); false = portable ONNX (TensorRT)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
                 f"the onnxruntime backend cannot export component '{component.name}': {first} "
                 "(run with --debug for the exporter's trace)"
             ) from exc
-        from edgediff.backends import onnx_graph
+        from edgediff.backends.onnxruntime import graph as onnx_graph
 
         graph_meta: dict[str, Any] = {}
         if options.fuse:
@@ -89,8 +89,8 @@ class OnnxRuntimeBackend(Backend):
         int8: dict[str, Any] = {}
         if precision == "fp16":
             model = onnx_graph.to_fp16(model)
-        elif precision == "int8":  # static QDQ from the quantize step's plan (edgediff.backends.onnxruntime_int8)
-            from edgediff.backends.onnxruntime_int8 import quantize_int8
+        elif precision == "int8":  # static QDQ from the quantize step's plan (edgediff.backends.onnxruntime.int8)
+            from edgediff.backends.onnxruntime.int8 import quantize_int8
 
             model, int8 = quantize_int8(model, component, out_dir)
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)

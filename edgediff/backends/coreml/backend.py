@@ -3,8 +3,8 @@ own Stable Diffusion converter: split-einsum attention, a UNet chunked into weig
 palettized weights, and optionally the exact resource layout Apple's Swift pipeline loads.
 
 Per component, `lower`:
-1. rebuilds the module's attention in the chosen form (edgediff.backends.coreml_attention; shares weights),
-2. wraps it for Apple's Swift I/O when `swift_layout` is on (edgediff.backends.coreml_swift),
+1. rebuilds the module's attention in the chosen form (edgediff.backends.coreml.attention; shares weights),
+2. wraps it for Apple's Swift I/O when `swift_layout` is on (edgediff.backends.coreml.swift),
 3. splits a UNet above `chunk_threshold_mb` into weight-balanced chunks (edgediff.model.split),
 4. checks in PyTorch that exactly what coremltools receives reproduces the original component,
 5. exports each piece with torch.export, converts it (fp16 compute by default), compresses its weights
@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import gc
 import json
-import logging
 import platform
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,9 +29,36 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.backends.coreml import attention as coreml_attention
+from edgediff.backends.coreml import swift as coreml_swift
+from edgediff.backends.coreml.attention import ATTENTION_FORMS
+from edgediff.backends.coreml.package_info import (
+    _coremltools,
+    _quiet_coremltools,
+    _same_specs,
+    _specs_text,
+    _weight_base,
+    inspect_package,
+    read_package_io,
+)
+from edgediff.backends.coreml.pieces import (
+    _ContextToSequence,
+    _drop_aliases,
+    _first_line,
+    _HeadCounter,
+    _keep_float_map,
+    _package_feed,
+    _package_specs,
+    _Piece,
+    _RenameOutputs,
+    _torch_feed,
+)
+from edgediff.contract import TensorSpec
+from edgediff.errors import ParityError, RecipeError, UnsupportedError
+from edgediff.model.components import Component
+from edgediff.model.split import run_chunks, split_unet
 from edgediff.runtime.sessions import SessionOptions
-from edgediff.errors import BackendUnavailable, ModelLoadError, ParityError, RecipeError, UnsupportedError
-from edgediff.model.components import Component, TensorSpec
+from edgediff.verify import compare
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)
@@ -71,41 +95,6 @@ class CoreMLOptions:
     check_torch: bool = True  # verify the rewritten/chunked PyTorch modules against the original first
 
 
-@contextlib.contextmanager
-def _quiet_coremltools():
-    """coremltools logs warnings on import on Linux (no native runtime, untested torch); keep the CLI readable."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _coremltools():
-    try:
-        with _quiet_coremltools():
-            import coremltools as ct
-    except ImportError as exc:
-        raise BackendUnavailable(f"the coreml backend needs coremltools: pip install 'edgediff[coreml]' ({exc})") from None
-    return ct
-
-
-@dataclass
-class _Piece:
-    """One package to write: a module, how to call it, and its I/O as stored in the package."""
-
-    stem: str
-    module: Any
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    example: dict[str, Any]  # torch tensors by input name
-    keyword: bool = False  # chunk modules take keyword tensors
-    stages: tuple[str, ...] = ()
-    weight_bytes: int = 0
-
-
 @register
 class CoreMLBackend(Backend):
     name = "coreml"
@@ -132,7 +121,6 @@ class CoreMLBackend(Backend):
         """`plan`: an int8 plan (anything with `keep_float`, e.g. the litert QuantPlan the int8 slim step builds);
         its patterns must each match a layer of this component. Recipe-wide `options.keep_float` patterns that
         match nothing here are recorded, not errors (they may name another component's layers)."""
-        from edgediff.backends import coreml_attention, coreml_swift
 
         target = self._validate(options, precision)
         out_dir = Path(out_dir)
@@ -204,8 +192,6 @@ class CoreMLBackend(Backend):
         return Artifact(component.name, index, package_inputs, artifacts[-1].outputs, chunks=artifacts, meta=meta)
 
     def _validate(self, options: CoreMLOptions, precision: str):
-        from edgediff.backends.coreml_attention import ATTENTION_FORMS
-
         ct = _coremltools()
         target = getattr(ct.target, options.minimum_deployment_target, None)
         if target is None:
@@ -260,8 +246,6 @@ class CoreMLBackend(Backend):
         """Split the (rewritten) UNet into weight-balanced chunks and record each chunk's real I/O shapes."""
         import torch
 
-        from edgediff.backends import coreml_swift
-        from edgediff.model.split import run_chunks, split_unet
 
         unet = getattr(work.module, "unet", None)
         if unet is None:
@@ -303,7 +287,6 @@ class CoreMLBackend(Backend):
         Swift wrappers are all checked here, in PyTorch, on the same seeded inputs."""
         import torch
 
-        from edgediff.verify import compare
 
         reference = component.run_torch(example)
         if candidate is None:  # a single piece: run it
@@ -516,7 +499,6 @@ class CoreMLBackend(Backend):
         and check the layout against Apple's Swift conventions. Returns the manifest's `swift` section."""
         if not options.swift_layout:
             return None
-        from edgediff.backends import coreml_swift
 
         packages = {name: [bundle_dir / p.path.name for p in (a.chunks or [a])] for name, a in artifacts.items()}
         section = coreml_swift.finalize(bundle_dir, packages, tokenizer_dir,
@@ -526,311 +508,3 @@ class CoreMLBackend(Backend):
         section["status"] = "passed" if all(c["passed"] for c in checks) else "failed"
         (bundle_dir / coreml_swift.LAYOUT_NOTE).write_text(json.dumps(section, indent=2) + "\n")
         return section
-
-
-# ---- program inspection (no weights loaded) ---------------------------------------------------------------------
-
-_MIL_BITS = {"BOOL": 8, "FLOAT16": 16, "BFLOAT16": 16, "FLOAT32": 32, "FLOAT64": 64, "INT8": 8, "INT16": 16,
-             "INT32": 32, "INT64": 64, "INT4": 4, "UINT8": 8, "UINT16": 16, "UINT32": 32, "UINT64": 64,
-             "UINT4": 4, "UINT2": 2, "UINT1": 1, "UINT6": 6, "UINT3": 3, "FLOAT8E4M3FN": 8, "FLOAT8E5M2": 8}
-_ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32", "INT8": "int8"}
-
-
-@dataclass
-class PackageInfo:
-    kind: str
-    spec_version: int
-    opset: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    op_counts: Counter
-    op_total: int
-    float_ops: dict[str, int]
-    weight_elements: int  # dense elements of every file-backed weight (compressed ones at their dense size)
-    compressed_elements: int
-    float_const_names: set[str]
-    float_const_elements: dict[str, int]  # file-backed float weights left uncompressed, by name
-    compressed_names: set[str]  # outputs of constexpr (decompression) ops
-    vector_const_names: set[str]  # rank <= 1 float weights (biases, norms): coremltools never compresses them
-    weight_file_bytes: int
-    package_bytes: int
-
-    def summary(self) -> dict[str, Any]:
-        return {"spec_version": self.spec_version, "opset": self.opset, "ops": self.op_total,
-                "op_counts": dict(self.op_counts.most_common()), "float_ops": self.float_ops,
-                "weight_elements": self.weight_elements, "compressed_elements": self.compressed_elements,
-                "weight_file_bytes": self.weight_file_bytes, "package_bytes": self.package_bytes}
-
-
-def _tensor_type(value_type):
-    t = value_type.tensorType
-    dims = [d.constant.size for d in t.dimensions]
-    return t.dataType, dims
-
-
-def inspect_package(path: Path) -> PackageInfo:
-    """Read an .mlpackage's program from its protobuf: ops, dtypes, weights (by size, never by value)."""
-    ct = _coremltools()
-    from coremltools.proto import MIL_pb2
-
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"{path} does not exist: is this a complete Core ML bundle?")
-    spec = ct.utils.load_spec(str(path))
-    inputs, outputs = _feature_specs(spec.description.input), _feature_specs(spec.description.output)
-    kind = spec.WhichOneof("Type")
-    counts: Counter = Counter()
-    float_ops = {"fp16": 0, "fp32": 0}
-    weight_elements = compressed_elements = 0
-    float_const_names: set[str] = set()
-    float_const_elements: dict[str, int] = {}
-    compressed_names: set[str] = set()
-    vector_const_names: set[str] = set()
-    opset = ""
-    if kind == "mlProgram":
-        function = spec.mlProgram.functions["main"]
-        opset = function.opset
-        block = function.block_specializations[opset]
-        consumers: dict[str, list[str]] = {}
-        for op in block.operations:
-            for argument in op.inputs.values():
-                for binding in argument.arguments:
-                    if binding.name:
-                        consumers.setdefault(binding.name, []).append(op.type)
-        dtype_name = MIL_pb2.DataType.Name
-        for op in _all_ops(block):
-            counts[op.type] += 1
-            if op.type == "const":
-                val = op.attributes.get("val")
-                if val is None or not val.HasField("blobFileValue"):
-                    continue
-                out = op.outputs[0]
-                dtype, dims = _tensor_type(out.type)
-                if any(c.startswith("constexpr_") for c in consumers.get(out.name, [])):
-                    continue  # indices / LUT / scales of a compressed weight: counted with their constexpr op
-                elements = int(np.prod(dims)) if dims else 1
-                weight_elements += elements
-                if dtype_name(dtype) in ("FLOAT16", "FLOAT32"):
-                    float_const_names.add(out.name)
-                    float_const_elements[out.name] = elements
-                    if len(dims) <= 1:
-                        vector_const_names.add(out.name)
-            elif op.type.startswith("constexpr_"):
-                _, dims = _tensor_type(op.outputs[0].type)
-                elements = int(np.prod(dims)) if dims else 1
-                weight_elements += elements
-                compressed_elements += elements
-                compressed_names.add(op.outputs[0].name)
-            else:
-                for out in op.outputs:
-                    if out.type.WhichOneof("type") == "tensorType":
-                        name = dtype_name(out.type.tensorType.dataType)
-                        if name == "FLOAT16":
-                            float_ops["fp16"] += 1
-                        elif name == "FLOAT32":
-                            float_ops["fp32"] += 1
-    weights_dir = path / "Data" / "com.apple.CoreML" / "weights"
-    weight_bytes = sum(f.stat().st_size for f in weights_dir.rglob("*") if f.is_file()) if weights_dir.exists() else 0
-    package_bytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    op_total = sum(v for k, v in counts.items() if k != "const")
-    return PackageInfo(kind or "", spec.specificationVersion, opset, inputs, outputs, counts, op_total, float_ops,
-                       weight_elements, compressed_elements, float_const_names, float_const_elements,
-                       compressed_names, vector_const_names, weight_bytes, package_bytes)
-
-
-def _all_ops(block):
-    for op in block.operations:
-        yield op
-        for inner in op.blocks:
-            yield from _all_ops(inner)
-
-
-def _feature_specs(features) -> list[TensorSpec]:
-    from coremltools.proto import FeatureTypes_pb2
-
-    name_of = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name
-    specs = []
-    for f in features:
-        if f.type.WhichOneof("Type") != "multiArrayType":
-            specs.append(TensorSpec(f.name, (), f.type.WhichOneof("Type") or "unknown"))
-            continue
-        array = f.type.multiArrayType
-        specs.append(TensorSpec(f.name, tuple(int(d) for d in array.shape),
-                                _ARRAY_DTYPES.get(name_of(array.dataType), name_of(array.dataType).lower())))
-    return specs
-
-
-def read_package_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of a saved .mlpackage (or compiled .mlmodelc is not readable here: packages only)."""
-    ct = _coremltools()
-    spec = ct.utils.load_spec(str(path))
-    return _feature_specs(spec.description.input), _feature_specs(spec.description.output)
-
-
-def _weight_base(name: str) -> str:
-    return name[: -len("_to_fp16")] if name.endswith("_to_fp16") else name
-
-
-def _same_specs(found: list[TensorSpec], expected) -> bool:
-    return [(s.name, tuple(s.shape), s.dtype) for s in found] == [(s.name, tuple(s.shape), s.dtype) for s in expected]
-
-
-def _specs_text(specs) -> str:
-    return "; ".join(f"{s.name} {s.dtype} {list(s.shape)}" for s in specs)
-
-
-# ---- I/O helpers -------------------------------------------------------------------------------------------------
-
-
-def _package_specs(specs) -> tuple[TensorSpec, ...]:
-    """Core ML multi-arrays hold float16/32 and int32: int64 inputs (token ids) become int32."""
-    return tuple(TensorSpec(s.name, s.shape, "int32" if s.dtype.startswith("int") else "float32") for s in specs)
-
-
-def _package_feed(values: Mapping[str, np.ndarray], specs) -> dict[str, np.ndarray]:
-    return {s.name: np.asarray(values[s.name]).astype(p.dtype) for s, p in zip(specs, _package_specs(specs))}
-
-
-def _torch_feed(feed: Mapping[str, np.ndarray], specs) -> dict[str, Any]:
-    import torch
-
-    return {s.name: torch.from_numpy(np.ascontiguousarray(feed[s.name])) for s in specs}
-
-
-def _keep_float_map(component: Component, pieces: list[_Piece], patterns: list[str], strict: list[str]
-                    ) -> tuple[dict[str, set[str]], list[str]]:
-    """MIL const names (per package) of the weights to keep in float, and the recipe patterns that matched nothing.
-
-    A pattern is an fnmatch glob over PyTorch module paths of the component, also matching after a wrapper prefix
-    (`conv_in` finds `unet.conv_in`; same rule as the litert backend), optionally prefixed `component:` to apply to
-    one component only; `re:<regex>` is matched against Core ML weight names (`p_<module path with _>_weight`).
-    `strict` patterns (from an int8 plan, or prefixed with this component's name) must match, or RecipeError.
-    """
-    import re
-
-    mine = lambda p: p.split(":", 1)[1] if ":" in p and not p.startswith("re:") else p  # noqa: E731
-    applies = lambda p: p.startswith("re:") or ":" not in p or p.split(":", 1)[0] == component.name  # noqa: E731
-    prefixed = [mine(p) for p in patterns if applies(p) and ":" in p and not p.startswith("re:")]
-    strict = [mine(p) for p in strict] + prefixed
-    own = list(dict.fromkeys([mine(p) for p in patterns if applies(p)] + strict))
-    if not own:
-        return {}, []
-    original = {}
-    for name, param in component.module.named_parameters():
-        original.setdefault(param.data_ptr(), name)
-    source_of = lambda param: getattr(param, "_edgediff_source", param)  # noqa: E731  (rewritten weights)
-    matched: set[str] = set()
-    kept: dict[str, set[str]] = {}
-    for piece in pieces:
-        for export_name, param in piece.module.named_parameters():
-            base = "p_" + export_name.replace(".", "_")
-            source = original.get(source_of(param).data_ptr())
-            module_name = source.rsplit(".", 1)[0] if source else ""
-            for pattern in own:
-                if pattern.startswith("re:"):
-                    hit = re.search(pattern[3:], base) is not None
-                else:
-                    hit = bool(module_name) and (fnmatch.fnmatchcase(module_name, pattern)
-                                                 or fnmatch.fnmatchcase(module_name, "*." + pattern)
-                                                 or module_name.startswith(pattern + ".")
-                                                 or f".{pattern}." in f".{module_name}.")
-                if hit:
-                    kept.setdefault(piece.stem, set()).update({base, base + "_to_fp16"})
-                    matched.add(pattern)
-    missing_strict = [p for p in strict if p not in matched]
-    if missing_strict:
-        names = [n.rsplit(".", 1)[0] for n, _ in component.module.named_parameters()][:4]
-        raise RecipeError(f"keep_float pattern(s) {', '.join(missing_strict)} match no layer of {component.name} "
-                          f"(module paths look like {', '.join(names)}, ...)")
-    return kept, [p for p in own if p not in matched]
-
-
-class _HeadCounter:
-    """Counts, while PyTorch runs, the softmaxes split-einsum attention performs (heads x query chunks per call).
-
-    Counting traced calls rather than modules matters: a VAE encoder component holds the decoder's attention too,
-    but only runs its own."""
-
-    def __init__(self, module):
-        from edgediff.backends.coreml_attention import _ane_modules
-
-        ane = _ane_modules().AneAttention
-        self.modules = [m for m in module.modules() if isinstance(m, ane)]
-        self.handles: list = []
-        self.calls = 0
-        self.softmax = 0
-
-    def _hook(self, module, args, output):
-        queries = args[0].shape[3]
-        chunk = module.query_chunk
-        pieces = -(-queries // chunk) if chunk and queries > chunk else 1
-        self.calls += 1
-        self.softmax += module.heads * pieces
-
-    def __enter__(self):
-        self.handles = [m.register_forward_hook(self._hook) for m in self.modules]
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
-
-
-def _drop_aliases(program) -> None:
-    """aten.alias is an identity (transformers' CLIP emits it); coremltools has no converter for it."""
-    import torch
-
-    graph = program.graph_module.graph
-    aliases = [n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.aten.alias.default]
-    for node in aliases:
-        node.replace_all_uses_with(node.args[0])
-        graph.erase_node(node)
-    if aliases:
-        program.graph_module.recompile()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-class _ContextToSequence:
-    @staticmethod
-    def wrap(module):
-        """A chunk that takes Swift's [B, D, 1, S] context but runs original attention on [B, S, D]."""
-        from torch import nn
-
-        class Wrapped(nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-                self.output_names = getattr(inner, "output_names", ())
-
-            def forward(self, **inputs):
-                if "encoder_hidden_states" in inputs:
-                    inputs["encoder_hidden_states"] = inputs["encoder_hidden_states"].squeeze(2).transpose(1, 2)
-                return self.inner(**inputs)
-
-        return Wrapped(module)
-
-
-class _RenameOutputs:
-    @staticmethod
-    def wrap(module, names: Mapping[str, str]):
-        """The last chunk's output under the component's (or Swift's) output name."""
-        from torch import nn
-
-        if all(k == v for k, v in names.items()):
-            return module
-
-        class Wrapped(nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, **inputs):
-                out = self.inner(**inputs)
-                return {names.get(k, k): v for k, v in out.items()}
-
-        return Wrapped(module)
