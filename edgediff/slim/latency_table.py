@@ -7,7 +7,7 @@ whole components), loaded (`Backend.load`) and timed; the whole UNet is timed th
 how much of the UNet it covers. Timing is interleaved (round-robin over blocks, `rounds` times) so that a
 change of machine load hits every block alike, and each block's figure is the median of all its runs.
 
-A removal's latency saving is the sum of its blocks' figures: a valid removal (see `prune.removal_units`)
+A removal's latency saving is the sum of its blocks' figures: a valid removal (see `edgediff.slim.prune.units.removal_units`)
 leaves every surviving block's input shapes unchanged, so the other blocks cost what they cost before.
 `engine="pytorch"` times the eager modules instead (no lowering): quick, and what the tests use.
 Device targets (adb/ssh/app) are not timed here yet: give them a table measured elsewhere (`--latency-table`).
@@ -39,8 +39,10 @@ import torch
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.profile.host import host_name
 from edgediff.profile.lowered import lowered_runners
-from edgediff.slim import prune
-from edgediff.slim.prune import PruneSpec
+from edgediff.slim.prune.layout import ATTENTION_BLOCK_TYPES, down_layer_counts, plan_layout, up_layer_counts
+from edgediff.slim.prune.spec import PruneSpec
+from edgediff.slim.prune.surgery import prune_unet
+from edgediff.slim.prune.units import removal_units
 from edgediff.targets import load_target
 
 TABLE_FORMAT = "edgediff-latency-table/1"
@@ -136,14 +138,14 @@ def removed_modules(config: Any, spec: PruneSpec) -> list[str]:
         raise UnsupportedError("block figures cannot price drop_inner_stages (its samplers and glue are in no block); "
                                "measure the table with method='ablation'")
     cfg = dict(config)
-    layout = prune.plan_layout(cfg, spec)
+    layout = plan_layout(cfg, spec)
     names: list[str] = []
-    down_counts, up_counts = prune.down_layer_counts(cfg), prune.up_layer_counts(cfg)
+    down_counts, up_counts = down_layer_counts(cfg), up_layer_counts(cfg)
     for kind, plans, counts, types in (("down_blocks", layout.down, down_counts, cfg["down_block_types"]),
                                        ("up_blocks", layout.up, up_counts, cfg["up_block_types"])):
         for plan in plans:
             i = plan.teacher_index
-            has_attention = types[i] in prune.ATTENTION_BLOCK_TYPES
+            has_attention = types[i] in ATTENTION_BLOCK_TYPES
             for d in range(counts[i]):
                 if d not in plan.resnets:
                     names.append(f"{kind}.{i}.resnets.{d}")
@@ -272,9 +274,9 @@ def measure_table(unet: Any, example_args: tuple, target: str = "host-cpu", engi
                 ("hidden_states", "temb", "encoder_hidden_states")[: len(inputs[name])])
             items[name] = (_BlockCall(all_modules[name], kind).eval(), inputs[name], input_names)
     else:
-        units = prune.removal_units(dict(unet.config)) if units is None else units
+        units = removal_units(dict(unet.config)) if units is None else units
         for unit in units:
-            items[unit_key(unit)] = (_WholeUNet(prune.prune_unet(unet, unit).eval()).eval(), example_args, UNET_INPUTS)
+            items[unit_key(unit)] = (_WholeUNet(prune_unet(unet, unit).eval()).eval(), example_args, UNET_INPUTS)
     items["__unet__"] = (_WholeUNet(unet).eval(), example_args, UNET_INPUTS)
 
     runners: dict[str, Callable[[], Any]] = {}

@@ -16,8 +16,8 @@ from edgediff.errors import RecipeError
 SlimFn = Callable[[Any, list, dict], list]
 
 STEP_FUNCTIONS = {
-    "prune": "edgediff.slim.prune:prune_slim_step",
-    "distill": "edgediff.slim.distill:distill_slim_step",
+    "prune": "edgediff.slim.prune.recipe_step:prune_slim_step",
+    "distill": "edgediff.slim.distill.recipe_step:distill_slim_step",
     "quantize": "edgediff.slim.quantize:quantize_slim_step",
 }
 

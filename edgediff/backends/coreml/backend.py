@@ -28,9 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+import edgediff.backends.coreml.attention as coreml_attention
+import edgediff.backends.coreml.swift as coreml_swift
 from edgediff.backends.base import Artifact, Backend, register
-from edgediff.backends.coreml import attention as coreml_attention
-from edgediff.backends.coreml import swift as coreml_swift
 from edgediff.backends.coreml.attention import ATTENTION_FORMS
 from edgediff.backends.coreml.package_info import (
     _coremltools,

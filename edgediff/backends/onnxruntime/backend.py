@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
                 f"the onnxruntime backend cannot export component '{component.name}': {first} "
                 "(run with --debug for the exporter's trace)"
             ) from exc
-        from edgediff.backends.onnxruntime import graph as onnx_graph
+        import edgediff.backends.onnxruntime.graph as onnx_graph
 
         graph_meta: dict[str, Any] = {}
         if options.fuse:

@@ -1,0 +1,113 @@
+"""diffusers' constructor defaults per scheduler class, the CLI's short names, and config resolution.
+
+Separate from the math: this is the one place that says which classes exist and what a config means
+before any table is built (`edgediff generate` checks `--scheduler` with it before loading a bundle).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from edgediff.errors import UnsupportedError
+
+# diffusers' constructor defaults per class: a config overrides these key by key (like `from_config`).
+_COMMON = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "trained_betas": None,
+    "prediction_type": "epsilon",
+    "steps_offset": 0,
+    "rescale_betas_zero_snr": False,
+}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "DDIMScheduler": {
+        **_COMMON,
+        "clip_sample": True,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "timestep_spacing": "leading",
+    },
+    "EulerDiscreteScheduler": {
+        **_COMMON,
+        "interpolation_type": "linear",
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "sigma_min": None,
+        "sigma_max": None,
+        "timestep_spacing": "linspace",
+        "timestep_type": "discrete",
+        "final_sigmas_type": "zero",
+    },
+    "DPMSolverMultistepScheduler": {
+        **_COMMON,
+        "solver_order": 2,
+        "thresholding": False,
+        "algorithm_type": "dpmsolver++",
+        "solver_type": "midpoint",
+        "lower_order_final": True,
+        "euler_at_final": False,
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "use_lu_lambdas": False,
+        "use_flow_sigmas": False,
+        "final_sigmas_type": "zero",
+        "lambda_min_clipped": -math.inf,
+        "variance_type": None,
+        "timestep_spacing": "linspace",
+        "sigma_min": None,
+        "sigma_max": None,
+        "use_dynamic_shifting": False,
+    },
+    "LCMScheduler": {
+        **_COMMON,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "original_inference_steps": 50,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "timestep_spacing": "leading",
+        "timestep_scaling": 10.0,
+    },
+    "PNDMScheduler": {
+        **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
+        "skip_prk_steps": False,
+        "set_alpha_to_one": False,
+        "timestep_spacing": "leading",
+    },
+}
+# Short names for the CLI (`edgediff generate --scheduler euler`).
+ALIASES = {
+    "ddim": "DDIMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "dpm++2m": "DPMSolverMultistepScheduler",
+    "dpmsolver++": "DPMSolverMultistepScheduler",
+    "lcm": "LCMScheduler",
+    "pndm": "PNDMScheduler",
+}
+
+
+def resolve_class_name(name: str) -> str:
+    """Accept a diffusers class name or a short alias; raise a teaching error otherwise."""
+    if name in DEFAULTS:
+        return name
+    if name.lower() in ALIASES:
+        return ALIASES[name.lower()]
+    known = ", ".join(sorted(DEFAULTS) + sorted(ALIASES))
+    raise UnsupportedError(f"scheduler {name!r} is not supported by the numpy runtime; use one of: {known}")
+
+
+def _resolved_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    cfg = dict(DEFAULTS[class_name])
+    for key, value in config.items():
+        if key in cfg:
+            cfg[key] = value
+    return cfg
