@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from edgediff.errors import EdgediffError
+from edgediff.quiet import silence_library_noise
 
 COMMAND_MODULES = [
     "edgediff.commands.convert",
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" not in argv:
+        silence_library_noise()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -298,3 +298,21 @@ def test_identical_outputs_write_null_psnr_with_reason():
     assert math.isinf(metrics.psnr_db)
     record = strict_json_value({"verify": metrics.to_dict()})
     assert record["verify"]["psnr_db"] is None and "identical" in record["verify"]["psnr_db_reason"]
+
+
+@pytest.mark.slow
+def test_pip_install_without_extras_in_a_fresh_venv_has_no_torch_and_generates(bundle, tmp_path):
+    """`pip install .` into a fresh venv (downloads numpy, onnxruntime, tokenizers, pillow, tqdm from the index)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = venv / "bin" / "pip"
+    done = subprocess.run([str(pip), "install", "-q", str(ROOT)], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    listed = subprocess.run([str(pip), "list"], capture_output=True, text=True, timeout=300).stdout.lower()
+    assert "torch" not in listed and "diffusers" not in listed
+    out = tmp_path / "image.png"
+    done = subprocess.run([str(venv / "bin" / "edgediff"), "generate", str(bundle), "--prompt", "a red circle",
+                           "--steps", "2", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.stat().st_size > 0
