@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -270,3 +271,34 @@ def test_shipped_four_step_student_records_its_sampler() -> None:
     assert pipe.unet.config.time_cond_proj_dim == defaults["guidance_embedding"]["dim"] == 256
     row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
     torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([4.0]), 256)[0])
+
+
+def test_distillation_trains_on_a_folder_of_the_users_images(teacher: Path, tmp_path: Path) -> None:
+    """The training data interface: a folder with metadata.jsonl instead of the shapes task."""
+    from PIL import Image
+
+    from edgediff.errors import ModelLoadError
+    from edgediff.slim.data import ImageFolderData, training_data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        lines.append(json.dumps({"file_name": f"img{i}.png", "text": f"a photo number {i}"}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = training_data(str(folder), seed=0, size=64)
+    images, captions = data.batch(0, 3)
+    assert images.shape == (3, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    assert captions == ["a photo number 0", "a photo number 1", "a photo number 2"]
+
+    settings = D.DistillSettings(teacher=teacher, output=tmp_path / "student", run_dir=tmp_path / "run", max_steps=2,
+                                 batch_size=2, cache_size=8, checkpoint_every=2, guidance=6.0,
+                                 guidance_embedding_dim=64, cpu=True, data=str(folder))
+    assert D.distill(settings).loop.final_step == 2
+    assert list((tmp_path / "run").glob(f"latents_{data.name}_8.pt"))  # the user's images were encoded
+
+    (folder / "metadata.jsonl").write_text(json.dumps({"file_name": "../outside.png", "text": "x"}) + "\n")
+    with pytest.raises(ModelLoadError, match="outside"):
+        ImageFolderData(folder, 64)

@@ -51,7 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--denoise-weight", type=float, default=0.1, help="step: weight of the plain denoising loss")
     p.add_argument("--rollout-fraction", type=float, default=0.0,
                    help="step: share of batches trained on the student's own earlier steps from pure noise")
-    p.add_argument("--cache-size", type=int, default=4096, help="shapes samples encoded once and drawn from")
+    p.add_argument("--data", default="", metavar="FOLDER",
+                   help="your own training images: a folder with metadata.jsonl ({\"file_name\", \"text\"} per line); "
+                        "default: the shapes task the default model was trained on")
+    p.add_argument("--cache-size", type=int, default=4096, help="training samples encoded once and drawn from")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is visible")
     p.set_defaults(func=run)
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
         checkpoint_every=args.checkpoint_every, ode_steps=args.ode_steps, ema_decay=args.ema_decay,
         lora_rank=args.lora_rank, teacher_steps=args.teacher_steps, guided_fraction=args.guided_fraction,
-        denoise_weight=args.denoise_weight, rollout_fraction=args.rollout_fraction, cache_size=args.cache_size, log_every=args.log_every,
+        denoise_weight=args.denoise_weight, rollout_fraction=args.rollout_fraction, cache_size=args.cache_size, data=args.data, log_every=args.log_every,
         cpu=True if args.cpu else None, max_minutes=args.max_minutes,
     )
     result = distill(settings)

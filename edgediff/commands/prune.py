@@ -80,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--lambda-kd-feat", type=float, default=1.0, help="recover: weight of feature distillation")
     train.add_argument("--subnet-prob", type=float, default=0.5, help="robust: share of steps run as a random sub-network")
     train.add_argument("--unit-prob", type=float, default=0.3, help="robust: chance each removable unit is skipped")
-    train.add_argument("--cache-size", type=int, default=4096, help="shapes samples encoded once and drawn from")
+    train.add_argument("--data", default="", metavar="FOLDER",
+                       help="your own training images: a folder with metadata.jsonl; default: the shapes task")
+    train.add_argument("--cache-size", type=int, default=4096, help="training samples encoded once and drawn from")
     train.add_argument("--checkpoint-every", type=int, default=200)
     train.add_argument("--log-every", type=int, default=10)
     train.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is visible")
@@ -126,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         teacher=_pipeline_folder(args.model), output=args.output,
         run_dir=args.run_dir or Path("runs") / "prune" / args.output.name, max_steps=args.max_steps,
         batch_size=args.batch_size, lambda_sd=args.lambda_sd, lambda_kd_output=args.lambda_kd_output,
-        seed=args.seed, cache_size=args.cache_size, checkpoint_every=args.checkpoint_every,
+        seed=args.seed, cache_size=args.cache_size, data=args.data, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, cpu=True if args.cpu else None,
     )
     if args.robust:
@@ -185,7 +187,7 @@ def _search(args: argparse.Namespace) -> int:
             teacher=model, output=args.output, run_dir=args.run_dir or Path("runs") / "prune" / args.output.name,
             spec=result.spec, max_steps=args.max_steps, batch_size=args.batch_size,
             learning_rate=args.lr or 5e-5, lambda_sd=args.lambda_sd, lambda_kd_output=args.lambda_kd_output,
-            lambda_kd_feat=args.lambda_kd_feat, seed=args.seed, cache_size=args.cache_size,
+            lambda_kd_feat=args.lambda_kd_feat, seed=args.seed, cache_size=args.cache_size, data=args.data,
             checkpoint_every=args.checkpoint_every, log_every=args.log_every, cpu=True if args.cpu else None))
         print(f"recovered student: {out.output} ({out.student_parameters:,} UNet parameters); "
               f"trained {out.loop.final_step} steps")

@@ -9,7 +9,8 @@ stage's feature is its last pair's output *before* the downsampler, so a stage t
 when the student keeps it. Captions are replaced by the empty prompt with probability `uncond_prob` so the
 student keeps the unconditional branch classifier-free guidance needs.
 
-Training data is the shapes dataset through the teacher's own VAE (`ShapesLatents`, shared with the step
+Training data is a `TrainingData` source (the shapes task by default, or a folder of the user's images:
+edgediff.slim.data) through the teacher's own VAE (`EncodedLatents`, shared with the step
 distillation), the teacher's text encoder for the prompts. The loop is the shared Accelerate loop
 (`slim.training`): one CPU here, `accelerate launch` with N processes or GPUs elsewhere, resumable.
 The result is a full diffusers pipeline folder (teacher's VAE/text encoder/tokenizer/scheduler, the
@@ -105,7 +106,7 @@ class TrainingContext:
 
     accelerator: Any
     pipe: Any
-    data: Any  # distill.ShapesLatents
+    data: Any  # distill.EncodedLatents
     prompts: Any  # distill.PromptEncoder
     alphas_cumprod: torch.Tensor
     num_train_timesteps: int
@@ -132,16 +133,19 @@ class TrainingContext:
         return x_t, t, text, target
 
 
-def training_context(accelerator: Any, teacher: Path, dataset_seed: int, cache_size: int, cache_dir: Path) -> TrainingContext:
-    from edgediff.slim.distill import PromptEncoder, ShapesLatents, load_teacher
+def training_context(accelerator: Any, teacher: Path, dataset_seed: int, cache_size: int, cache_dir: Path,
+                     data_source: str = "") -> TrainingContext:
+    from edgediff.slim.data import training_data
+    from edgediff.slim.distill import EncodedLatents, PromptEncoder, load_teacher
+    from edgediff.slim.distill.data import cache_file, native_size
 
     pipe = load_teacher(teacher)
     device = accelerator.device
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.to(device).eval().requires_grad_(False)
-    cache = Path(cache_dir) / f"shapes_latents_seed{dataset_seed}_{cache_size}.pt"
+    source = training_data(data_source, dataset_seed, native_size(pipe))
     with accelerator.main_process_first():  # one process encodes, the others read its file
-        data = ShapesLatents(pipe.vae, dataset_seed, cache_size, cache)
+        data = EncodedLatents(pipe.vae, source, cache_size, cache_file(cache_dir, source, cache_size))
     return TrainingContext(
         accelerator=accelerator, pipe=pipe, data=data, prompts=PromptEncoder(pipe.tokenizer, pipe.text_encoder),
         alphas_cumprod=pipe.scheduler.alphas_cumprod.float().clone(),
@@ -230,7 +234,8 @@ def recover(settings: RecoverSettings) -> RecoverResult:
         description="recover (BK-SDM KD)",
     )
     accelerator = make_accelerator(loop)
-    ctx = training_context(accelerator, settings.teacher, settings.dataset_seed, settings.cache_size, settings.run_dir)
+    ctx = training_context(accelerator, settings.teacher, settings.dataset_seed, settings.cache_size, settings.run_dir,
+                           settings.data)
     teacher = ctx.pipe.unet
     student, spec = load_student(settings, teacher)
     student.to(accelerator.device).train().requires_grad_(True)

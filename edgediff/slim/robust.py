@@ -79,7 +79,8 @@ def robust_train(settings: RobustSettings) -> RobustResult:
         description="robust training (random block skipping)",
     )
     accelerator = make_accelerator(loop, find_unused_parameters=True)
-    ctx = training_context(accelerator, settings.teacher, settings.dataset_seed, settings.cache_size, settings.run_dir)
+    ctx = training_context(accelerator, settings.teacher, settings.dataset_seed, settings.cache_size, settings.run_dir,
+                           settings.data)
     reference = ctx.pipe.unet  # frozen original, the KD target
     unet = copy.deepcopy(reference).train().requires_grad_(True)
     config = dict(unet.config)

@@ -28,7 +28,7 @@ _STEP_FILE = "edgediff_step.json"
 
 @dataclass
 class StudentTrainingSettings:
-    """What every teacher -> student run on the shapes data shares (pruning recovery, robust training); each step's
+    """What every teacher -> student run shares (pruning recovery, robust training); each step's
     settings add their own fields and defaults after these."""
 
     teacher: Path  # diffusers pipeline folder
@@ -44,6 +44,7 @@ class StudentTrainingSettings:
     uncond_prob: float = 0.1  # captions dropped, so the student keeps an unconditional branch for CFG
     seed: int = 0
     dataset_seed: int = 0
+    data: str = ""  # "" = the shapes task; else a folder of images with metadata.jsonl (edgediff.slim.data)
     cache_size: int = 4096  # dataset samples encoded once and drawn from
     checkpoint_every: int = 200
     log_every: int = 10

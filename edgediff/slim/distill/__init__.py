@@ -35,7 +35,7 @@ loop, checkpointing and saving) and `recipe_step` (the recipe's `distill` step, 
 
 from edgediff.errors import RecipeError  # tests reach it as distill.RecipeError, as before the split
 from edgediff.slim.distill.consistency import lcm_scheduler_config
-from edgediff.slim.distill.data import PromptEncoder, ShapesLatents
+from edgediff.slim.distill.data import EncodedLatents, PromptEncoder, ShapesLatents
 from edgediff.slim.distill.defaults import read_model_defaults
 from edgediff.slim.distill.maths import (
     boundary_scalings,
@@ -57,7 +57,7 @@ from edgediff.slim.distill.step_distill import (
 from edgediff.slim.distill.teacher import Schedule, load_teacher
 
 __all__ = [
-    "DistillSettings", "LoRALinear", "PromptEncoder", "RecipeError", "Schedule", "ShapesLatents", "add_lora",
+    "DistillSettings", "EncodedLatents", "LoRALinear", "PromptEncoder", "RecipeError", "Schedule", "ShapesLatents", "add_lora",
     "boundary_scalings", "ddim_step", "ddim_x0_target", "distill", "fuse_lora", "guidance_embedding",
     "lcm_scheduler_config", "learning_rate_at", "load_teacher", "make_student_unet", "parameter_digest",
     "read_model_defaults", "settings_from_options", "split_prediction", "step_distill_loss", "step_scheduler_config",

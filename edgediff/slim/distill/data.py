@@ -1,4 +1,5 @@
-"""Training data: shapes-dataset latents through the teacher's VAE (cached), and prompt embeddings.
+"""Training data through the teacher: latents of a `TrainingData` source (edgediff.slim.data: the shapes task or
+a folder of the user's images) through the teacher's VAE (cached), and prompt embeddings.
 
 Separate because pruning's search and recovery training draw from the same data with the same classes.
 """
@@ -11,43 +12,61 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from edgediff.shapes import dataset
+from edgediff.slim.data import ShapesData, TrainingData
 
 
-class ShapesLatents:
-    """(x0 latent, caption) pairs from the deterministic shapes dataset through the teacher's VAE.
+class EncodedLatents:
+    """(x0 latent, caption) pairs: the first `cache_size` samples of `data` through the teacher's VAE.
 
-    The first `cache_size` samples are rendered and encoded once (into `cache_file` when given, so a
-    resumed or second process reuses them); batches are drawn from that cache with replacement."""
+    Encoded once (into `cache_file` when given, so a resumed or second process reuses them); batches are drawn
+    from that cache with replacement."""
 
-    def __init__(self, vae: Any, dataset_seed: int, cache_size: int = 4096, cache_file: Path | None = None):
-        self.dataset = dataset
-        self.seed = dataset_seed
+    def __init__(self, vae: Any, data: TrainingData, cache_size: int = 4096, cache_file: Path | None = None):
+        self.data = data
+        size = min(cache_size, len(data))
         if cache_file is not None and Path(cache_file).is_file():
             saved = torch.load(cache_file, weights_only=True)
-            if saved["seed"] == dataset_seed and len(saved["captions"]) == cache_size:
+            if saved.get("source") == data.name and len(saved["captions"]) == size:
                 self.latents, self.captions = saved["latents"], list(saved["captions"])
                 return
-        self.latents, self.captions = self._encode(vae, cache_size)
+        self.latents, self.captions = self._encode(vae, size)
         if cache_file is not None:
             Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"seed": dataset_seed, "latents": self.latents, "captions": self.captions}, cache_file)
+            torch.save({"source": data.name, "latents": self.latents, "captions": self.captions}, cache_file)
 
     @torch.no_grad()
     def _encode(self, vae: Any, size: int, chunk: int = 64) -> tuple[torch.Tensor, list[str]]:
         device = next(vae.parameters()).device
         scaling = float(vae.config.scaling_factor)
         latents, captions = [], []
-        for start in tqdm(range(0, size, chunk), desc="encoding shapes latents", leave=False):
-            images, specs = self.dataset.batch(self.seed, start, min(chunk, size - start))
-            pixels = torch.from_numpy(self.dataset.to_tensor_range(images)).to(device)
+        for start in tqdm(range(0, size, chunk), desc=f"encoding {self.data.name} latents", leave=False):
+            images, texts = self.data.batch(start, min(chunk, size - start))
+            pixels = torch.from_numpy(images).to(device)
             latents.append(vae.encode(pixels).latent_dist.mean.cpu() * scaling)
-            captions += [spec.caption for spec in specs]
+            captions += texts
         return torch.cat(latents), captions
 
     def batch(self, gen: torch.Generator, size: int, device: torch.device) -> tuple[torch.Tensor, list[str]]:
         idx = torch.randint(0, len(self.captions), (size,), generator=gen)
         return self.latents[idx].to(device), [self.captions[i] for i in idx.tolist()]
+
+
+class ShapesLatents(EncodedLatents):
+    """The shapes task through the teacher's VAE (the default model's training data)."""
+
+    def __init__(self, vae: Any, dataset_seed: int, cache_size: int = 4096, cache_file: Path | None = None):
+        super().__init__(vae, ShapesData(dataset_seed), cache_size, cache_file)
+
+
+def cache_file(run_dir: Path, data: TrainingData, cache_size: int) -> Path:
+    return Path(run_dir) / f"latents_{data.name}_{cache_size}.pt"
+
+
+def native_size(pipe: Any) -> int:
+    """The image size the teacher generates (its UNet's sample size times the VAE's downscale)."""
+    sample = pipe.unet.config.sample_size
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    return int(sample) * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
 
 
 class PromptEncoder:

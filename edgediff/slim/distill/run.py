@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from edgediff.slim.data import training_data
 from edgediff.slim.distill.consistency import consistency_loss, lcm_scheduler_config
-from edgediff.slim.distill.data import PromptEncoder, ShapesLatents
+from edgediff.slim.distill.data import EncodedLatents, PromptEncoder, cache_file, native_size
 from edgediff.slim.distill.defaults import ModelDefaults, model_defaults, write_model_defaults
 from edgediff.slim.distill.models import add_lora, fuse_lora, make_student_unet
 from edgediff.slim.distill.settings import DistillSettings, learning_rate_at
@@ -94,9 +95,10 @@ def distill(settings: DistillSettings) -> DistillResult:
         target.to(device).eval().requires_grad_(False)
         accelerator.register_for_checkpointing(target)
 
-    cache = settings.run_dir / f"shapes_latents_seed{settings.dataset_seed}_{settings.cache_size}.pt"
+    source = training_data(settings.data, settings.dataset_seed, native_size(pipe))
     with accelerator.main_process_first():  # one process encodes, the others load its file
-        data = ShapesLatents(pipe.vae, settings.dataset_seed, settings.cache_size, cache)
+        data = EncodedLatents(pipe.vae, source, settings.cache_size,
+                              cache_file(settings.run_dir, source, settings.cache_size))
     prompts = PromptEncoder(pipe.tokenizer, pipe.text_encoder)
     grid = student_timesteps(teacher_sched_config, settings.steps) if settings.method == "step" else None
 

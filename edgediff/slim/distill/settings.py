@@ -37,6 +37,7 @@ class DistillSettings:
     max_grad_norm: float = 1.0
     seed: int = 0
     dataset_seed: int = 0
+    data: str = ""  # "" = the shapes task; else a folder of images with metadata.jsonl (edgediff.slim.data)
     cache_size: int = 4096  # dataset samples encoded once and drawn from
     checkpoint_every: int = 200
     log_every: int = 10
