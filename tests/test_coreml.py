@@ -400,3 +400,21 @@ def test_coreml_predictions_match_pytorch(swift_bundle, name):
         got = run(inputs)
         for key, value in reference.items():
             assert compare(value, got[key]).psnr_db >= 30.0, (name, key)  # 6-bit / int8 weights: Apple's gate is 35
+
+
+def test_convert_writes_the_swift_layout_from_the_cli(tmp_path):
+    """`edgediff convert --target coreml` with swift_layout = true calls the backend's bundle hook: Resources/ and
+    the manifest's `swift` section come from the command line, not only from the Python API."""
+    from edgediff.cli import main
+    from edgediff.contract import read_strict_json
+    from tests.tiny import write_tiny_pipeline
+
+    folder = write_tiny_pipeline(tmp_path / "tiny")
+    out = tmp_path / "out"
+    assert main(["convert", str(folder), "--target", "coreml", "--output", str(out), "--no-profile",
+                 "--set", "backend.options.swift_layout=true", "--set", "verify.samples=1"]) == 0
+    bundle = out / "coreml"
+    manifest = read_strict_json(bundle / "manifest.json")
+    assert manifest["swift"]["status"] == "passed", manifest["swift"]
+    assert (bundle / "Resources" / "vocab.json").is_file() and (bundle / "Resources" / "merges.txt").is_file()
+    assert (bundle / "swift_layout.json").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgediff import defaults
 from edgediff.errors import RecipeError
 
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / "distill" / output.name
     guidance = args.guidance
     if guidance is None:
-        guidance = float(read_model_defaults(teacher).get("guidance", 7.5))
+        guidance = float(read_model_defaults(teacher).get("guidance", defaults.GUIDANCE))
     if args.no_resume and run_dir.exists():
         import shutil
 

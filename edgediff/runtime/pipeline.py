@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgediff import defaults
 from edgediff.contract import Manifest, restore_nonfinite
 from edgediff.errors import ModelLoadError
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
@@ -137,11 +138,11 @@ class BundlePipeline:
         self.vae_scaling_factor = float(pipe.get("vae_scaling_factor", 0.18215))
         self.vae_shift_factor = float(pipe.get("vae_shift_factor") or 0.0)
         guidance = pipe.get("guidance") or {}
-        self.default_guidance = float(guidance.get("scale", 7.5))
+        self.default_guidance = float(guidance.get("scale", defaults.GUIDANCE))
         sched = manifest.scheduler
         self.scheduler_class = resolve_class_name(sched["class_name"])
         self.scheduler_config = restore_nonfinite(dict(sched.get("config") or {}))  # strict JSON wrote -inf as null
-        self.default_steps = int(sched.get("num_inference_steps") or (sched.get("tables") or {}).get("num_inference_steps") or 25)
+        self.default_steps = int(sched.get("num_inference_steps") or (sched.get("tables") or {}).get("num_inference_steps") or defaults.STEPS)
         self._manifest_tables = sched.get("tables")
         unet_spec = manifest.component("unet")
         sample = unet_spec.input("sample")

@@ -30,7 +30,10 @@ SHAPES_SIZE = 64  # the shapes task renders 64x64 images
 class TrainingData(Protocol):
     """Images (float32 NCHW in [-1, 1]) and captions, addressed by index."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Identifies the data (it keys the latent cache)."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -92,13 +95,13 @@ class ImageFolderData:
 
         images, captions = [], []
         for path, text in self.entries[start:start + count]:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                side = min(image.size)
-                left, top = (image.width - side) // 2, (image.height - side) // 2
-                image = image.crop((left, top, left + side, top + side)).resize((self.size, self.size),
-                                                                                Image.Resampling.BICUBIC)
-                images.append(np.asarray(image))
+            with Image.open(path) as opened:
+                rgb = opened.convert("RGB")
+            side = min(rgb.size)
+            left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+            square = rgb.crop((left, top, left + side, top + side)).resize((self.size, self.size),
+                                                                           Image.Resampling.BICUBIC)
+            images.append(np.asarray(square))
             captions.append(text)
         return shapes.to_tensor_range(np.stack(images)), captions
 

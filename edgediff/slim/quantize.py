@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edgediff import defaults
 from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan
 from edgediff.errors import RecipeError
 from edgediff.recipe import build_section
@@ -119,8 +120,8 @@ def calibration_for(model, components, settings: QuantizeSettings, cache: Path, 
         prompts=list(settings.prompts) or list(model.defaults.get("calibration_prompts", []) if model.defaults
                                                else []) or list(calib.DEFAULT_PROMPTS),
         guidance_scales=list(settings.guidance_scales) or _default_guidance(settings),
-        scheduler=settings.scheduler or (model.scheduler_class or "EulerDiscreteScheduler"),
-        num_inference_steps=settings.num_inference_steps or 25,
+        scheduler=settings.scheduler or (model.scheduler_class or defaults.SCHEDULER),
+        num_inference_steps=settings.num_inference_steps or defaults.STEPS,
         spread=settings.spread, seed=settings.seed, file=settings.calibration_file,
     )
     shapes = {c.name: [s.to_dict() for s in c.inputs] for c in components}
@@ -142,7 +143,7 @@ def calibration_for(model, components, settings: QuantizeSettings, cache: Path, 
 
 
 def _default_guidance(settings: QuantizeSettings) -> list[float]:
-    g = settings.guidance_scale if settings.guidance_scale >= 0 else 7.5
+    g = settings.guidance_scale if settings.guidance_scale >= 0 else defaults.GUIDANCE
     return [g, 1.0] if g > 1.0 else [g]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgediff import defaults
 from edgediff.errors import RecipeError
 from edgediff.model.components import ComponentShapes, build_components, vae_scale_factor
 from edgediff.model.load import load_model
@@ -41,7 +42,7 @@ def settings_from_options(teacher: Path, options: dict[str, Any]) -> DistillSett
     opts.setdefault("output", teacher.parent / f"{teacher.name}-{suffix}")
     opts.setdefault("run_dir", Path("runs") / "distill" / Path(opts["output"]).name)
     if "guidance" not in opts:
-        opts["guidance"] = float(read_model_defaults(teacher).get("guidance", 7.5))
+        opts["guidance"] = float(read_model_defaults(teacher).get("guidance", defaults.GUIDANCE))
     return DistillSettings(teacher=teacher, **opts)
 
 

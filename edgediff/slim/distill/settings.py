@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgediff import defaults
 from edgediff.errors import RecipeError
 
 METHODS = ("consistency", "step")
@@ -25,7 +26,7 @@ class DistillSettings:
     run_dir: Path  # checkpoints and log.jsonl (resumable)
     method: str = "consistency"
     steps: int = 4  # the student's default number of sampling steps (recorded in edgediff.json)
-    guidance: float = 7.5  # the CFG scale recorded as the student's default (and the LoRA's fixed scale)
+    guidance: float = defaults.GUIDANCE  # the CFG scale recorded as the student's default (and the LoRA's fixed scale)
     guidance_min: float = 2.0  # range of CFG scales sampled during training
     guidance_max: float = 9.0
     guidance_embedding_dim: int = 256
