@@ -293,7 +293,12 @@ def load_json(text: str, tool: str, what: str, hint: str) -> object:
 
 def finite(value: object) -> bool:
     """A JSON number that is a measurement: int or float, not bool, not NaN/Infinity."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 @dataclass
