@@ -16,7 +16,7 @@ import re
 import statistics
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Iterator
+from typing import Callable, Iterator
 
 from edgediff.errors import ParseError
 
@@ -142,13 +142,14 @@ def end_of(obj: object) -> tuple[int, str] | None:
 _CUT_TAIL = re.compile(r"\d[.,]?\Z")
 
 
-def ensure_not_cut(text: str, tool: str, labels: tuple[str, ...] = ()) -> None:
+def ensure_not_cut(text: str, tool: str, labels: tuple[str, ...] | Callable[[str], bool] = ()) -> None:
     """A text that stops mid-line right after a digit may have lost the rest of that number (`avg=8680` of
-    `avg=8680.33`): refuse it rather than read a wrong value. With `labels`, only a last line carrying one of them
-    (a figure line) is refused; a cut line of noise is no figure and is left to be skipped."""
+    `avg=8680.33`): refuse it rather than read a wrong value. With `labels` (strings, or a test of the line), only
+    a last line that is a figure line is refused; a cut line of noise is no figure and is left to be skipped."""
     if text and not text.endswith("\n"):
         last = text.split("\n")[-1]
-        if _CUT_TAIL.search(last) and (not labels or any(label in last for label in labels)):
+        figure = labels(last) if callable(labels) else not labels or any(label in last for label in labels)
+        if _CUT_TAIL.search(last) and figure:
             raise fail(tool, "the output stops in the middle of a line that ends in a number, so that number may be "
                        "cut", text.count("\n") + 1, last,
                        "pass the complete output (if it is complete, it only lacks its final newline: add one)")

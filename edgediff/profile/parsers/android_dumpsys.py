@@ -84,19 +84,29 @@ def _row_values(line: str, spans: list[tuple[int, int]], line_no: int, raw: str)
     first = next((i for i, t in enumerate(tokens) if t.group().isdecimal()), len(tokens))
     label = " ".join(t.group() for t in tokens[:first])
     values = tokens[first:]
-    if not label or not values or not all(_DIGITS.fullmatch(t.group()) for t in values):
+    if not label or not values or not all(_DIGITS.fullmatch(t.group()) for t in values) or \
+            any(ch.isdigit() for ch in label):  # no row label has digits: one that does hides a garbled value
         raise fail(TOOL_MEMINFO, "malformed or truncated memory table row", line_no, raw)
     cols = [_column_of(t.end(), spans) for t in values]
     if None not in cols and len(set(cols)) == len(cols):
         return label, [(c, int(t.group())) for c, t in zip(cols, values)]
-    if any(ch.isdigit() for ch in label) or len(values) > len(spans):
+    if len(values) > len(spans):
         raise fail(TOOL_MEMINFO, "memory table row whose values do not line up with the columns", line_no, raw)
     return label, [(i, int(t.group())) for i, t in enumerate(values)]
 
 
+_ROW_SHAPE = re.compile(r"\s+[A-Za-z.][A-Za-z .]{0,40}(?:\s+\d{1,15})+")
+_ENDS_IN_VALUE = re.compile(r"\s\d{1,15}\Z")
+
+
+def _meminfo_figure(line: str) -> bool:
+    """The shape of a table row (`  Native Heap   24482 ...`) or a summary/total line (`Code:   880`)."""
+    return _ROW_SHAPE.fullmatch(line) is not None or (":" in line and _ENDS_IN_VALUE.search(line) is not None)
+
+
 def parse_meminfo(text: str) -> MemInfo:
     text = clean_text(text)
-    ensure_not_cut(text, TOOL_MEMINFO)
+    ensure_not_cut(text, TOOL_MEMINFO, _meminfo_figure)
     out = MemInfo()
     state = "start"
     header: list[str] = []
@@ -203,7 +213,7 @@ _UNAVAILABLE = ("nan", "-nan")
 def parse_thermalservice(text: str) -> ThermalState:
     """Current HAL temperatures and cooling devices; the `Cached temperatures` block (stale values) is skipped."""
     text = clean_text(text)
-    ensure_not_cut(text, TOOL_THERMAL)
+    ensure_not_cut(text, TOOL_THERMAL, ("Temperature{", "CoolingDevice{", "Thermal Status"))
     nums = Numbers(text, TOOL_THERMAL)
     out = ThermalState()
     block: str | None = None

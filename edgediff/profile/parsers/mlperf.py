@@ -33,7 +33,7 @@ class LoadGenSummary:
 
 def parse_summary(text: str) -> LoadGenSummary:
     text = clean_text(text)
-    ensure_not_cut(text, TOOL)
+    ensure_not_cut(text, TOOL, ("(ns)", "QPS", "per second", "latency"))
     nums = Numbers(text, TOOL)
     out = LoadGenSummary()
     mark_end(out, last_line(text))

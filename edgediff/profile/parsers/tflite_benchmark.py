@@ -463,7 +463,7 @@ def run_settings(run: BenchmarkRun) -> dict[str, object]:
     """The settings that produced the numbers, as far as the output tells them."""
     settings: dict[str, object] = {}
     threads = _param(run, "Num threads", "#threads used for CPU inference")
-    if threads is not None:
+    if threads is not None and re.fullmatch(r"-?\d{1,6}", threads.strip()):  # a garbled value is no setting
         settings["num_threads"] = int(threads)
     flags = {"gpu": "Use gpu", "nnapi": "Use nnapi", "xnnpack": "Use xnnpack", "hexagon": "Use Hexagon"}
     used = [d for d, p in flags.items() if _param(run, p) in ("1", "true")]

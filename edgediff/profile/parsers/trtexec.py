@@ -347,8 +347,10 @@ def to_record(log: TrtexecLog, *, component: str, backend: str = "tensorrt", pre
     lat = log.host_latency
     if lat is None or lat.median is None:
         what = "median latency (only trace averages)" if log.trace else "performance summary, so no median latency"
-        raise fail_absent(TOOL, what, end_of(log),
-                          hint="the log looks cut before '=== Performance summary ==='; pass the whole log")
+        hint = ("trtexec printed only averages (TRT 5.x, or a log cut before the summary), and an average is no "
+                "median; pass a whole TRT >= 7 log" if log.trace else
+                "the log looks cut before '=== Performance summary ==='; pass the whole log")
+        raise fail_absent(TOOL, what, end_of(log), hint=hint)
     extra: dict[str, object] = {}
     for name, stats in log.metrics.items():
         if stats is not lat:
