@@ -93,8 +93,8 @@ def tflite_figures(text: str) -> list[tuple]:
              r.inference.min if r.inference else None) for r in tflite_benchmark.parse_benchmark_model(text)]
 
 
-TFLITE_WARNING = "WARNING: Attempting to use a delegate that only supports static-sized tensors with a graph that has " \
-                 "dynamic-sized tensors (tensor#94 is a dynamic-sized tensor)."
+TFLITE_WARNING = ("WARNING: Attempting to use a delegate that only supports static-sized tensors with a graph that "
+                  "has dynamic-sized tensors (tensor#94 is a dynamic-sized tensor).")
 
 
 @pytest.mark.parametrize("variant", [*SAVED, "decimal_comma", "interleaved", "logcat", "thousands"])
@@ -154,8 +154,8 @@ def test_tflite_tf1x_classic_glog_three_phases():
      "Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.",
      (855, 34825.1, 33209.4, {"min_runs": 50, "min_secs": 1.0, "max_secs": 150.0})),
     ("Average inference timings in us: Warmup: 169371, no stats: 154047, with stats: 165939",
-     "Running benchmark for max 1000 iterations, max 10 seconds without detailed stat logging, with -1s sleep "
-     "between inferences", (None, 169371, 154047, {"max_runs": 1000, "max_secs": 10.0})),
+     ("Running benchmark for max 1000 iterations, max 10 seconds without detailed stat logging, with -1s sleep "
+      "between inferences"), (None, 169371, 154047, {"max_runs": 1000, "max_secs": 10.0})),
 ])
 def test_tflite_summary_and_phase_wordings_of_each_version(summary, phase, want):
     text = (f"Loaded model m.tflite\nresolved reporter\nInitialized session in 4.452ms\n{phase}\n"
@@ -227,7 +227,8 @@ def test_ort_perf_test_saved_variants(variant):
     elif variant == "interleaved":
         text = interleave(text, ORT_WARNING, every=2)
     elif variant == "thousands":
-        text = text.replace("271122432 bytes", "271,122,432 bytes").replace("size:271122432", "size:271\u00a0122\u00a0432")
+        text = text.replace("271122432 bytes", "271,122,432 bytes")
+        text = text.replace("size:271122432", "size:271\u00a0122\u00a0432")
     elif variant == "no_space":  # the 2019 LoadGen-based build printed `cost:0.2 s`
         text = text.replace(": ", ":")
     assert ort_figures(text) == (98.961997, 99.5086, 101.519, 5, 271122432, 217.932)

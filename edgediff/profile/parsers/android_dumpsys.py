@@ -12,7 +12,15 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LNUM, Numbers, clean_text, ensure_not_cut, fail, fail_absent, full_match, last_line, numbered_lines,
+    LNUM,
+    Numbers,
+    clean_text,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    full_match,
+    last_line,
+    numbered_lines,
 )
 
 TOOL_MEMINFO = "dumpsys meminfo"

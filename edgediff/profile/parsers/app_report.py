@@ -25,13 +25,18 @@ when both are given they must agree. Required: `format`, `device.model`, `bundle
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgediff.profile.parsers._common import (
-    clean_text, fail, fail_absent, finite, last_line, load_json, summarize_ms,
+    clean_text,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    load_json,
+    summarize_ms,
 )
 from edgediff.profile.record import ProfileRecord
 

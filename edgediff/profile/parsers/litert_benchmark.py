@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LNUM, Numbers, clean_text, end_of, ensure_not_cut, fail, fail_absent, finite, full_match, last_line, load_json,
-    mark_end, numbered_lines,
+    LNUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    finite,
+    full_match,
+    last_line,
+    load_json,
+    mark_end,
+    numbered_lines,
 )
 from edgediff.profile.record import ProfileRecord
 

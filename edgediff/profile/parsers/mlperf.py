@@ -10,8 +10,20 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LINT, LNUM, NUM, Numbers, clean_text, end_of, ensure_not_cut, fail, fail_absent, finite, last_line, mark_end,
-    numbered_lines, rescale,
+    LINT,
+    LNUM,
+    NUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    mark_end,
+    numbered_lines,
+    rescale,
 )
 from edgediff.profile.record import ProfileRecord
 

@@ -10,7 +10,17 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LINT, LNUM, Numbers, clean_text, ensure_not_cut, fail, fail_absent, full_match, last_line, numbered_lines, rescale,
+    LINT,
+    LNUM,
+    Numbers,
+    clean_text,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    full_match,
+    last_line,
+    numbered_lines,
+    rescale,
 )
 from edgediff.profile.record import ProfileRecord
 
@@ -19,7 +29,8 @@ TOOL = "onnxruntime_perf_test"
 _S = r"\s*"
 # (key, regex for the whole line, unit multiplier to the stored unit)
 _LINES: list[tuple[str, str, re.Pattern[str], float]] = [
-    ("Session creation time cost", "session_creation_ms", re.compile(rf"Session creation time cost:{_S}({LNUM}) s"), 1000),
+    ("Session creation time cost", "session_creation_ms",
+     re.compile(rf"Session creation time cost:{_S}({LNUM}) s"), 1000),
     ("First inference time cost", "first_inference_ms", re.compile(rf"First inference time cost:{_S}({LNUM}) ms"), 1),
     ("Total inference time cost", "total_inference_time_s",
      re.compile(rf"Total inference time cost:{_S}({LNUM}) s"), 1),

@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    clean_text, end_of, fail, fail_absent, finite, last_line, load_json_records, mark_end, summarize_ms,
+    clean_text,
+    end_of,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    load_json_records,
+    mark_end,
+    summarize_ms,
 )
 from edgediff.profile.record import OpTime, ProfileRecord
 

@@ -1,7 +1,7 @@
 """Qualcomm AI Hub: the `qai_hub_models` export's summaries, both the older "Profile Job summary of X" block and the
-newer "Performance results on-device for X." table (`Estimated inference time (ms)   : 23.3`, which may read `<0.1`),
-and `ProfileJob.download_profile()` dicts. AI Hub reports an *estimated* inference time, not a median, so these are parsed for reading and comparison
-but not turned into ProfileRecords."""
+newer "Performance results on-device for X." table (`Estimated inference time (ms)   : 23.3`, which may read
+`<0.1`), and `ProfileJob.download_profile()` dicts. AI Hub reports an *estimated* inference time, not a median,
+so these are parsed for reading and comparison but not turned into ProfileRecords."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LNUM, Numbers, clean_text, ensure_not_cut, fail, fail_absent, full_match, last_line, numbered_lines,
+    LNUM,
+    Numbers,
+    clean_text,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    full_match,
+    last_line,
+    numbered_lines,
 )
 
 TOOL = "qai-hub"

@@ -19,8 +19,21 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LINT, LNUM, Numbers, clean_text, end_of, ensure_not_cut, fail, fail_absent, full_match, mark_end, numbered_lines,
-    rescale, strip_glog, strip_level, strip_logcat,
+    LINT,
+    LNUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    full_match,
+    mark_end,
+    numbered_lines,
+    rescale,
+    strip_glog,
+    strip_level,
+    strip_logcat,
 )
 from edgediff.profile.record import OpTime, ProfileRecord
 

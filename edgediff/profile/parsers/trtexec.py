@@ -12,8 +12,23 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    LINT, LNUM, Numbers, clean_text, end_of, ensure_not_cut, fail, fail_absent, finite, full_match, last_line,
-    load_json_records, mark_end, numbered_lines, rescale, strip_trt, trt_severity,
+    LINT,
+    LNUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    finite,
+    full_match,
+    last_line,
+    load_json_records,
+    mark_end,
+    numbered_lines,
+    rescale,
+    strip_trt,
+    trt_severity,
 )
 from edgediff.profile.record import OpTime, ProfileRecord
 
