@@ -185,9 +185,12 @@ def test_no_parser_raises_anything_but_its_typed_error(name):
     lines = [line for source in sources for line in _read(source).splitlines()]
     texts = [_read(source) for source in sources]
 
+    seen: list[int] = []
+
     @FUZZ
     @given(hostile_texts(lines), st.sampled_from(texts), st.integers(0, 2))
     def fuzz(text: str, whole: str, mode: int) -> None:
+        seen.append(len(text))
         if mode == 1:  # a real file, cut and salted
             text = whole[: len(text) % (len(whole) + 1)] + text[:200]
         elif mode == 2:  # a real file with damage in the middle
@@ -196,6 +199,8 @@ def test_no_parser_raises_anything_but_its_typed_error(name):
         _check(call, text)
 
     fuzz()
+    assert len(seen) >= EXAMPLES, f"only {len(seen)} examples ran"  # the fuzz really ran, at the count set
+    print(f"{name}: {len(seen)} examples, up to {max(seen)} characters")
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -207,3 +212,63 @@ def test_pathological_inputs_are_fast(name, bait):
     call, _sources = TARGETS[name]
     _check(call, bait)
     _check(call, bait + "\n")
+
+
+# JSON leaves a hostile or corrupted file may hold instead of the real ones: wrong types, NaN/Infinity, integers
+# beyond float range, nesting.
+JSON_LEAVES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=8)
+    | st.sampled_from([10**400, -(10**400), "1e999", "nan", "", "12", [], {}]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+@st.composite
+def mutated_json(draw, doc: object) -> object:
+    """The real document with keys dropped and values swapped for hostile ones, structure otherwise kept."""
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                roll = draw(st.integers(0, 11))
+                if roll == 0:
+                    continue
+                out[key] = draw(JSON_LEAVES) if roll == 1 else walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node if draw(st.integers(0, 9))]
+        return draw(JSON_LEAVES) if draw(st.integers(0, 3)) == 0 else node
+    return walk(doc)
+
+
+def _json_docs(name: str) -> tuple[list[object], callable]:
+    """The real documents of a JSON-reading target and how to print one back as that file."""
+    import ast
+    import json
+
+    text = _read(TARGETS[name][1][0])
+    if name == "qaihm_dict":
+        return [ast.literal_eval(text)], repr
+    if name == "mlperf_detail":
+        lines = [json.loads(line[len(":::MLLOG"):]) for line in text.splitlines() if line]
+        return [lines], lambda docs: "\n".join(":::MLLOG " + json.dumps(d) for d in docs) + "\n"
+    if name in ("ort_profile", "trtexec_export") and not text.rstrip().endswith("]"):
+        text = text.rstrip().rstrip(",") + "\n]"
+    return [json.loads(text)], lambda doc: json.dumps(doc, indent=1)
+
+
+@pytest.mark.parametrize("name", ["app_report", "litert_json", "ort_profile", "trtexec_export", "qaihm_dict",
+                                  "mlperf_detail"])
+def test_json_readers_survive_hostile_values(name):
+    call = TARGETS[name][0]
+    docs, dump = _json_docs(name)
+    seen: list[int] = []
+
+    @FUZZ
+    @given(st.sampled_from(docs).flatmap(mutated_json))
+    def fuzz(doc: object) -> None:
+        seen.append(1)
+        _check(call, dump(doc))
+
+    fuzz()
+    assert len(seen) >= EXAMPLES
