@@ -15,6 +15,7 @@ from edgediff.profile.parsers import (
     tflite_benchmark,
     trtexec,
 )
+from edgediff.profile.parsers._common import clean_text, fail_absent, last_line
 from edgediff.profile.record import ProfileRecord
 
 # tool name -> default backend of the artifacts it measures
@@ -38,6 +39,17 @@ def normalize_tool(tool: str) -> str:
     return name
 
 
+def read_output(path: Path) -> str:
+    """A saved tool output as text, whatever wrote it: UTF-8 with or without BOM, or UTF-16 (what Windows
+    PowerShell's `>` writes) with its BOM; undecodable bytes become U+FFFD and are never read as figures."""
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", errors="replace")
+    if len(data) >= 4 and data[1:4:2] == b"\x00\x00" and data[0:4:2] != b"\x00\x00":  # UTF-16-LE, no BOM
+        return data.decode("utf-16-le", errors="replace")
+    return data.decode("utf-8", errors="replace")
+
+
 def import_report(path: str | Path, tool: str, *, component: str | None = None, backend: str | None = None,
                   precision: str | None = None, device: str | None = None) -> list[ProfileRecord]:
     """Parse one saved tool output. Plain tool logs do not say which component or device they measured: pass
@@ -46,7 +58,7 @@ def import_report(path: str | Path, tool: str, *, component: str | None = None, 
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"no such file: {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = clean_text(read_output(path))
     meta = {"component": component or "model", "backend": backend or TOOLS[tool],
             "precision": precision or "unknown", "device": device or "unknown"}
     if tool == "app":
@@ -58,7 +70,8 @@ def import_report(path: str | Path, tool: str, *, component: str | None = None, 
     if tool == "benchmark_model":
         runs = tflite_benchmark.parse_benchmark_model(text)
         if not runs:
-            raise ParseError(f"benchmark_model output: nothing recognisable in {path}")
+            raise fail_absent("benchmark_model", f"benchmark_model line in {path}", last_line(text),
+                              hint="pass the tool's stdout and stderr (2>&1)")
         return [tflite_benchmark.to_record(run, **meta) for run in runs]
     if tool == "litert-benchmark":
         stripped = text.lstrip()

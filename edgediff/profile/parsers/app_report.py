@@ -25,12 +25,19 @@ when both are given they must agree. Required: `format`, `device.model`, `bundle
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgediff.profile.parsers._common import fail, summarize_ms
+from edgediff.profile.parsers._common import (
+    clean_text,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    load_json,
+    summarize_ms,
+)
 from edgediff.profile.record import ProfileRecord
 
 TOOL = "app"
@@ -69,7 +76,7 @@ class AppReport:
 
 
 def _num(value: Any, where: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite(value):
         raise fail(TOOL, f"{where} should be a finite number, got {value!r}")
     if positive and value < 0:
         raise fail(TOOL, f"{where} should not be negative, got {value!r}")
@@ -80,43 +87,64 @@ def _opt(d: dict, key: str, where: str) -> float | None:
     return None if d.get(key) is None else _num(d[key], f"{where}.{key}", positive=True)
 
 
+def _result_line(text: str, index: int) -> tuple[int, str] | None:
+    """Line of the `index`-th `"component"` key: where results[index] is, for an error about it."""
+    at = -1
+    for _ in range(index + 1):
+        at = text.find('"component"', at + 1)
+        if at < 0:
+            return None
+    line_no = text.count("\n", 0, at) + 1
+    return line_no, text.split("\n")[line_no - 1]
+
+
+def _object(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(TOOL, f"{where} should be an object, got {str(value)[:40]!r}")
+    return value
+
+
 def parse_app_report(text: str) -> AppReport:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(TOOL, f"report is not valid JSON ({exc})",
-                   hint="the file looks truncated; export the report again from the app's benchmark screen") from None
+    text = clean_text(text)
+    data = load_json(text, TOOL, "report", "the file looks truncated; export the report again from the app's "
+                     "benchmark screen")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise fail(TOOL, f"expected format {FORMAT!r}, got {got!r}",
+        raise fail(TOOL, f"expected format {FORMAT!r}, got {str(got)[:60]!r}",
                    hint="pass the JSON written by the edgediff app's benchmark screen")
     device, bundle = data.get("device"), data.get("bundle")
     if not isinstance(device, dict) or not device.get("model"):
-        raise fail(TOOL, "report has no device.model")
+        raise fail_absent(TOOL, "device.model in the report", last_line(text))
     if not isinstance(bundle, dict) or not bundle.get("backend"):
-        raise fail(TOOL, "report has no bundle.backend")
+        raise fail_absent(TOOL, "bundle.backend in the report", last_line(text))
     raw_results = data.get("results")
     if not isinstance(raw_results, list) or not raw_results:
-        raise fail(TOOL, "report has no results", hint="run the benchmark in the app before exporting")
+        raise fail_absent(TOOL, "results in the report", last_line(text),
+                          hint="run the benchmark in the app before exporting")
     results = []
     for i, r in enumerate(raw_results):
         where = f"results[{i}]"
+        at = _result_line(text, i) or last_line(text)
         if not isinstance(r, dict) or not r.get("component"):
-            raise fail(TOOL, f"{where} has no component")
+            raise fail(TOOL, f"{where} has no component", *at)
         unknown = set(r) - _RESULT_KEYS
         if unknown:
-            raise fail(TOOL, f"{where} has unknown keys {sorted(unknown)}; valid keys: {sorted(_RESULT_KEYS)}")
+            raise fail(TOOL, f"{where} has unknown keys {sorted(unknown)}; valid keys: {sorted(_RESULT_KEYS)}", *at)
         lat = r.get("latencies_ms") or []
         if not isinstance(lat, list):
-            raise fail(TOOL, f"{where}.latencies_ms should be a list of numbers")
+            raise fail(TOOL, f"{where}.latencies_ms should be a list of numbers", *at)
         latencies = [_num(x, f"{where}.latencies_ms[{j}]", positive=True) for j, x in enumerate(lat)]
         summary = {k: v for k in ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
                    if (v := _opt(r, k, where)) is not None}
         if not latencies and "median_ms" not in summary:
-            raise fail(TOOL, f"{where} ({r['component']}) has neither latencies_ms nor median_ms")
+            raise fail(TOOL, f"{where} ({str(r['component'])[:60]}) has neither latencies_ms nor median_ms", *at,
+                       hint="export the report again after the benchmark finished")
         thermal = r.get("thermal_state") or {}
         if not isinstance(thermal, dict):
-            raise fail(TOOL, f"{where}.thermal_state should be an object like {{'start': 'nominal', 'end': 'fair'}}")
+            raise fail(TOOL, f"{where}.thermal_state should be an object like {{'start': 'nominal', 'end': 'fair'}}",
+                       *at)
         warmup = r.get("warmup")
         runs = r.get("runs")
         results.append(AppResult(
@@ -126,10 +154,10 @@ def parse_app_report(text: str) -> AppReport:
             peak_memory_mb=_opt(r, "peak_memory_mb", where),
             thermal_state={str(k): str(v) for k, v in thermal.items()}, summary=summary,
             runs=int(_num(runs, f"{where}.runs")) if runs is not None else None,
-            settings=dict(r.get("settings") or {}),
+            settings=dict(_object(r.get("settings"), f"{where}.settings")),
         ))
-    return AppReport(app=dict(data.get("app") or {}), device=device, bundle=bundle, created=data.get("created"),
-                     results=results)
+    return AppReport(app=dict(_object(data.get("app"), "app")), device=device, bundle=bundle,
+                     created=data.get("created"), results=results)
 
 
 def to_records(report: AppReport) -> list[ProfileRecord]:

@@ -3,11 +3,24 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
-from edgediff.profile.parsers._common import NUM, ensure_not_cut, fail, full_match
+from edgediff.profile.parsers._common import (
+    LNUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    finite,
+    full_match,
+    last_line,
+    load_json,
+    mark_end,
+    numbered_lines,
+)
 from edgediff.profile.record import ProfileRecord
 
 TOOL = "litert-benchmark"
@@ -33,29 +46,35 @@ class LiteRtBenchmark:
 
 
 def _number(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise fail(TOOL, f"JSON field {key!r} should be a number, got {value!r}")
+    if not finite(value):
+        raise fail(TOOL, f"JSON field {key!r} should be a finite number, got {str(value)[:40]!r}",
+                   hint="pass the file written by --result_json, unedited")
     return float(value)
 
 
 def parse_result_json(text: str) -> LiteRtBenchmark:
     """Parse the file written by `litert-benchmark --result_json`."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(TOOL, f"result JSON is not valid JSON ({exc})", hint="the file looks truncated; re-run") from None
+    text = clean_text(text)
+    data = load_json(text, TOOL, "result JSON", "the file looks truncated; re-run")
     if not isinstance(data, dict) or not isinstance(data.get("latency"), dict):
-        raise fail(TOOL, "result JSON has no 'latency' object", hint="pass the file written by --result_json")
+        raise fail_absent(TOOL, "'latency' object in the result JSON", last_line(text),
+                          hint="pass the file written by --result_json")
     lat = data["latency"]
+    accelerators = data.get("accelerators", [])
+    if isinstance(accelerators, str):
+        accelerators = [accelerators]
+    if not isinstance(accelerators, list):
+        raise fail(TOOL, f"JSON field 'accelerators' should be a list, got {str(accelerators)[:40]!r}")
     out = LiteRtBenchmark(
         model=data.get("model"),
         model_size_mb=_number(data["model_size_mb"], "model_size_mb") if "model_size_mb" in data else None,
-        accelerators=[str(a) for a in data.get("accelerators", [])],
+        accelerators=[str(a) for a in accelerators],
         signature=data.get("signature"),
         fully_accelerated=data.get("fully_accelerated"),
         num_threads=int(_number(data["num_threads"], "num_threads")) if "num_threads" in data else None,
         throughput_mb_s=_number(data["throughput_mb_s"], "throughput_mb_s") if "throughput_mb_s" in data else None,
     )
+    mark_end(out, last_line(text))
     for key in _LATENCY_KEYS:
         if key in lat:
             out.latency_ms[key] = _number(lat[key], f"latency.{key}")
@@ -67,36 +86,41 @@ def parse_result_json(text: str) -> LiteRtBenchmark:
 
 
 _STDOUT_LINE = re.compile(
-    rf"(?P<label>Model initialization|Warmup \(first\)|Warmup \(avg\)|Inference \((?:avg|min|max|median|std|p\d+)\))"
-    rf":\s+(?P<value>{NUM}) ms(?: \((?P<runs>\d+) runs\))?"
+    rf"(?P<label>Model initialization|Warmup \(first\)|Warmup \(avg\)"
+    rf"|Inference \((?:avg|min|max|median|std|p\d{{1,3}})\)):\s+(?P<value>{LNUM}) ms(?: \((?P<runs>\d{{1,12}}) runs\))?"
 )
 _STDOUT_KEY = {"Model initialization": "init_ms", "Warmup (first)": "warmup_first_ms", "Warmup (avg)": "warmup_avg_ms"}
-_THROUGHPUT = re.compile(rf"Throughput:\s+(?P<v>{NUM}) MB/s")
+_THROUGHPUT = re.compile(rf"Throughput:\s+(?P<v>{LNUM}) MB/s")
 _FULLY = re.compile(r"Fully accelerated:\s+(?P<v>True|False)")
 
 
 def parse_stdout(text: str) -> LiteRtBenchmark:
     """Parse the `BENCHMARK RESULTS` block printed to stdout."""
-    ensure_not_cut(text, TOOL)
+    text = clean_text(text)
+    ensure_not_cut(text, TOOL, ("ms", "runs", "Throughput"))
+    nums = Numbers(text, TOOL)
     out = LiteRtBenchmark()
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    mark_end(out, last_line(text))
+    for line_no, raw in numbered_lines(text):
         line = raw.strip()
-        if line.startswith(("Model initialization", "Warmup (", "Inference (")):
+        if line.startswith(("Model initialization:", "Warmup (", "Inference (")):
             m = full_match(_STDOUT_LINE, line, TOOL, line_no, raw, "latency")
             label = m["label"]
             key = _STDOUT_KEY.get(label) or label[len("Inference ("):-1] + "_ms"
-            out.latency_ms[key] = float(m["value"])
+            out.latency_ms[key] = nums.f(m["value"], line_no, raw)
             if m["runs"] is not None:
                 if label == "Warmup (avg)":
                     out.num_warmup_runs = int(m["runs"])
                 else:
                     out.num_runs = int(m["runs"])
         elif line.startswith("Throughput:"):
-            out.throughput_mb_s = float(full_match(_THROUGHPUT, line, TOOL, line_no, raw, "throughput")["v"])
+            out.throughput_mb_s = nums.f(full_match(_THROUGHPUT, line, TOOL, line_no, raw, "throughput")["v"],
+                                         line_no, raw)
         elif line.startswith("Fully accelerated:"):
             out.fully_accelerated = full_match(_FULLY, line, TOOL, line_no, raw, "acceleration")["v"] == "True"
     if not out.latency_ms:
-        raise fail(TOOL, "no 'BENCHMARK RESULTS' latency lines", hint="pass the tool's stdout or its --result_json")
+        raise fail_absent(TOOL, "'BENCHMARK RESULTS' latency lines", last_line(text),
+                          hint="pass the tool's stdout or its --result_json")
     return out
 
 
@@ -106,32 +130,36 @@ _LOG_FIELDS = {
     "Warmup runs": ("warmup_runs", int), "Benchmark runs": ("num_runs", int), "Signatures": ("signatures", int),
     "Using signature": ("signature", str), "Fully accelerated": ("fully_accelerated", str),
 }
-_LOG_TIMED = re.compile(rf"(?P<what>Environment created|Model loaded) \((?P<ms>{NUM}) ms\)")
-_LOG_SIZE = re.compile(rf"Model size:\s+(?P<mb>{NUM}) MB")
+_LOG_TIMED = re.compile(rf"(?P<what>Environment created|Model loaded) \((?P<ms>{LNUM}) ms\)")
+_LOG_SIZE = re.compile(rf"Model size:\s+(?P<mb>{LNUM}) MB")
 
 
 def parse_log(text: str) -> dict[str, object]:
     """Settings and load times from the tool's stderr log (lines of the `benchmark_litert_model` logger)."""
-    ensure_not_cut(text, TOOL)
+    text = clean_text(text)
+    ensure_not_cut(text, TOOL, ("benchmark_litert_model",))
+    nums = Numbers(text, TOOL)
     info: dict[str, object] = {}
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    for line_no, raw in numbered_lines(text):
         m = _LOG.match(raw.strip())
         if not m:
             continue
         msg = m["msg"].strip()
         if (t := _LOG_TIMED.fullmatch(msg)) is not None:
-            info["environment_ms" if t["what"].startswith("Environment") else "model_load_ms"] = float(t["ms"])
+            info["environment_ms" if t["what"].startswith("Environment") else "model_load_ms"] = nums.f(
+                t["ms"], line_no, raw)
             continue
         if msg.startswith("Model size:"):
-            info["model_size_mb"] = float(full_match(_LOG_SIZE, msg, TOOL, line_no, raw, "model size")["mb"])
+            info["model_size_mb"] = nums.f(full_match(_LOG_SIZE, msg, TOOL, line_no, raw, "model size")["mb"],
+                                           line_no, raw)
             continue
         key, _, value = msg.partition(":")
         if key.strip() in _LOG_FIELDS and value.strip():
             name, kind = _LOG_FIELDS[key.strip()]
-            try:
-                info[name] = kind(value.strip())
-            except ValueError:
-                raise fail(TOOL, f"unreadable {key.strip()!r}", line_no, raw) from None
+            if kind is int:
+                info[name] = nums.i(value.strip(), line_no, raw)
+            else:
+                info[name] = value.strip()
         elif msg.startswith("Results saved to:"):
             info["result_json"] = msg.partition(":")[2].strip()
     return info
@@ -141,7 +169,7 @@ def to_record(result: LiteRtBenchmark, *, component: str, backend: str = "litert
               device: str = "unknown", tool_version: str | None = None) -> ProfileRecord:
     lat = result.latency_ms
     if "median_ms" not in lat and "avg_ms" not in lat:
-        raise fail(TOOL, "no median or average latency in the result")
+        raise fail_absent(TOOL, "median or average latency in the result", end_of(result))
     settings: dict[str, object] = {}
     if result.num_threads is not None:
         settings["num_threads"] = result.num_threads

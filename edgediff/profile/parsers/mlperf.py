@@ -1,5 +1,7 @@
-"""MLPerf LoadGen results: the `mlperf_log_summary.txt` text and `:::MLLOG {json}` detail lines (as written by
-LoadGen, e.g. inside the MLPerf Mobile app)."""
+"""MLPerf LoadGen results: the `mlperf_log_summary.txt` text (every scenario: SingleStream's percentile line,
+Offline's `Samples per second`, early-stopping notes, indented or with trailing spaces as some submitters' logs are)
+and `:::MLLOG {json}` detail lines (as written by LoadGen, e.g. inside the MLPerf Mobile app, also behind a logcat
+or timestamp prefix)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,28 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from edgediff.profile.parsers._common import NUM, ensure_not_cut, fail, full_match, rescale
+from edgediff.profile.parsers._common import (
+    LINT,
+    LNUM,
+    NUM,
+    Numbers,
+    clean_text,
+    end_of,
+    ensure_not_cut,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    mark_end,
+    numbered_lines,
+    rescale,
+)
 from edgediff.profile.record import ProfileRecord
 
 TOOL = "mlperf-loadgen"
-_KV = re.compile(r"(?P<k>[^:]+?)\s*:\s*(?P<v>.*)")
+_KV = re.compile(r"(?P<k>[^:]+):\s*(?P<v>.*)")
+_LINT = re.compile(LINT)
+_LNUM = re.compile(LNUM)
 _PCT = re.compile(rf"(?P<p>{NUM})(?:th)? percentile latency \(ns\)")
 
 
@@ -25,10 +44,13 @@ class LoadGenSummary:
 
 
 def parse_summary(text: str) -> LoadGenSummary:
-    ensure_not_cut(text, TOOL)
+    text = clean_text(text)
+    ensure_not_cut(text, TOOL, ("(ns)", "QPS", "per second", "latency"))
+    nums = Numbers(text, TOOL)
     out = LoadGenSummary()
+    mark_end(out, last_line(text))
     section = "results"
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    for line_no, raw in numbered_lines(text):
         s = raw.strip()
         if not s or set(s) == {"="}:
             continue
@@ -43,49 +65,63 @@ def parse_summary(text: str) -> LoadGenSummary:
             continue
         key, value = m["k"].strip(), m["v"].strip()
         if "latency (ns)" in key and section != "Test Parameters Used":
-            if not value.isdigit():
+            if _LINT.fullmatch(value) is None:
                 raise fail(TOOL, "latency value is not an integer of nanoseconds", line_no, raw)
             p = _PCT.fullmatch(key)
             name = f"p{float(p['p']):g}" if p else key.split()[0].lower()
-            if name in out.latency_ns and out.latency_ns[name] != int(value):
+            ns = nums.i(value, line_no, raw)
+            if name in out.latency_ns and out.latency_ns[name] != ns:
                 raise fail(TOOL, f"{name} printed twice with different values", line_no, raw)
-            out.latency_ns[name] = int(value)
+            out.latency_ns[name] = ns
         elif key.startswith("QPS"):
-            full_match(re.compile(NUM), value, TOOL, line_no, raw, "QPS")
-            out.qps[key] = float(value)
+            if _LNUM.fullmatch(value) is None:
+                raise fail(TOOL, "malformed or truncated QPS line", line_no, raw)
+            out.qps[key] = nums.f(value, line_no, raw)
         elif section == "Test Parameters Used":
             out.test_parameters[key] = value
         elif value:
             out.fields[key] = value
     if not out.latency_ns:
-        raise fail(TOOL, "no latency lines", hint="pass mlperf_log_summary.txt")
+        raise fail_absent(TOOL, "latency lines", end_of(out), hint="pass mlperf_log_summary.txt")
     return out
+
+
+class _Detail(dict):
+    """The detail log's {key: value}; a dict that also remembers where its text ended."""
 
 
 def parse_detail(text: str) -> dict[str, object]:
     """`:::MLLOG {...}` lines -> {key: value} (the last value of a key wins, as LoadGen logs finals last)."""
-    values: dict[str, object] = {}
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        if not raw.startswith(":::MLLOG"):
+    text = clean_text(text)
+    values = _Detail()
+    mark_end(values, last_line(text))
+    for line_no, raw in numbered_lines(text):
+        at = raw.find(":::MLLOG")
+        if at < 0:
             continue
         try:
-            entry = json.loads(raw[len(":::MLLOG"):])
-        except json.JSONDecodeError:
+            entry = json.loads(raw[at + len(":::MLLOG"):])
+        except (ValueError, RecursionError):
             raise fail(TOOL, "MLLOG line is not complete JSON", line_no, raw, "pass the whole log") from None
+        if not isinstance(entry, dict) or "key" not in entry:
+            raise fail(TOOL, "MLLOG entry without a key", line_no, raw, "pass the log LoadGen wrote, unedited")
         values[str(entry["key"])] = entry.get("value")
     if not values:
-        raise fail(TOOL, "no :::MLLOG lines", hint="pass mlperf_log_detail.txt")
+        raise fail_absent(TOOL, ":::MLLOG lines", end_of(values), hint="pass mlperf_log_detail.txt")
     return values
 
 
 def _ms(ns: object) -> float | None:
-    return rescale(int(ns), "0.000001") if isinstance(ns, int) and not isinstance(ns, bool) else None
+    return rescale(ns, "0.000001") if finite(ns) else None
 
 
 def to_record(result: LoadGenSummary | dict, *, component: str, backend: str = "unknown", precision: str = "unknown",
               device: str = "unknown") -> ProfileRecord:
     if isinstance(result, LoadGenSummary):
         lat = result.latency_ns
+        if "p50" not in lat and "mean" not in lat:
+            raise fail_absent(TOOL, "'Mean latency (ns)' or '50.00 percentile latency (ns)' line", end_of(result),
+                              hint="pass the whole mlperf_log_summary.txt (its Additional Stats section)")
         extra = {"result": result.fields.get("Result is"), "scenario": result.fields.get("Scenario"),
                  **{f"{k}_ms": _ms(v) for k, v in lat.items() if k not in ("min", "max", "mean", "p50", "p90")},
                  **result.qps}
@@ -97,7 +133,7 @@ def to_record(result: LoadGenSummary | dict, *, component: str, backend: str = "
     mean = _ms(v.get("result_mean_latency_ns"))
     median = _ms(v.get("result_50.00_percentile_latency_ns"))
     if mean is None and median is None:
-        raise fail(TOOL, "no result_mean_latency_ns or 50th percentile in the detail log")
+        raise fail_absent(TOOL, "result_mean_latency_ns or 50th percentile in the detail log", end_of(result))
     count = v.get("result_query_count")
     return ProfileRecord(component=component, backend=backend, precision=precision, device=device, tool=TOOL,
                          median_ms=median, p90_ms=_ms(v.get("result_90.00_percentile_latency_ns")), mean_ms=mean,

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgediff.profile.parsers._common import fail, load_json_records, summarize_ms
+from edgediff.profile.parsers._common import (
+    clean_text,
+    end_of,
+    fail,
+    fail_absent,
+    finite,
+    last_line,
+    load_json_records,
+    mark_end,
+    summarize_ms,
+)
 from edgediff.profile.record import OpTime, ProfileRecord
 
 TOOL = "ort-profile"
@@ -45,22 +55,27 @@ def _int_arg(args: dict, key: str) -> int | None:
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError
         return int(value)
-    except (TypeError, ValueError):
-        raise fail(TOOL, f"node arg {key!r} is not an integer: {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise fail(TOOL, f"node arg {key!r} is not an integer: {str(value)[:40]!r}") from None
 
 
 def parse_ort_profile(text: str) -> OrtProfile:
     records = load_json_records(text, TOOL, allow_unclosed=False)
     out = OrtProfile(complete_file=records.closed)
-    for ev in records.items:
+    mark_end(out, last_line(clean_text(text)))
+    for index, ev in enumerate(records.items):
+        where = f" (line {records.lines[index]})" if records.lines else ""
         if not {"cat", "name", "dur"} <= ev.keys():
-            raise fail(TOOL, f"trace event without cat/name/dur: {str(ev)[:120]}")
+            raise fail(TOOL, f"trace event{where} without cat/name/dur: {str(ev)[:120]}")
         dur = ev["dur"]
-        if isinstance(dur, bool) or not isinstance(dur, (int, float)):
-            raise fail(TOOL, f"event {ev['name']!r} has a non-numeric duration {dur!r}")
-        if "pid" in ev:
-            out.pids.add(int(ev["pid"]))
+        if not finite(dur) or dur < 0:
+            raise fail(TOOL, f"event {str(ev['name'])[:80]!r}{where} has no usable duration: {str(dur)[:40]!r}",
+                       hint="pass the JSON file the profiler wrote, unedited")
+        if isinstance(ev.get("pid"), int) and not isinstance(ev["pid"], bool):
+            out.pids.add(ev["pid"])
         name, cat = str(ev["name"]), ev["cat"]
         if cat == "Session":
             if name.startswith("model_loading"):
@@ -74,12 +89,14 @@ def parse_ort_profile(text: str) -> OrtProfile:
         elif cat == "Node":
             if not name.endswith("_kernel_time"):
                 continue  # _fence_before / _fence_after markers
-            args = ev.get("args") or {}
+            args = ev.get("args") if isinstance(ev.get("args"), dict) else {}
             node_name = name[: -len("_kernel_time")]
             node = out.nodes.get(node_name)
             if node is None:
+                provider = args.get("provider")
                 node = out.nodes[node_name] = NodeTiming(
-                    name=node_name, op_name=str(args.get("op_name", "?")), provider=args.get("provider"),
+                    name=node_name, op_name=str(args.get("op_name", "?")),
+                    provider=str(provider) if provider is not None else None,
                     output_size=_int_arg(args, "output_size"), activation_size=_int_arg(args, "activation_size"),
                     parameter_size=_int_arg(args, "parameter_size"), input_type_shape=args.get("input_type_shape"),
                     output_type_shape=args.get("output_type_shape"))
@@ -89,7 +106,7 @@ def parse_ort_profile(text: str) -> OrtProfile:
                 if value is not None:
                     node.memory[key] = max(value, node.memory.get(key, value))
     if not records.items:
-        raise fail(TOOL, "no trace events", hint="pass the JSON file the profiler wrote")
+        raise fail_absent(TOOL, "trace events", end_of(out), hint="pass the JSON file the profiler wrote")
     return out
 
 
@@ -111,7 +128,8 @@ def op_table(profile: OrtProfile) -> list[OpTime]:
 def to_record(profile: OrtProfile, *, component: str, backend: str = "onnxruntime", precision: str = "unknown",
               device: str = "unknown", tool_version: str | None = None) -> ProfileRecord:
     if not profile.run_us:
-        raise fail(TOOL, "no model_run events, so no per-inference latency", hint="profile at least one run")
+        raise fail_absent(TOOL, "model_run events, so no per-inference latency", end_of(profile),
+                          hint="profile at least one run (the file holds only session or node events)")
     stats = summarize_ms([us / 1e3 for us in profile.run_us])
     init_parts = [x for x in (profile.model_loading_us, profile.session_initialization_us) if x is not None]
     peak = max((n.memory.get("mem_in_use_peak", 0) for n in profile.nodes.values()), default=0)

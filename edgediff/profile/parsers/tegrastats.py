@@ -1,8 +1,11 @@
-"""Jetson `tegrastats` lines (Nano/TX1/TX2/Xavier AGX before JetPack 5, Orin with JetPack 6): RAM/SWAP/IRAM,
-per-core CPU load and clock, EMC/GR3D load, engine clocks, temperatures and power rails (with or without `mW`).
+"""Jetson `tegrastats` lines (Nano/TX1/TX2/Xavier AGX before JetPack 5, AGX Orin with JetPack 5, Orin with JetPack
+6): RAM/SWAP/IRAM, per-core CPU load and clock, EMC/GR3D and engine loads (`NVENC 1%@115`, `GR3D_FREQ 0%@[0,0]`),
+engine clocks and engines that are `off`, temperatures (`-256C` is a sensor that is off: not recorded) and power
+rails (with or without `mW`).
 
 tegrastats is sampled in the background during a benchmark and stopped by a signal, so its log's last line may be
-cut: a log that does not end with a newline has its last line dropped (and `dropped_partial_line` set)."""
+cut: a log that does not end with a newline has its last line dropped (and `dropped_partial_line` set). Lines that
+are not samples (a shell prompt, `^C`, a warning) are skipped; a sample line with a field cut or garbled fails."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from edgediff.profile.parsers._common import fail
+from edgediff.profile.parsers._common import clean_text, fail, fail_absent, last_line, numbered_lines
 
 TOOL = "tegrastats"
 
@@ -72,18 +75,21 @@ class TegraLog:
 
 
 _TS = re.compile(r"(?P<ts>\d\d-\d\d-\d{4} \d\d:\d\d:\d\d) ")
+_SAMPLE_START = re.compile(r"(?:\d\d-\d\d-\d{4} \d\d:\d\d:\d\d )?RAM \d")
 _TOKENS: list[tuple[str, re.Pattern[str]]] = [
-    ("ram", re.compile(r"RAM (\d+)/(\d+)MB \(lfb (\d+)x(\d+)MB\)")),
-    ("swap", re.compile(r"SWAP (\d+)/(\d+)MB \(cached (\d+)MB\)")),
-    ("iram", re.compile(r"IRAM (\d+)/(\d+)kB ?\(lfb (\d+)kB\)")),
-    ("cpu", re.compile(r"CPU \[([^\]]*)\]")),
-    ("load", re.compile(r"([A-Z0-9_]+_FREQ) (\d+)%(?:@\[?([\d,]+)\]?)?")),
-    ("mts", re.compile(r"MTS fg (\d+)% bg (\d+)%")),
-    ("temp", re.compile(r"([A-Za-z][\w-]*)@(-?\d+(?:\.\d+)?)C")),
-    ("rail", re.compile(r"([A-Za-z][\w]*) (\d+)(?:mW)?/(\d+)(?:mW)?")),
-    ("clock", re.compile(r"([A-Z][A-Z0-9_]*) (\d+)(?=\s|$)")),
+    ("ram", re.compile(r"RAM (\d{1,12})/(\d{1,12})MB \(lfb (\d{1,12})x(\d{1,12})MB\)")),
+    ("swap", re.compile(r"SWAP (\d{1,12})/(\d{1,12})MB \(cached (\d{1,12})MB\)")),
+    ("iram", re.compile(r"IRAM (\d{1,12})/(\d{1,12})kB ?\(lfb (\d{1,12})kB\)")),
+    ("cpu", re.compile(r"CPU \[([^\]]{0,2000})\]")),
+    ("load", re.compile(r"([A-Z][A-Z0-9_]{0,40}) (\d{1,3})%(?:@\[?(\d{1,9}(?:,\d{1,9}){0,15})\]?)?")),
+    ("mts", re.compile(r"MTS fg (\d{1,3})% bg (\d{1,3})%")),
+    ("temp", re.compile(r"([A-Za-z][\w-]{0,40})@(-?\d{1,6}(?:\.\d{1,9})?)C")),
+    ("rail", re.compile(r"([A-Za-z]\w{0,60}) (\d{1,9})(?:mW)?/(\d{1,9})(?:mW)?")),
+    ("clock", re.compile(r"([A-Z][A-Z0-9_]{0,40}) (\d{1,9})(?=\s|$)")),
+    ("off", re.compile(r"([A-Z][A-Z0-9_]{0,40}) off(?=\s|$)")),
 ]
-_CORE = re.compile(r"(\d+)%@(\d+)|(\d+)%|off")
+_CORE = re.compile(r"(\d{1,3})%@(\d{1,9})|(\d{1,3})%|off")
+_SENSOR_OFF_C = -256.0  # what tegrastats prints for a thermal zone that is powered down
 
 
 def _parse_line(line: str, line_no: int) -> TegraSample:
@@ -95,12 +101,13 @@ def _parse_line(line: str, line_no: int) -> TegraSample:
         if line[pos].isspace():
             pos += 1
             continue
-        for kind, pattern in _TOKENS:
+        for kind, pattern in _TOKENS:  # noqa: B007  (`kind` is read after the loop breaks)
             m = pattern.match(line, pos)
             if m is not None and (m.end() == len(line) or line[m.end()].isspace()):
                 break
         else:
-            raise fail(TOOL, f"unknown or cut field {line[pos:pos + 40]!r}", line_no, line)
+            raise fail(TOOL, f"unknown or cut field {line[pos:pos + 40]!r}", line_no, line,
+                       "pass the log tegrastats wrote, unedited")
         g = m.groups()
         if kind == "ram":
             sample.ram_used_mb, sample.ram_total_mb, sample.lfb = int(g[0]), int(g[1]), (int(g[2]), int(g[3]))
@@ -112,7 +119,7 @@ def _parse_line(line: str, line_no: int) -> TegraSample:
             for cell in g[0].split(","):
                 c = _CORE.fullmatch(cell.strip())
                 if c is None:
-                    raise fail(TOOL, f"unreadable CPU core {cell!r}", line_no, line)
+                    raise fail(TOOL, f"unreadable CPU core {cell[:20]!r}", line_no, line)
                 if c.group(1):
                     sample.cpus.append(CpuCore(float(c.group(1)), int(c.group(2))))
                 elif c.group(3):
@@ -124,7 +131,8 @@ def _parse_line(line: str, line_no: int) -> TegraSample:
         elif kind == "mts":
             sample.mts = (int(g[0]), int(g[1]))
         elif kind == "temp":
-            sample.temps_c[g[0]] = float(g[1])
+            if float(g[1]) != _SENSOR_OFF_C:
+                sample.temps_c[g[0]] = float(g[1])
         elif kind == "rail":
             sample.rails_mw[g[0]] = (int(g[1]), int(g[2]))
         elif kind == "clock":
@@ -136,11 +144,13 @@ def _parse_line(line: str, line_no: int) -> TegraSample:
 
 
 def parse_tegrastats(text: str) -> TegraLog:
-    lines = text.splitlines()
-    dropped = bool(lines) and not text.endswith("\n")
+    text = clean_text(text)
+    lines = list(numbered_lines(text))
+    dropped = bool(text) and not text.endswith("\n")
     if dropped:
         lines = lines[:-1]
-    samples = [_parse_line(line.strip(), n) for n, line in enumerate(lines, start=1) if line.strip()]
+    samples = [_parse_line(line.strip(), n) for n, line in lines if _SAMPLE_START.match(line.strip())]
     if not samples and not dropped:
-        raise fail(TOOL, "no samples", hint="was tegrastats running during the benchmark?")
+        raise fail_absent(TOOL, "samples (lines starting with 'RAM' or a timestamp and 'RAM')", last_line(text),
+                          hint="was tegrastats running during the benchmark?")
     return TegraLog(samples, dropped)

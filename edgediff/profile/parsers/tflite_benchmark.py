@@ -1,10 +1,14 @@
 """TFLite / LiteRT `benchmark_model` text output (binary on Android/Linux, the benchmark APK's logcat, MCU ports).
 
-Handles the versions seen in the wild: with or without the `INFO: ` prefix, logcat prefixes, the parameter dump,
-warm-up and measured `count=... avg=... std=...` lines, `Inference timings in us: ...` (and the TF 2.0-era
-`Average inference timings in us: ...`), the memory lines (old `Peak memory footprint`, newer `Memory footprint
-delta`, periodic-monitoring peak, VmRSS block), delegate lines and the op-profiling tables. One output may hold
-several runs (e.g. an XNNPACK run then a GPU run); each becomes a BenchmarkRun.
+Handles the versions seen in the wild: with or without the `INFO: ` prefix, logcat and glog prefixes, the parameter
+dump, warm-up and measured `count=... avg=... std=...` lines, `Inference timings in us: ...` (and the older
+`Average inference timings in us: Warmup: .., Init: .., Inference|no stats: ..` of TF 2.0 and TF 1.x, and TF 1.x
+classic's `Warmup: .., no stats: .., with stats: ..`), the phase lines of every version (`for at least N iterations
+... but terminate if exceeding`, `for at least N iterations and at least S seconds`, `for N iterations`, `for max N
+iterations, max S seconds`), the memory lines (old `Peak memory footprint`, newer `Memory footprint delta`,
+periodic-monitoring peak, VmRSS block), delegate lines and the op-profiling tables, tab-separated as printed or
+space-aligned as copied from a web page. One output may hold several runs (e.g. an XNNPACK run then a GPU run);
+each becomes a BenchmarkRun.
 
 The tool prints no median (only avg/min/max/std), so records from it carry median_ms=None and mean_ms=avg.
 """
@@ -15,12 +19,19 @@ import re
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
-    INT,
-    NUM,
+    LINT,
+    LNUM,
+    Numbers,
+    clean_text,
+    end_of,
     ensure_not_cut,
     fail,
+    fail_absent,
     full_match,
+    mark_end,
+    numbered_lines,
     rescale,
+    strip_glog,
     strip_level,
     strip_logcat,
 )
@@ -123,64 +134,96 @@ class BenchmarkRun:
 
 
 _STAT = re.compile(
-    rf"count=(?P<count>{INT})(?: first=(?P<first>{NUM}))?(?: curr=(?P<curr>{NUM}))?"
-    rf"(?: min=(?P<min>{NUM}) max=(?P<max>{NUM}) avg=(?P<avg>{NUM}) std=(?P<std>{NUM}))?(?P<same>\(all same\))?"
+    rf"count=(?P<count>{LINT})(?: first=(?P<first>{LNUM}))?(?: curr=(?P<curr>{LNUM}))?"
+    rf"(?: min=(?P<min>{LNUM}) max=(?P<max>{LNUM}) avg=(?P<avg>{LNUM}) std=(?P<std>{LNUM}))?(?P<same>\(all same\))?"
 )
-_PARAM = re.compile(r"(?P<name>[A-Za-z#][^:\[\]]*?)\s*:\s*\[(?P<value>[^\]]*)\]")
+_PARAM = re.compile(r"(?P<name>[A-Za-z#][^:\[\]]*):[ \t]*\[(?P<value>[^\]]*)\]")
 _TIMINGS = re.compile(
-    rf"Inference timings in us: Init: (?P<init>{NUM}), First inference: (?P<first>{NUM}), "
-    rf"Warmup \(avg\): (?P<warm>{NUM}), Inference \(avg\): (?P<inf>{NUM})"
+    rf"Inference timings in us: Init: (?P<init>{LNUM}), First inference: (?P<first>{LNUM}), "
+    rf"Warmup \(avg\): (?P<warm>{LNUM}), Inference \(avg\): (?P<inf>{LNUM})"
 )
+# TF 2.0 `Warmup, Init, Inference`; TF 1.x Lite `Warmup, Init, no stats`; TF 1.x classic `Warmup, no stats, with stats`
 _OLD_TIMINGS = re.compile(
-    rf"Average inference timings in us: Warmup: (?P<warm>{NUM}), Init: (?P<init>{NUM}), Inference: (?P<inf>{NUM})"
+    rf"Average inference timings in us: Warmup: (?P<warm>{LNUM}), (?:Init: (?P<init>{LNUM}), )?"
+    rf"(?:Inference|no stats): (?P<inf>{LNUM})(?:, with stats: (?P<stats>{LNUM}))?"
 )
 _RUNNING = re.compile(
-    rf"Running benchmark for at least (?P<n>{INT}) iterations and at least (?P<min>{NUM}) seconds "
-    rf"but terminate if exceeding (?P<max>{NUM}) seconds\."
+    rf"Running benchmark for (?:at least (?P<n>{LINT}) iterations and at least (?P<min>{LNUM}) seconds"
+    rf"(?: but terminate if exceeding (?P<max>{LNUM}) seconds)?"
+    rf"|(?P<n_only>{LINT}) iterations"
+    rf"|max (?P<n_max>{LINT}) iterations, max (?P<max_s>{LNUM}) seconds (?:with|without) detailed stat logging, "
+    rf"with {LNUM}s sleep between inferences)\.?"
 )
-_INIT_SESSION = re.compile(rf"Initialized session in (?P<ms>{NUM}) ?ms\.")
-_MODEL_SIZE = re.compile(rf"The input model file size \(MB\): (?P<mb>{NUM})")
-_PEAK_OLD = re.compile(rf"Peak memory footprint \(MB\): init=(?P<init>{NUM}) overall=(?P<overall>{NUM})")
+_INIT_SESSION = re.compile(rf"Initialized session in (?P<ms>{LNUM}) ?ms\.?")
+_MODEL_SIZE = re.compile(rf"The input model file size \(MB\): (?P<mb>{LNUM})")
+_PEAK_OLD = re.compile(rf"Peak memory footprint \(MB\): init=(?P<init>{LNUM}) overall=(?P<overall>{LNUM})")
 _DELTA = re.compile(
-    rf"Memory footprint delta from the start of the tool \(MB\): init=(?P<init>{NUM}) overall=(?P<overall>{NUM})"
+    rf"Memory footprint delta from the start of the tool \(MB\): init=(?P<init>{LNUM}) overall=(?P<overall>{LNUM})"
 )
-_PEAK_MON = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<mb>{NUM})")
-_MEM_ITEM = re.compile(rf"[-+] (?P<name>.+?)\s*: (?P<mb>{NUM}) MB")
+_PEAK_MON = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: (?P<mb>{LNUM})")
+_MEM_ITEM = re.compile(rf"[-+] (?P<name>[^:]+): (?P<mb>{LNUM}) MB")
 _REPLACING = re.compile(
-    rf"Replacing (?P<n>{INT}) out of (?P<total>{INT}) node\(s\) with delegate \((?P<delegate>[^)]+)\) node, "
-    rf"yielding (?P<parts>{INT}) partitions(?: for the whole graph)?\."
+    rf"Replacing (?P<n>{LINT}) out of (?P<total>{LINT}) node\(s\) with delegate \((?P<delegate>[^)]+)\) node, "
+    rf"yielding (?P<parts>{LINT}) partitions?(?: for [^.]*)?\.?"
 )
-_CREATED_DELEGATE = re.compile(r"Created TensorFlow Lite (?P<what>.*?)delegate for (?P<dev>[\w ]+)\.")
-_GPU_KERNELS = re.compile(rf"Created (?P<n>{INT}) GPU delegate kernels\.")
-_NODES_EXECUTED = re.compile(rf"Number of nodes executed: (?P<n>{INT})")
-_NODES_OBSERVED = re.compile(rf"(?P<n>{INT}) nodes observed")
+_CREATED_DELEGATE = re.compile(r"Created TensorFlow Lite (?P<what>(?:\w+ )*)delegate for (?P<dev>[\w ]+)\.?")
+_GPU_KERNELS = re.compile(rf"Created (?P<n>{LINT}) GPU delegate kernels\.?")
+_NODES_EXECUTED = re.compile(rf"Number of nodes executed: (?P<n>{LINT})")
+_NODES_OBSERVED = re.compile(rf"(?P<n>{LINT}) nodes observed")
 _TIMINGS_US = re.compile(r"Timings \(microseconds\): (?P<stat>.*)")
 _MEMORY_BYTES = re.compile(r"Memory \(bytes\): (?P<stat>.*)")
 _SECTION = re.compile(r"=+ (?P<name>[A-Za-z ]+?) =+")
+_HEADER_CELL = re.compile(r"\[[^\]\t]*\]")
+_NUMBER_START = re.compile(r"[-+]?[\d.,]|(?i:nan|inf|-nan|-inf)")
 
 _LOGCAT_TAGS = ("tflite", "TFLite", "tflite_benchmark")
+# Lines carrying these are figure lines: the output must not stop in the middle of one.
+_FIGURE_LABELS = ("count=", "timings in us", "footprint", "Initialized session", "file size", "nodes", "Timings (",
+                  "Memory (bytes)", " MB", "%")
 
 
-def _stat(text: str, line_no: int, raw: str) -> RunStat:
+def _stat(text: str, line_no: int, raw: str, nums: Numbers) -> RunStat:
     m = full_match(_STAT, text, TOOL, line_no, raw, "run statistics")
-    f = {k: float(v) for k, v in m.groupdict().items() if v is not None and k not in ("count", "same")}
-    return RunStat(count=int(m["count"]), all_same=bool(m["same"]), **f)
+    f = {k: nums.f(v, line_no, raw) for k, v in m.groupdict().items() if v is not None and k not in ("count", "same")}
+    return RunStat(count=nums.i(m["count"], line_no, raw), all_same=bool(m["same"]), **f)
 
 
-def _percent(cell: str, line_no: int, raw: str) -> float:
+def _percent(cell: str, line_no: int, raw: str, nums: Numbers) -> float:
     cell = cell.strip()
     if not cell.endswith("%"):
         raise fail(TOOL, "expected a percentage cell", line_no, raw)
-    return float(cell[:-1])
+    return nums.f(cell[:-1], line_no, raw)
 
 
 class _TableParser:
-    """Tab-separated op tables whose header row names the columns, e.g. `[node type]  [start]  [first] ...`."""
+    """Op tables whose header row names the columns, e.g. `[node type]  [start]  [first] ...`: tab-separated as
+    the tool prints them, or space-aligned (tabs lost in a copy from a web page or terminal)."""
 
     def __init__(self, header: str):
-        self.columns = [c.strip().lower() for c in header.strip("\t ").split("\t")]
+        self.tabs = "\t" in header.strip(" ")
+        if self.tabs:
+            self.columns = [c.strip().lower() for c in header.strip("\t ").split("\t")]
+            self.spaced = None
+        else:
+            self.columns = [c.lower() for c in _HEADER_CELL.findall(header)]
+            cells = []
+            for col in self.columns:
+                if col == "[node type]":
+                    cells.append(r"\s*(?P<c0>\S.*?)")
+                elif col == "[name]":
+                    cells.append(r"(?:\s+(?P<cname>.+?))?")
+                else:
+                    cells.append(rf"\s+(?P<c{len(cells)}>{LNUM}%?)")
+            self.spaced = re.compile("".join(cells) + r"\s*")
 
-    def row(self, line: str, line_no: int) -> dict[str, str]:
+    def row(self, line: str, line_no: int) -> dict[str, str] | None:
+        """The row's cells by column; None for a space-aligned line that is not a row (the table ended)."""
+        if self.spaced is not None:
+            m = self.spaced.fullmatch(line)
+            if m is None:
+                return None
+            values = [m[f"c{i}"] if col != "[name]" else (m["cname"] or "") for i, col in enumerate(self.columns)]
+            return dict(zip(self.columns, values))
         cells = line.strip("\n").lstrip("\t").split("\t")
         if len(cells) != len(self.columns):
             raise fail(TOOL, f"op table row has {len(cells)} cells, header has {len(self.columns)}", line_no, line,
@@ -188,41 +231,48 @@ class _TableParser:
         return dict(zip(self.columns, (c.strip() for c in cells)))
 
 
-def _op_row(cells: dict[str, str], line_no: int, raw: str) -> OpRow:
+def _op_row(cells: dict[str, str], line_no: int, raw: str, nums: Numbers) -> OpRow:
     try:
         return OpRow(
             node_type=cells["[node type]"],
-            start_ms=float(cells["[start]"]) if "[start]" in cells else None,
-            first_ms=float(cells["[first]"]),
-            avg_ms=float(cells["[avg ms]"]),
-            percent=_percent(cells["[%]"], line_no, raw),
-            cdf_percent=_percent(cells["[cdf%]"], line_no, raw),
-            mem_kb=float(cells["[mem kb]"]),
-            times_called=int(cells["[times called]"]),
+            start_ms=nums.f(cells["[start]"], line_no, raw) if "[start]" in cells else None,
+            first_ms=nums.f(cells["[first]"], line_no, raw),
+            avg_ms=nums.f(cells["[avg ms]"], line_no, raw),
+            percent=_percent(cells["[%]"], line_no, raw, nums),
+            cdf_percent=_percent(cells["[cdf%]"], line_no, raw, nums),
+            mem_kb=nums.f(cells["[mem kb]"], line_no, raw),
+            times_called=nums.i(cells["[times called]"], line_no, raw),
             name=cells["[name]"],
         )
-    except (KeyError, ValueError) as exc:
-        raise fail(TOOL, f"unreadable op table row ({exc})", line_no, raw) from None
+    except KeyError as exc:
+        raise fail(TOOL, f"op table without a {exc} column", line_no, raw) from None
 
 
-def _node_type_row(cells: dict[str, str], line_no: int, raw: str) -> NodeTypeRow:
+def _node_type_row(cells: dict[str, str], line_no: int, raw: str, nums: Numbers) -> NodeTypeRow:
     try:
         return NodeTypeRow(
             node_type=cells["[node type]"],
-            count=int(cells["[count]"]),
-            avg_ms=float(cells["[avg ms]"]),
-            avg_percent=_percent(cells["[avg %]"], line_no, raw),
-            cdf_percent=_percent(cells["[cdf %]"], line_no, raw),
-            mem_kb=float(cells["[mem kb]"]),
-            times_called=int(cells["[times called]"]),
+            count=nums.i(cells["[count]"], line_no, raw),
+            avg_ms=nums.f(cells["[avg ms]"], line_no, raw),
+            avg_percent=_percent(cells["[avg %]"], line_no, raw, nums),
+            cdf_percent=_percent(cells["[cdf %]"], line_no, raw, nums),
+            mem_kb=nums.f(cells["[mem kb]"], line_no, raw),
+            times_called=nums.i(cells["[times called]"], line_no, raw),
         )
-    except (KeyError, ValueError) as exc:
-        raise fail(TOOL, f"unreadable node-type summary row ({exc})", line_no, raw) from None
+    except KeyError as exc:
+        raise fail(TOOL, f"node-type summary without a {exc} column", line_no, raw) from None
+
+
+def _figure(stripped: str, label: str) -> bool:
+    """`label` is followed by a number: a figure line (prose that merely starts with the label is not)."""
+    return stripped.startswith(label) and _NUMBER_START.match(stripped[len(label):].lstrip()) is not None
 
 
 def parse_benchmark_model(text: str) -> list[BenchmarkRun]:
     """Parse benchmark_model output into one BenchmarkRun per invocation found in it."""
-    ensure_not_cut(text, TOOL)
+    text = clean_text(text)
+    ensure_not_cut(text, TOOL, _FIGURE_LABELS)
+    nums = Numbers(text, TOOL)
     runs: list[BenchmarkRun] = []
     run = BenchmarkRun()
     profile: OpProfile | None = None
@@ -238,31 +288,35 @@ def parse_benchmark_model(text: str) -> list[BenchmarkRun]:
         return runs[-1]
 
     runs.append(run)
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = strip_level(strip_logcat(raw, _LOGCAT_TAGS))
+    for line_no, raw in numbered_lines(text):
+        line = strip_level(strip_logcat(strip_glog(raw), _LOGCAT_TAGS))
         stripped = line.strip()
         if not stripped:
             table = None
             continue
+        mark_end(run, (line_no, raw))
 
-        # --- op-profiling tables (tab-indented rows) -----------------------------------------------------------
-        if line.startswith("\t") and profile is not None and section is not None:
-            if table is None:
-                if "[node type]" not in stripped.lower():
-                    raise fail(TOOL, "op table row before its header", line_no, raw)
+        # --- op-profiling tables ---------------------------------------------------------------------------------
+        if profile is not None and section is not None:
+            if table is None and line[:1] in "\t " and "[node type]" in stripped.lower():
                 table = _TableParser(line)
                 continue
-            cells = table.row(line, line_no)
-            if section == "summary by node type":
-                profile.by_node_type.append(_node_type_row(cells, line_no, raw))
-            elif section == "run order":
-                profile.run_order.append(_op_row(cells, line_no, raw))
-            elif section == "top by computation time":
-                profile.top_by_time.append(_op_row(cells, line_no, raw))
-            continue
+            if table is not None and (not table.tabs or line.startswith("\t")):
+                cells = table.row(line, line_no)
+                if cells is not None:
+                    if section == "summary by node type":
+                        profile.by_node_type.append(_node_type_row(cells, line_no, raw, nums))
+                    elif section == "run order":
+                        profile.run_order.append(_op_row(cells, line_no, raw, nums))
+                    elif section == "top by computation time":
+                        profile.top_by_time.append(_op_row(cells, line_no, raw, nums))
+                    continue
+                table = None
+            elif line.startswith("\t") and table is None and "[" not in stripped:
+                raise fail(TOOL, "op table row before its header", line_no, raw)
         if (m := _SECTION.fullmatch(stripped)) is not None:
             section, table = m["name"].strip().lower(), None
-            if profile is None:  # README excerpts start at the table, without the block title
+            if profile is None:  # README excerpts and TF 1.x start at the table, without the block title
                 profile = OpProfile(title="Operator-wise Profiling Info for Regular Benchmark Runs")
                 run.profiles.append(profile)
             continue
@@ -274,19 +328,21 @@ def parse_benchmark_model(text: str) -> list[BenchmarkRun]:
             section, table = None, None
             continue
         if profile is not None:
-            if stripped.startswith("Number of nodes executed"):
-                profile.nodes_executed = int(full_match(_NODES_EXECUTED, stripped, TOOL, line_no, raw, "nodes")["n"])
+            if _figure(stripped, "Number of nodes executed:"):
+                profile.nodes_executed = nums.i(
+                    full_match(_NODES_EXECUTED, stripped, TOOL, line_no, raw, "nodes")["n"], line_no, raw)
                 continue
-            if stripped.startswith("Timings (microseconds)"):
+            if stripped.startswith("Timings (microseconds): count="):
                 m = full_match(_TIMINGS_US, stripped, TOOL, line_no, raw, "profile timings")
-                profile.timings_us = _stat(m["stat"], line_no, raw)
+                profile.timings_us = _stat(m["stat"], line_no, raw, nums)
                 continue
-            if stripped.startswith("Memory (bytes)"):
+            if stripped.startswith("Memory (bytes): count="):
                 m = full_match(_MEMORY_BYTES, stripped, TOOL, line_no, raw, "profile memory")
-                profile.memory_bytes = _stat(m["stat"], line_no, raw)
+                profile.memory_bytes = _stat(m["stat"], line_no, raw, nums)
                 continue
-            if stripped.endswith("nodes observed"):
-                profile.nodes_observed = int(full_match(_NODES_OBSERVED, stripped, TOOL, line_no, raw, "nodes")["n"])
+            if stripped.endswith(" nodes observed") and stripped[:1].isdigit():
+                profile.nodes_observed = nums.i(
+                    full_match(_NODES_OBSERVED, stripped, TOOL, line_no, raw, "nodes")["n"], line_no, raw)
                 continue
 
         # --- run boundaries ---------------------------------------------------------------------------------
@@ -296,98 +352,108 @@ def parse_benchmark_model(text: str) -> list[BenchmarkRun]:
         )
         if starts_run and run.complete:
             run = start_new_run()
+            mark_end(run, (line_no, raw))
         if stripped == "STARTING!":
             if run.params or run.phases or run.session_init_ms is not None:
                 run = start_new_run()
+                mark_end(run, (line_no, raw))
             continue
 
         # --- timings -----------------------------------------------------------------------------------------
-        if "Inference timings in us" in stripped and not stripped.startswith("Average"):
+        if stripped.startswith("Inference timings in us:"):
             if run.complete:
                 if stripped == last_timing_line:  # some ports print the summary twice
                     continue
                 run = start_new_run()
+                mark_end(run, (line_no, raw))
             m = full_match(_TIMINGS, stripped, TOOL, line_no, raw, "inference timings")
-            run.init_us, run.first_inference_us = float(m["init"]), float(m["first"])
-            run.warmup_avg_us, run.inference_avg_us = float(m["warm"]), float(m["inf"])
+            run.init_us, run.first_inference_us = nums.f(m["init"], line_no, raw), nums.f(m["first"], line_no, raw)
+            run.warmup_avg_us, run.inference_avg_us = nums.f(m["warm"], line_no, raw), nums.f(m["inf"], line_no, raw)
             last_timing_line = stripped
             profile = None
             continue
-        if stripped.startswith("Average inference timings in us"):
+        if stripped.startswith("Average inference timings in us:"):
             if run.complete:
                 run = start_new_run()
+                mark_end(run, (line_no, raw))
             m = full_match(_OLD_TIMINGS, stripped, TOOL, line_no, raw, "inference timings")
-            run.init_us, run.warmup_avg_us, run.inference_avg_us = float(m["init"]), float(m["warm"]), float(m["inf"])
+            run.init_us = nums.f(m["init"], line_no, raw) if m["init"] else None
+            run.warmup_avg_us, run.inference_avg_us = nums.f(m["warm"], line_no, raw), nums.f(m["inf"], line_no, raw)
             last_timing_line = stripped
             continue
         if stripped.startswith("count="):
-            stat = _stat(stripped, line_no, raw)
+            stat = _stat(stripped, line_no, raw, nums)
             phase_count = len(run.phases)
             if run.warmup is None and phase_count <= 1:
                 run.warmup = stat
             elif run.inference is None:
                 run.inference = stat
-            else:
+            elif phase_count < 3:  # TF 1.x classic's third run (with detailed stats) comes after a third phase line
                 raise fail(TOOL, "a third run-statistics line in one benchmark run", line_no, raw)
             continue
-        if stripped.startswith("Running benchmark for at least"):
+        if stripped.startswith("Running benchmark for "):
             m = full_match(_RUNNING, stripped, TOOL, line_no, raw, "benchmark phase")
-            run.phases.append({"min_runs": int(m["n"]), "min_secs": float(m["min"]), "max_secs": float(m["max"])})
+            phase = {"min_runs": m["n"] or m["n_only"], "min_secs": m["min"], "max_secs": m["max"] or m["max_s"],
+                     "max_runs": m["n_max"]}
+            run.phases.append({k: (nums.i(v, line_no, raw) if k.endswith("runs") else nums.f(v, line_no, raw))
+                               for k, v in phase.items() if v is not None})
             continue
-        if stripped.startswith("Initialized session in"):
-            run.session_init_ms = float(full_match(_INIT_SESSION, stripped, TOOL, line_no, raw, "session init")["ms"])
+        if _figure(stripped, "Initialized session in"):
+            run.session_init_ms = nums.f(
+                full_match(_INIT_SESSION, stripped, TOOL, line_no, raw, "session init")["ms"], line_no, raw)
             continue
 
-        # --- model, delegates ------------------------------------------------------------------------------------
+        # --- model, delegates (names, not figures: a line of another shape is skipped) ------------------------------
         if stripped.startswith("Loaded model"):
             run.model_path = stripped[len("Loaded model"):].strip() or None
             continue
-        if stripped.startswith("The input model file size"):
-            run.model_size_mb = float(full_match(_MODEL_SIZE, stripped, TOOL, line_no, raw, "model size")["mb"])
+        if _figure(stripped, "The input model file size (MB):"):
+            run.model_size_mb = nums.f(
+                full_match(_MODEL_SIZE, stripped, TOOL, line_no, raw, "model size")["mb"], line_no, raw)
             continue
-        if stripped.startswith("Created TensorFlow Lite"):
-            m = full_match(_CREATED_DELEGATE, stripped, TOOL, line_no, raw, "delegate")
-            name = (m["what"].strip() or m["dev"].strip()).upper()
-            run.delegates.append(name)
+        if (m := _CREATED_DELEGATE.fullmatch(stripped)) is not None:
+            run.delegates.append((m["what"].strip() or m["dev"].strip()).upper())
             continue
-        if stripped.startswith("Replacing "):
-            m = full_match(_REPLACING, stripped, TOOL, line_no, raw, "delegation")
-            run.delegation.append({"delegate": m["delegate"], "nodes_delegated": int(m["n"]),
-                                   "nodes_total": int(m["total"]), "partitions": int(m["parts"])})
+        if (m := _REPLACING.fullmatch(stripped)) is not None:
+            run.delegation.append({"delegate": m["delegate"], "nodes_delegated": nums.i(m["n"], line_no, raw),
+                                   "nodes_total": nums.i(m["total"], line_no, raw),
+                                   "partitions": nums.i(m["parts"], line_no, raw)})
             continue
         if "applied" in stripped.lower() and "delegate" in stripped and "model graph will be" in stripped:
             run.fully_delegated = "completely executed" in stripped
             continue
-        if stripped.startswith("Created ") and "GPU delegate kernels" in stripped:
-            run.gpu_delegate_kernels = int(full_match(_GPU_KERNELS, stripped, TOOL, line_no, raw, "GPU kernels")["n"])
+        if (m := _GPU_KERNELS.fullmatch(stripped)) is not None:
+            run.gpu_delegate_kernels = nums.i(m["n"], line_no, raw)
             continue
 
         # --- memory -------------------------------------------------------------------------------------------
-        if stripped.startswith("Peak memory footprint (MB)"):
+        if stripped.startswith("Peak memory footprint (MB):"):
             m = full_match(_PEAK_OLD, stripped, TOOL, line_no, raw, "peak memory")
-            run.peak_memory_init_mb, run.peak_memory_overall_mb = float(m["init"]), float(m["overall"])
+            run.peak_memory_init_mb = nums.f(m["init"], line_no, raw)
+            run.peak_memory_overall_mb = nums.f(m["overall"], line_no, raw)
             continue
-        if stripped.startswith("Memory footprint delta"):
+        if stripped.startswith("Memory footprint delta from the start of the tool (MB):"):
             m = full_match(_DELTA, stripped, TOOL, line_no, raw, "memory delta")
-            run.memory_delta_init_mb, run.memory_delta_overall_mb = float(m["init"]), float(m["overall"])
+            run.memory_delta_init_mb = nums.f(m["init"], line_no, raw)
+            run.memory_delta_overall_mb = nums.f(m["overall"], line_no, raw)
             continue
-        if stripped.startswith("Overall peak memory footprint"):
-            run.peak_memory_monitored_mb = float(full_match(_PEAK_MON, stripped, TOOL, line_no, raw, "peak")["mb"])
+        if _figure(stripped, "Overall peak memory footprint (MB) via periodic monitoring:"):
+            run.peak_memory_monitored_mb = nums.f(
+                full_match(_PEAK_MON, stripped, TOOL, line_no, raw, "peak")["mb"], line_no, raw)
             continue
         if stripped.startswith("Memory status at the end of"):  # the tool spells it "exeution"
             memory_block = True
             continue
-        if memory_block and stripped[:1] in "-+":
+        if memory_block and stripped[:2] in ("- ", "+ "):
             m = full_match(_MEM_ITEM, stripped, TOOL, line_no, raw, "memory status")
-            run.memory_at_end_mb[m["name"].strip()] = float(m["mb"])
+            run.memory_at_end_mb[m["name"].strip()] = nums.f(m["mb"], line_no, raw)
             continue
 
         # --- parameter dump and the rest ------------------------------------------------------------------------
         if stripped.startswith("Duplicate flags"):
             run.warnings.append(stripped)
             continue
-        if not line[:1].isspace() and stripped.endswith("]") and ": [" in stripped.replace(" : [", ": ["):
-            m = full_match(_PARAM, stripped, TOOL, line_no, raw, "parameter")
+        if not line[:1].isspace() and stripped.endswith("]") and (m := _PARAM.fullmatch(stripped)) is not None:
             run.params[m["name"].strip()] = m["value"]
             continue
 
@@ -410,7 +476,7 @@ def run_settings(run: BenchmarkRun) -> dict[str, object]:
     """The settings that produced the numbers, as far as the output tells them."""
     settings: dict[str, object] = {}
     threads = _param(run, "Num threads", "#threads used for CPU inference")
-    if threads is not None:
+    if threads is not None and re.fullmatch(r"-?\d{1,6}", threads.strip()):  # a garbled value is no setting
         settings["num_threads"] = int(threads)
     flags = {"gpu": "Use gpu", "nnapi": "Use nnapi", "xnnpack": "Use xnnpack", "hexagon": "Use Hexagon"}
     used = [d for d, p in flags.items() if _param(run, p) in ("1", "true")]
@@ -431,8 +497,8 @@ def to_record(run: BenchmarkRun, *, component: str, backend: str = "litert", pre
               device: str = "unknown", tool_version: str | None = None) -> ProfileRecord:
     """One ProfileRecord from a parsed run; fails if the run has no timing summary (truncated output)."""
     if not run.complete:
-        raise fail(TOOL, "no 'Inference timings in us' summary line", hint="the output looks truncated or the "
-                   "benchmark failed before finishing; check the tool's exit status and full log")
+        raise fail_absent(TOOL, "'Inference timings in us' summary line", end_of(run), hint="the output looks "
+                          "truncated or the benchmark failed before finishing; check the tool's exit status and log")
     regular = next((p for p in run.profiles if not p.is_init), None)
     ops = [OpTime(r.node_type, r.avg_ms, r.avg_percent, r.count) for r in regular.by_node_type] if regular else []
     if run.peak_memory_monitored_mb is not None:
