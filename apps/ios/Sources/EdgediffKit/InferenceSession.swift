@@ -134,7 +134,7 @@ public struct MemoryPlan: Sendable, Equatable {
             needs[name] = memory?.componentPeakMB[name] ?? Double(component.bytes) / 1_048_576
         }
         let peak = memory?.peakMB ?? needs.values.reduce(0, +)
-        let budgets = [deviceBudgetMB, memory?.budgetMB].compactMap { $0 }.filter { $0 > 0 }
+        let budgets = [deviceBudgetMB, memory?.budgetMB].compactMap { $0 }.filter { $0 >= 0 }
         guard let budget = budgets.min() else {
             return MemoryPlan(strategy: .allResident, budgetMB: nil, peakMB: peak,
                               explanation: "No memory budget is known for this device; all models stay loaded.")
