@@ -154,7 +154,7 @@ public struct TextToImage: Sendable {
             throw BundleError.unsupportedScheduler(
                 name: spec.className,
                 reason: "the bundle carries tables for \(tables.numInferenceSteps) steps, not \(count); "
-                    + "use \(tables.numInferenceSteps) steps or convert with --set pipeline.steps=\(count)")
+                    + "use \(tables.numInferenceSteps) steps or convert with --set pipeline.num_inference_steps=\(count)")
         }
         return TableScheduler(tables: tables)
     }
