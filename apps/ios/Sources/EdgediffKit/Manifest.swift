@@ -183,9 +183,12 @@ struct ManifestReader {
         if format == BundleManifest.formatV2, hadNonFinite {
             throw BundleError.invalidManifest(key: "(document)", expected: "strict JSON (edgediff-bundle/2 has no NaN or Infinity)")
         }
-        let version = format == BundleManifest.formatV2
-            ? try string(top["edgediff_version"], key: "edgediff_version")
-            : try optionalString(top["edgediff_version"], key: "edgediff_version")
+        let version: String?
+        if format == BundleManifest.formatV2 {
+            version = try string(top["edgediff_version"], key: "edgediff_version")
+        } else {
+            version = try optionalString(top["edgediff_version"], key: "edgediff_version")
+        }
         let backend = try string(top["backend"], key: "backend")
         guard BundleManifest.backends.contains(backend) else {
             throw BundleError.invalidManifest(key: "backend", expected: "one of \(BundleManifest.backends.joined(separator: ", "))")
