@@ -3,7 +3,8 @@
 There is no Swift compiler on Linux CI's Python machine, so this is the check that runs with the README's test
 command: every `.swift` file under apps/ must parse under the tree-sitter Swift grammar with no ERROR or MISSING
 node; the library and app code (apps/ios/Sources, apps/ios/App) may not crash on bundle data (`try!`, `as!`, a
-postfix `!` force unwrap); EdgediffKit imports Foundation only, so it builds on Linux. The macOS workflow
+postfix `!` force unwrap); no `try` sits right of an operator (a compile error tree-sitter accepts); EdgediffKit
+imports Foundation only, so it builds on Linux. The macOS workflow
 (.github/workflows/ios.yml) compiles and tests the same files for real.
 """
 
@@ -68,6 +69,26 @@ def crash_sites(path: Path, source: bytes) -> list[str]:
     return found
 
 
+OPERATOR_NODES = {
+    "ternary_expression", "nil_coalescing_expression", "additive_expression", "multiplicative_expression",
+    "comparison_expression", "equality_expression", "conjunction_expression", "disjunction_expression",
+    "infix_expression", "range_expression", "bitwise_operation",
+}
+
+
+def misplaced_try(path: Path, source: bytes) -> list[str]:
+    """`try` right of a binary or ternary operator (`c ? try f() : nil`): the compiler refuses it, and nothing else
+    here would notice before the macOS workflow does. Put `try` at the start of the whole expression instead."""
+    tree = _parser().parse(source)
+    found = []
+    for node in _walk(tree.root_node):
+        parent = node.parent
+        if node.type == "try_expression" and parent is not None and parent.type in OPERATOR_NODES:
+            if parent.children and parent.children[0] != node:
+                found.append(_where(path, node, source) + f" (right of an operator in {parent.type})")
+    return found
+
+
 def imports(source: bytes) -> list[str]:
     tree = _parser().parse(source)
     names = []
@@ -98,6 +119,13 @@ def test_no_crash_on_bundle_data():
     assert not found, "code that crashes instead of reporting an error:\n" + "\n".join(found)
 
 
+def test_no_try_right_of_an_operator():
+    found = []
+    for path in SWIFT_FILES:
+        found += misplaced_try(path, path.read_bytes())
+    assert not found, "'try' cannot appear to the right of a non-assignment operator:\n" + "\n".join(found)
+
+
 def test_edgediffkit_imports_foundation_only():
     found = []
     for path in SWIFT_FILES:
@@ -115,5 +143,6 @@ def test_the_checks_catch_what_they_look_for(tmp_path: Path):
     sites = crash_sites(path, bad)
     assert [s.split(": ")[1].split()[0] for s in sites] == ["postfix_expression", "try_operator", "as_operator"], sites
     assert imports(bad) == ["Foundation", "UIKit"]
-    fine = b"let ok = a != b && !c\nif let v = d?.e { print(v) }\n"
-    assert not parse_problems(path, fine) and not crash_sites(path, fine)
+    assert len(misplaced_try(path, b"let a = c ? try f() : nil\nlet b = x ?? try g()\n")) == 2
+    fine = b"let ok = a != b && !c\nif let v = d?.e { print(v) }\nlet t = try c ? f() : nil\nh(try g())\n"
+    assert not parse_problems(path, fine) and not crash_sites(path, fine) and not misplaced_try(path, fine)
