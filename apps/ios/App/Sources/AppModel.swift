@@ -54,7 +54,7 @@ final class AppModel {
         bundles = BundleLibrary.discover()
         if selectedID == nil || selected == nil { selectedID = bundles.first?.id }
         if bundles.isEmpty {
-            status = "No bundle yet: add one from Files, through Finder file sharing, or in App/Bundles (see the README)."
+            status = "No bundle yet: add one from Files, through Finder file sharing, or in App/bundles (see the README)."
         }
     }
 

@@ -29,13 +29,13 @@ enum BundleLibrary {
             ?? FileManager.default.temporaryDirectory
     }
 
-    static var importedFolder: URL { documents.appendingPathComponent("Bundles", isDirectory: true) }
+    static var importedFolder: URL { documents.appendingPathComponent("bundles", isDirectory: true) }
     static var reportsFolder: URL { documents.appendingPathComponent("Benchmarks", isDirectory: true) }
 
-    /// Every bundle the app can see: in its own resources (App/Bundles), at the top of Documents, in Documents/Bundles.
+    /// Every bundle the app can see: in its own resources (App/bundles), at the top of Documents, in Documents/bundles.
     static func discover() -> [BundleEntry] {
         var found: [BundleEntry] = []
-        if let shipped = Bundle.main.resourceURL?.appendingPathComponent("Bundles", isDirectory: true) {
+        if let shipped = Bundle.main.resourceURL?.appendingPathComponent("bundles", isDirectory: true) {
             found += bundles(in: shipped, source: .app)
         }
         found += bundles(in: documents, source: .documents)
@@ -64,7 +64,7 @@ enum BundleLibrary {
         return found
     }
 
-    /// Copies a bundle folder picked in Files into Documents/Bundles. The manifest is read first (without hashing)
+    /// Copies a bundle folder picked in Files into Documents/bundles. The manifest is read first (without hashing)
     /// so a folder that is no bundle is refused before gigabytes are copied; the full check runs when it is opened.
     static func importBundle(from picked: URL) async throws -> BundleEntry {
         let target = importedFolder.appendingPathComponent(picked.lastPathComponent, isDirectory: true)

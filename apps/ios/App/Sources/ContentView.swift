@@ -58,7 +58,7 @@ struct ContentView: View {
         } header: {
             Text("Bundle")
         } footer: {
-            Text("Bundles made by `edgediff bundle --app ios`. Copy them with Finder file sharing or the Files app, or ship them in App/Bundles.")
+            Text("Bundles made by `edgediff bundle --app ios`. Copy them with Finder file sharing or the Files app, or ship them in App/bundles.")
         }
     }
 
