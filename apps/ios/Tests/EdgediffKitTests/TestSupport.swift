@@ -60,7 +60,8 @@ struct BundleBuilder {
     var manifest: [String: JSONValue]
 
     static func tensor(_ name: String, _ shape: [Int], _ dtype: String = "float32") -> JSONValue {
-        .object(["name": .string(name), "shape": .array(shape.map { .number(Double($0)) }), "dtype": .string(dtype)])
+        let dims: [JSONValue] = shape.map { JSONValue.number(Double($0)) }
+        return .object(["name": .string(name), "shape": .array(dims), "dtype": .string(dtype)])
     }
 
     /// A valid edgediff-bundle/1 folder (an onnxruntime bundle, so nothing here needs Core ML).
@@ -82,10 +83,11 @@ struct BundleBuilder {
             let bytes = (0..<(1000 + file.count)).map { UInt8(truncatingIfNeeded: $0 * 31 + component.count) }
             let url = dir.appendingPathComponent(file)
             try Data(bytes).write(to: url)
-            components[component] = .object([
+            let entry: [String: JSONValue] = [
                 "file": .string(file), "sha256": .string(try BundleFiles.sha256File(url)), "bytes": .number(Double(bytes.count)),
                 "inputs": .array(inputs), "outputs": .array(outputs),
-            ])
+            ]
+            components[component] = .object(entry)
         }
         let tokenizer = dir.appendingPathComponent("tokenizer", isDirectory: true)
         try manager.createDirectory(at: tokenizer, withIntermediateDirectories: true)
@@ -95,19 +97,25 @@ struct BundleBuilder {
         let goldenDir = TestEnv.golden.appendingPathComponent(model, isDirectory: true)
         let golden = try JSONValue.read(goldenDir.appendingPathComponent("golden.json"))
         let tables = try JSONValue.read(goldenDir.appendingPathComponent("scheduler_tables.json"))
+        let latentShape: [JSONValue] = [1, 4, 8, 8].map { JSONValue.number(Double($0)) }
+        let guidance: [String: JSONValue] = [
+            "scale": golden["guidance"] ?? .number(7.5), "batched_cfg": .bool(unetBatch == 2), "embedded": .bool(timeCondDim != nil),
+        ]
+        let scheduler: [String: JSONValue] = [
+            "class_name": tables["class_name"] ?? .null, "num_inference_steps": tables["num_inference_steps"] ?? .null, "tables": tables,
+        ]
+        let pipeline: [String: JSONValue] = [
+            "latent_shape": .array(latentShape), "height": .number(64), "width": .number(64),
+            "vae_scaling_factor": golden["vae_scaling_factor"] ?? .number(0.18215),
+            "guidance": .object(guidance), "scheduler": .object(scheduler),
+        ]
+        let tokenizerSection: [String: JSONValue] = [
+            "vocab": .string("tokenizer/vocab.json"), "merges": .string("tokenizer/merges.txt"), "max_length": .number(77),
+            "config": .string("tokenizer/tokenizer_config.json"),
+        ]
         manifest = [
             "format": .string("edgediff-bundle/1"), "backend": .string("onnxruntime"), "precision": .string("fp32"),
-            "components": .object(components),
-            "pipeline": .object([
-                "latent_shape": .array([1, 4, 8, 8].map { .number(Double($0)) }), "height": .number(64), "width": .number(64),
-                "vae_scaling_factor": golden["vae_scaling_factor"] ?? .number(0.18215),
-                "guidance": .object(["scale": golden["guidance"] ?? .number(7.5), "batched_cfg": .bool(unetBatch == 2),
-                                     "embedded": .bool(timeCondDim != nil)]),
-                "scheduler": .object(["class_name": tables["class_name"] ?? .null,
-                                      "num_inference_steps": tables["num_inference_steps"] ?? .null, "tables": tables]),
-            ]),
-            "tokenizer": .object(["vocab": .string("tokenizer/vocab.json"), "merges": .string("tokenizer/merges.txt"),
-                                  "max_length": .number(77), "config": .string("tokenizer/tokenizer_config.json")]),
+            "components": .object(components), "pipeline": .object(pipeline), "tokenizer": .object(tokenizerSection),
         ]
         try write()
     }
