@@ -1,7 +1,7 @@
 import Foundation
 
 /// One dimension of a tensor shape: a fixed size, or a symbolic name for a dynamic axis.
-public enum Dimension: Sendable, Equatable {
+public enum TensorDimension: Sendable, Equatable {
     case fixed(Int)
     case symbolic(String)
 }
@@ -11,10 +11,10 @@ public struct TensorSpec: Sendable, Equatable {
     public static let dtypes: Set<String> = ["float32", "float", "float16", "half", "float64", "double", "int64", "int32", "int8", "uint8", "bool"]
 
     public let name: String
-    public let shape: [Dimension]
+    public let shape: [TensorDimension]
     public let dtype: String
 
-    public init(name: String, shape: [Dimension], dtype: String = "float32") {
+    public init(name: String, shape: [TensorDimension], dtype: String = "float32") {
         self.name = name
         self.shape = shape
         self.dtype = dtype
@@ -364,7 +364,7 @@ struct ManifestReader {
         for (index, item) in try array(value, key: key).enumerated() {
             let itemKey = "\(key)[\(index)]"
             let spec = try object(item, key: itemKey)
-            var shape: [Dimension] = []
+            var shape: [TensorDimension] = []
             for (axis, dim) in (try optionalArray(spec["shape"], key: "\(itemKey).shape") ?? []).enumerated() {
                 if let size = dim.intValue, size >= -1 {
                     shape.append(size == -1 ? .symbolic("?") : .fixed(size))
