@@ -16,10 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+from PIL import Image
+
 from edgediff.contract import Artifact, Manifest, PrecisionPlan, write_json
 from edgediff.errors import EdgediffError
 from edgediff.model.components import Component, vae_scale_factor, vae_scaling_factor
 from edgediff.model.load import LoadedModel
+from edgediff.model.sampling import to_uint8
 from edgediff.recipe import Recipe, to_toml
 from edgediff.runtime.schedulers import scheduler_tables
 from edgediff.verify import ComponentResult, Thresholds
@@ -96,10 +100,6 @@ def write_plans(plans: dict[str, PrecisionPlan], bundle_dir: Path) -> dict[str, 
 
 def write_image_strip(images: dict[str, Any], path: Path) -> None:
     """PyTorch's image (left) beside the artifacts' (right)."""
-    import numpy as np
-    from PIL import Image
-
-    from edgediff.model.sampling import to_uint8
 
     strip = np.concatenate([to_uint8(images["pytorch"]), to_uint8(images["artifact"])], axis=1)
     Image.fromarray(strip).save(path)

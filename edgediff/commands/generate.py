@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from edgediff.errors import RecipeError
+from edgediff.runtime import BundlePipeline, SessionOptions
+from edgediff.runtime.schedulers import resolve_class_name
 
 
 def register(sub) -> None:
@@ -67,16 +71,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, int, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from edgediff.runtime import BundlePipeline, SessionOptions
-
     jobs = _jobs(args)
     if args.steps is not None and args.steps < 1:
         raise RecipeError(f"--steps must be at least 1, got {args.steps}")
     if args.scheduler:
-        from edgediff.runtime.schedulers import resolve_class_name
-
         resolve_class_name(args.scheduler)  # fail before loading the bundle
     options = SessionOptions(
         threads=args.threads,

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgediff.commands.generate import add_sampling_args
+from edgediff.runtime import BundlePipeline
+from edgediff.runtime.golden import DEFAULT_PROMPT, write_golden
+
 
 def register(sub) -> None:
-    from edgediff.commands.generate import add_sampling_args
-    from edgediff.runtime.golden import DEFAULT_PROMPT
-
     p = sub.add_parser(
         "bundle-golden",
         help="write golden files (token ids, scheduler tables, intermediate tensors) for the apps",
@@ -25,9 +26,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgediff.runtime import BundlePipeline
-    from edgediff.runtime.golden import write_golden
-
     pipe = BundlePipeline.load(args.bundle, backend=args.backend)
     out = args.output or pipe.manifest.root / "golden"
     path = write_golden(pipe, out, prompt=args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,

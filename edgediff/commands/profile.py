@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgediff.commands.targets import add_device_profile_arguments, run_device_profile
+from edgediff.errors import RecipeError
+from edgediff.profile.host import profile_bundle
+from edgediff.profile.record import write_records
+from edgediff.report import text_table
+
 
 def register(sub) -> None:
     p = sub.add_parser("profile", help="measure latency and memory of a bundle",
@@ -16,21 +22,13 @@ def register(sub) -> None:
     p.add_argument("--components", help="comma-separated subset")
     p.add_argument("--no-pytorch", action="store_true", help="do not time the PyTorch originals")
     p.add_argument("--json", type=Path, help="write the records as JSON")
-    from edgediff.commands.targets import add_device_profile_arguments
 
     add_device_profile_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgediff.errors import RecipeError
-    from edgediff.profile.host import profile_bundle
-    from edgediff.profile.record import write_records
-    from edgediff.report import text_table
-
     if args.target or args.import_file is not None:
-        from edgediff.commands.targets import run_device_profile
-
         return run_device_profile(args)
     args.runs = 5 if args.runs is None else args.runs
     args.warmup = 1 if args.warmup is None else args.warmup

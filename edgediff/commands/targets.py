@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
+
+from edgediff.errors import RecipeError
+from edgediff.profile.chart import latency_chart, latency_table
+from edgediff.profile.devices import profile_on_target
+from edgediff.profile.importers import TOOLS, import_report
+from edgediff.profile.record import write_records
+from edgediff.report import text_table
+from edgediff.targets import list_targets, load_target
 
 
 def register(sub) -> None:
@@ -15,10 +25,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from edgediff.targets import list_targets, load_target
-
     if args.name:
         target = load_target(args.name)
         print(f"{target.name}: {target.description}")
@@ -48,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
 
 def add_device_profile_arguments(p: argparse.ArgumentParser) -> None:
     """The device options of `edgediff profile` (the host options stay in edgediff/commands/profile.py)."""
-    from edgediff.profile.importers import TOOLS
 
     g = p.add_argument_group("device targets and saved tool outputs")
     g.add_argument("--target", help="measure on a device target (name from `edgediff targets`, or a .toml path)")
@@ -64,15 +69,8 @@ def add_device_profile_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_device_profile(args: argparse.Namespace) -> int:
     """`--import FILE --tool T` prints the records as JSON; `--target NAME` measures BUNDLE on the device."""
-    import json
-
-    from edgediff.errors import RecipeError
-    from edgediff.profile.chart import latency_chart, latency_table
-    from edgediff.profile.record import write_records
 
     if args.import_file is not None:
-        from edgediff.profile.importers import import_report
-
         if args.target:
             raise RecipeError("give either --import FILE or --target NAME, not both")
         if not args.tool:
@@ -81,10 +79,6 @@ def run_device_profile(args: argparse.Namespace) -> int:
                                 backend=args.backend, precision=args.precision)
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:
-        from edgediff.profile.devices import profile_on_target
-        from edgediff.report import text_table
-        from edgediff.targets import load_target
-
         if args.bundle is None:
             raise RecipeError(f"give a BUNDLE folder to measure on {args.target}")
         for flag in ("tool", "component", "device", "backend", "precision"):

@@ -8,6 +8,7 @@ with the same interface; the host target uses the host profiler, iPhones come in
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import shutil
@@ -19,14 +20,17 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from edgediff.contract import MANIFEST_FILE, Artifact, Manifest
 from edgediff.errors import BackendUnavailable, DeviceError, RecipeError, UnsupportedError
-from edgediff.profile.host import peak_rss_mb
+from edgediff.profile.adb import AdbSession
+from edgediff.profile.host import peak_rss_mb, profile_bundle
 from edgediff.profile.parsers import litert_benchmark, ort_perf_test, ort_profile, tegrastats, tflite_benchmark, trtexec
 from edgediff.profile.parsers._common import summarize_ms
 from edgediff.profile.record import ProfileRecord
 from edgediff.profile.remote import RemoteResult, RemoteSession, remote_join
+from edgediff.profile.ssh import SshSession
 from edgediff.targets import Benchmark, Target
 
 # --------------------------------------------------------------------------------------------- command lines
@@ -131,8 +135,6 @@ class LocalSession:
 
     def run(self, args: list[str], *, timeout: float, cwd: str | None = None, env: dict[str, str] | None = None,
             check: bool = True) -> RemoteResult:
-        import os
-
         try:
             done = subprocess.run(args, capture_output=True, timeout=timeout, cwd=cwd or None,
                                   env={**os.environ, **env} if env else None, stdin=subprocess.DEVNULL)
@@ -159,12 +161,8 @@ def open_session(target: Target) -> Iterator[RemoteSession]:
     """The connection a target describes, with its work folder removed on exit."""
     reach = target.reach
     if reach.method == "adb":
-        from edgediff.profile.adb import AdbSession
-
         session = AdbSession(reach.serial, remote_dir=reach.remote_dir or "/data/local/tmp")
     elif reach.method == "ssh":
-        from edgediff.profile.ssh import SshSession
-
         session = SshSession(reach.host, user=reach.user, port=reach.port, identity_file=reach.identity_file,
                              options=reach.ssh_options, connect_timeout_s=reach.connect_timeout_s,
                              remote_dir=reach.remote_dir)
@@ -365,8 +363,6 @@ def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None,
             f"{target.name} is measured by the edgediff app: open the bundle in the app, run its benchmark screen, "
             "export the report, then `edgediff profile --import report.json --tool app`")
     if tool == "host":
-        from edgediff.profile.host import profile_bundle
-
         bundle_dir, _ = resolve_bundle(bundle_dir, target)
         records = profile_bundle(bundle_dir, runs=runs or target.benchmark.runs,
                                  warmup=target.benchmark.warmup if warmup is None else warmup,
@@ -396,7 +392,6 @@ def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None,
                                   "`binary` is a host path that edgediff pushes to the device)")
             tool_binary = session.push(local, local.name)
             session.run(["chmod", "755", tool_binary], timeout=60)
-        from tqdm import tqdm
 
         for label, files in tqdm(jobs, desc=f"profile {target.name}", unit="model"):
             record = profile_artifact(session, target, files, component=label, runs=runs, warmup=warmup,
