@@ -24,8 +24,10 @@ from edgediff.errors import EdgediffError
 from edgediff.model.components import Component, vae_scale_factor, vae_scaling_factor
 from edgediff.model.load import LoadedModel
 from edgediff.model.sampling import to_uint8
+from edgediff.profile.record import ProfileRecord
 from edgediff.recipe import Recipe, to_toml
 from edgediff.runtime.schedulers import scheduler_tables
+from edgediff.targets import Target
 from edgediff.verify import ComponentResult, Thresholds
 
 RECIPE_FILE = "recipe.toml"
@@ -64,6 +66,34 @@ def build_manifest(recipe: Recipe, model: LoadedModel, backend_name: str, backen
         manifest.precision_plan = write_plans(plans, bundle_dir)
     (bundle_dir / RECIPE_FILE).write_text(to_toml(recipe))
     return manifest
+
+
+def memory_entry(records: list[ProfileRecord], backend: str, target: Target | None) -> dict[str, Any] | None:
+    """What the bundle needs in memory, from the host profile: each component's peak RSS in its own process (the
+    runtime's baseline included), their sum as the upper bound with every component resident, and against the
+    target's budget whether the app can keep everything loaded, must load components one at a time, or cannot run
+    it. Apps read this to plan sequential loading (apps/ios, apps/android)."""
+    peaks = {r.component: float(r.peak_memory_mb) for r in records if r.backend == backend and r.peak_memory_mb}
+    if not peaks:
+        return None
+    entry: dict[str, Any] = {"components": {k: round(v, 1) for k, v in peaks.items()},
+                             "peak_mb": round(sum(peaks.values()), 1), "measured_on": records[0].device,
+                             "method": "peak RSS of each component's own process on the host; peak_mb adds them"}
+    if target is not None and target.memory_budget_mb:
+        budget = float(target.memory_budget_mb)
+        entry.update(target=target.name, budget_mb=budget)
+        if entry["peak_mb"] <= budget:
+            entry["plan"] = "all resident"
+        elif max(peaks.values()) <= budget:
+            entry["plan"] = "sequential"
+            entry["note"] = (f"{entry['peak_mb']:.0f} MB with every component loaded exceeds {target.name}'s "
+                             f"{budget:.0f} MB budget: the app loads and releases one component at a time")
+        else:
+            largest = max(peaks, key=lambda k: peaks[k])
+            entry["plan"] = "does not fit"
+            entry["note"] = (f"{largest} alone needs {peaks[largest]:.0f} MB, over {target.name}'s {budget:.0f} MB "
+                             "budget: slim it (prune, int8, a tiny decoder) or pick a larger device")
+    return entry
 
 
 def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Component]) -> dict[str, Any]:

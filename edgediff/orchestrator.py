@@ -21,6 +21,7 @@ from edgediff.errors import ParityError
 from edgediff.plan import Plan
 from edgediff.profile.host import profile_bundle
 from edgediff.profile.record import write_records
+from edgediff.targets import load_target
 
 
 @dataclass
@@ -82,6 +83,12 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
                                      module=recipe.model.module or None)
             times.add("profile", start)
             write_records(records, staging / "profile.json")
+            target = load_target(recipe.backend.target) if recipe.backend.target else None
+            memory = bundle.memory_entry(records, backend.name, target)
+            if memory is not None:
+                manifest.extra["memory"] = memory
+                if memory.get("note"):
+                    log(f"note: {memory['note']}")
         manifest.extra["timings_s"] = {k: round(v, 2) for k, v in times.seconds.items()}
         manifest.write(staging)
         report.write_report(staging, read_strict_json(staging / MANIFEST_FILE), records)

@@ -128,6 +128,16 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
                       markdown_table(["op", "ms/run", "%", "count"],
                                      [[o.name, f"{o.ms:.2f}", _fmt(o.percent, ".1f"), _fmt(o.count, "d")]
                                       for o in r.ops[:10]]), ""]
+    memory = manifest.get("memory")
+    if memory:
+        lines += ["## Memory", "", f"Peak RSS per component ({memory.get('method', '')}), measured on "
+                  f"{memory.get('measured_on', 'this host')}:", "",
+                  markdown_table(["component", "peak MB"], [[k, f"{v:,.0f}"] for k, v in memory["components"].items()]),
+                  "", f"All components resident: **{memory['peak_mb']:,.0f} MB**."]
+        if memory.get("target"):
+            lines.append(f"Target {memory['target']} (budget {memory['budget_mb']:,.0f} MB): **{memory['plan']}**."
+                         + (f" {memory['note']}." if memory.get("note") else ""))
+        lines.append("")
     timings = manifest.get("timings_s")
     if timings:
         lines += ["## Stage times", "", markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in timings.items()]), ""]

@@ -316,3 +316,22 @@ def test_pip_install_without_extras_in_a_fresh_venv_has_no_torch_and_generates(b
                            "--steps", "2", "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("budget, plan", [(10_000, "all resident"), (500, "sequential"), (250, "does not fit")])
+def test_memory_section_plans_loading_against_the_targets_budget(budget, plan):
+    """The apps read `memory`: all components resident, one at a time, or not at all on this device."""
+    import dataclasses
+
+    from edgediff.bundle import memory_entry
+    from edgediff.profile.record import ProfileRecord
+    from edgediff.targets import load_target
+
+    records = [ProfileRecord(name, "onnxruntime", "fp32", "host", "edgediff-host", 1.0, peak_memory_mb=mb)
+               for name, mb in (("text_encoder", 300.0), ("unet", 400.0), ("vae_decoder", 200.0))]
+    records.append(ProfileRecord("unet", "pytorch", "fp32", "host", "edgediff-host", 1.0, peak_memory_mb=5000.0))
+    target = dataclasses.replace(load_target("pixel-8"), memory_budget_mb=budget)
+    entry = memory_entry(records, "onnxruntime", target)
+    assert entry["peak_mb"] == 900.0 and entry["components"]["unet"] == 400.0  # PyTorch's record is not counted
+    assert entry["plan"] == plan and entry["budget_mb"] == budget and entry["target"] == "pixel-8"
+    assert ("note" in entry) == (plan != "all resident")

@@ -57,6 +57,7 @@ def test_manifest_contract(ort_bundle):
     assert "| unet |" in report and "End to end" in report
     records = json.loads((ort_bundle / "profile.json").read_text())
     engines = {(r["component"], r["backend"]) for r in records}
+    assert manifest["memory"]["peak_mb"] > 0 and set(manifest["memory"]["components"]) == set(manifest["components"])
     assert ("unet", "onnxruntime") in engines and ("unet", "pytorch") in engines
     ort_unet = next(r for r in records if r["component"] == "unet" and r["backend"] == "onnxruntime")
     assert ort_unet["median_ms"] > 0 and ort_unet["peak_memory_mb"] > 0 and "ratio_to_pytorch" in ort_unet["extra"]
