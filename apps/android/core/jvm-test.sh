@@ -73,22 +73,23 @@ STDLIB=$KOTLIN_LIB/kotlin-stdlib.jar
 
 # --- compile (skipped when sources and tools are unchanged) ---------------------------------------------------
 mkdir -p "$BUILD"
-compile() { # name, classpath, output jar, source dirs...
-    local name=$1 cp=$2 out=$3; shift 3
+compile() { # name, classpath, output jar, extra kotlinc flags, source dirs...
+    local name=$1 cp=$2 out=$3 flags=$4; shift 4
     local sources stamp
     mapfile -t sources < <(find "$@" -name '*.kt' | sort)
-    stamp=$( (echo "$KOTLIN_VERSION $cp"; cat "${sources[@]}") | sha256sum | cut -c1-64)
+    stamp=$( (echo "$KOTLIN_VERSION $cp $flags"; cat "${sources[@]}"; if [[ $name == core-tests ]]; then cat "$BUILD/core.jar.stamp"; fi) | sha256sum | cut -c1-64)
     if [[ -f $out && -f $out.stamp && $(cat "$out.stamp") == "$stamp" ]]; then
         return 0
     fi
     echo "jvm-test: compiling $name (${#sources[@]} files)" >&2
     rm -f "$out" "$out.stamp"
-    "$KOTLINC" -nowarn -jvm-target 17 -cp "$cp" -d "$out" "${sources[@]}" 2>&1 | grep -v '^info: ' >&2 || true
+    "$KOTLINC" -nowarn -jvm-target 17 $flags -cp "$cp" -d "$out" "${sources[@]}" 2>&1 | grep -v '^info: ' >&2 || true
     [[ -f $out ]] || { echo "jvm-test: compiling $name failed" >&2; exit 1; }
     echo "$stamp" >"$out.stamp"
 }
-compile core "$JSON" "$BUILD/core.jar" "$HERE/src/main/kotlin"
-compile core-tests "$BUILD/core.jar:$JSON:$JNA:$JUNIT" "$BUILD/core-tests.jar" "$HERE/src/test/kotlin"
+compile core "$JSON" "$BUILD/core.jar" "" "$HERE/src/main/kotlin"
+# the tests see :core's internals, as a Gradle test source set does
+compile core-tests "$BUILD/core.jar:$JSON:$JNA:$JUNIT" "$BUILD/core-tests.jar" "-Xfriend-paths=$BUILD/core.jar" "$HERE/src/test/kotlin"
 [[ $BUILD_ONLY -eq 1 ]] && exit 0
 
 # --- native runtimes from the Python wheels -------------------------------------------------------------------

@@ -15,7 +15,9 @@ import java.util.regex.Pattern
  * 1. special tokens matched verbatim in the raw text (those whose `normalized` flag is false), leftmost-longest;
  * 2. each remaining piece normalized: NFC, runs of Unicode whitespace -> one space, lower-cased per code point;
  * 3. special tokens with `normalized` true matched in the normalized pieces;
- * 4. CLIP's split regex (contractions, letter runs, single digits, other-symbol runs; whitespace dropped);
+ * 4. CLIP's split regex (contractions, letter runs, single digits, other-symbol runs; whitespace dropped),
+ *    then GPT-2's regex inside each piece (the ByteLevel pre-tokenizer's own split: it cuts a typed
+ *    "<|endoftext|>" that CLIP's regex kept whole into "<|", "endoftext", "|>");
  * 5. each piece's UTF-8 bytes mapped to printable characters (GPT-2's bytes_to_unicode), `</w>` appended to
  *    the last one, then BPE merges applied lowest rank first, leftmost first (the `tokenizers` merge queue);
  * 6. `<|startoftext|> ids <|endoftext|>`, truncated to max_length and padded with the pad token.
@@ -131,7 +133,10 @@ class ClipTokenizer(
                 }
                 val m = CLIP_SPLIT.matcher(normPiece)
                 while (m.find()) {
-                    for (id in bpe(m.group())) out += id
+                    val b = BYTE_LEVEL_SPLIT.matcher(m.group())
+                    while (b.find()) {
+                        for (id in bpe(b.group())) out += id
+                    }
                 }
             }
         }
@@ -225,6 +230,11 @@ class ClipTokenizer(
         /** edgediff/runtime/tokenizer.py CLIP_SPLIT_PATTERN, with Unicode classes as the Rust regex engine has them. */
         private val CLIP_SPLIT: Pattern = Pattern.compile(
             "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+",
+            Pattern.UNICODE_CHARACTER_CLASS,
+        )
+        /** tokenizers' ByteLevel pre-tokenizer regex (GPT-2's). */
+        private val BYTE_LEVEL_SPLIT: Pattern = Pattern.compile(
+            "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
             Pattern.UNICODE_CHARACTER_CLASS,
         )
         private val WHITESPACE_RUN: Pattern = Pattern.compile("\\s+", Pattern.UNICODE_CHARACTER_CLASS)
