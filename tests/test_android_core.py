@@ -89,3 +89,50 @@ def test_app_benchmark_report_imports(android_test_data):
     assert set(by_component) == {"text_encoder", "unet", "vae_decoder", "pipeline"}
     assert by_component["unet"].runs == 12 and by_component["unet"].median_ms > 0
     assert json.loads(report.read_text())["bundle"]["backend"] == "onnxruntime"
+
+
+def _copy_bundle(src: Path, dst: Path, edit) -> Path:
+    """A copy of bundle `src` whose manifest `edit` changed (model files untouched, so checksums still hold)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    edit(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_bundle_for_android_lays_out_and_refuses(android_test_data, tmp_path, capsys):
+    """`edgediff bundle --app android`: a checked copy with golden files; a refusal names component and reason."""
+    from edgediff.cli import main
+    from edgediff.runtime.manifest import load_manifest
+
+    out, _, _ = android_test_data
+    bundle = out / "bundles" / "shapes-sd-step4" / "onnxruntime"
+    assets = tmp_path / "assets"
+    assert main(["bundle", str(bundle), "--app", "android", "--output", str(assets), "--name", "step4"]) == 0
+    laid = assets / "bundles" / "step4"
+    assert load_manifest(laid).backend == "onnxruntime"  # every sha256 of the copy checked
+    assert (laid / "golden" / "golden.json").is_file() and (laid / "tokenizer" / "vocab.json").is_file()
+    assert "total" in capsys.readouterr().out
+
+    def drop_unet(m):
+        del m["components"]["unet"]
+
+    def fp16_input(m):
+        m["components"]["unet"]["inputs"][0]["dtype"] = "float16"
+
+    def no_tables(m):
+        m["pipeline"]["scheduler"].pop("tables")
+
+    def coreml(m):
+        m["backend"] = "coreml"
+
+    cases = ((drop_unet, "component unet: missing"), (fp16_input, "component unet: tensor sample is float16"),
+             (no_tables, "no scheduler tables"), (coreml, "iOS app"))
+    for i, (edit, expected) in enumerate(cases):
+        bad = _copy_bundle(bundle, tmp_path / f"bad{i}", edit)
+        assert main(["bundle", str(bad), "--app", "android", "--output", str(assets), "--name", f"bad{i}"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err, err
+        assert not (assets / "bundles" / f"bad{i}").exists()
