@@ -18,7 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 BUILD=${EDGEDIFF_CORE_BUILD:-$HERE/build/jvm}
 KOTLIN_VERSION=2.4.20
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/edgediff
+CACHE=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/edgediff
 BUILD_ONLY=0
 EXTRA=()
 while [[ $# -gt 0 ]]; do
