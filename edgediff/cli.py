@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "edgediff.commands.profile",
     "edgediff.commands.generate",
     "edgediff.commands.golden",
+    "edgediff.commands.bundle_app",
     "edgediff.commands.targets",
     "edgediff.commands.distill",
     "edgediff.commands.prune",

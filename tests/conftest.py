@@ -49,3 +49,19 @@ def every_manifest_follows_the_schema():
     contract.Manifest.write = write_and_check
     yield
     contract.Manifest.write = original
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Echo what tests recorded as `junit_figures` / `junit_summary` properties (the Kotlin core's measured
+    figures and its plain `N passed, N failed` JUnit line) to the terminal: under pytest-xdist a worker's own
+    output never reaches it, but its reports' properties do."""
+    seen = set()
+    lines = {"junit_figures": [], "junit_summary": []}
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            for name, value in getattr(rep, "user_properties", ()):
+                if name in lines and (rep.nodeid, name) not in seen:
+                    seen.add((rep.nodeid, name))
+                    lines[name].append(str(value))
+    for line in lines["junit_figures"] + lines["junit_summary"]:
+        terminalreporter.write_line(line)

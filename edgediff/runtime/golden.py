@@ -1,21 +1,26 @@
 """Golden files: what the iOS and Android apps compare themselves against.
 
 For one prompt and seed the runtime records token ids, the scheduler tables it ran, and the tensors at each
-stage boundary (text embeddings, initial latent, first UNet input and guided output, the latent after every
-step, the decoded image). Tensors are raw little-endian files (`.f32` float32, `.i32` int32) so Swift and
-Kotlin read them without a parser; golden.json gives each one's shape, sha256 and summary statistics.
+stage boundary (text embeddings, initial latent, first UNet input and guided output, then for every step the
+guided noise prediction, the noise the scheduler injected (LCM) and the latent after the step, the decoded
+image). With every step's model output and noise on file, an app can test its scheduler alone, step by step,
+and a drifting run names the first step that left its tolerance. Tensors are raw little-endian files (`.f32`
+float32, `.i32` int32) so Swift and Kotlin read them without a parser; golden.json gives each one's shape,
+sha256 and summary statistics. For a 64x64 model the whole folder is well under 200 KB.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from edgediff.runtime.pipeline import BundlePipeline
+from edgediff.runtime.pipeline import BundlePipeline, GenerationResult
+from edgediff.runtime.schedulers import TableScheduler
 
 GOLDEN_FORMAT = "edgediff-golden/1"
 DEFAULT_PROMPT = "a red circle on a blue background"
@@ -27,6 +32,12 @@ TOKENIZER_CASES = (
     "naïve café — “quotes” 日本語 🐱",
     "tabs\tand\nnewlines   collapse",
     "<|endoftext|> typed as text",
+    "<|STARTOFTEXT|> and <|ENDOFTEXT|> in capitals",
+    "x<|endoftext|>y<|startoftext|>z",
+    "Cafe\u0301 (combining accent) ΣΟΦΟΣ İstanbul",
+    "full-width １２３ and ½ ⅓ digits, x²",
+    "it's they're we've I'm you'll he'd isn't",
+    "  leading and trailing spaces  ",
     "a very long prompt " * 30,
 )
 
@@ -69,9 +80,7 @@ def write_golden(
     out_dir = Path(out_dir)
     tensors_dir = out_dir / "tensors"
     tensors_dir.mkdir(parents=True, exist_ok=True)
-    result = pipe.generate(
-        prompt, seed=seed, steps=steps, guidance=guidance, negative_prompt=negative_prompt, keep_intermediates=True
-    )
+    result, per_step = _generate_recording_steps(pipe, prompt, seed, steps, guidance, negative_prompt)
     keep = result.intermediates
     tensors: dict[str, Any] = {}
     for name in (
@@ -82,6 +91,10 @@ def write_golden(
             tensors[name] = _write_tensor(tensors_dir, name, keep[name])
     for i, latents in enumerate(keep["latents_per_step"]):
         tensors[f"latents_after_step_{i:03d}"] = _write_tensor(tensors_dir, f"latents_after_step_{i:03d}", latents)
+    for i, (noise_pred, step_noise) in enumerate(per_step):
+        tensors[f"noise_pred_step_{i:03d}"] = _write_tensor(tensors_dir, f"noise_pred_step_{i:03d}", noise_pred)
+        if step_noise is not None:
+            tensors[f"step_noise_{i:03d}"] = _write_tensor(tensors_dir, f"step_noise_{i:03d}", step_noise)
     Image.fromarray(result.image).save(out_dir / "image.png")
     sched = pipe.scheduler(result.steps, result.scheduler)
     (out_dir / "scheduler_tables.json").write_text(json.dumps(sched.tables, indent=1) + "\n")
@@ -118,6 +131,45 @@ def write_golden(
     path = out_dir / "golden.json"
     path.write_text(json.dumps(golden, indent=1) + "\n")
     return path
+
+
+def _generate_recording_steps(
+    pipe: BundlePipeline, prompt: str, seed: int, steps: int | None, guidance: float | None, negative_prompt: str,
+) -> tuple[GenerationResult, list[tuple[np.ndarray, np.ndarray | None]]]:
+    """`pipe.generate` with intermediates, plus each step's guided model output and injected noise.
+
+    The scheduler's `step` sees exactly both (the guided noise prediction and the draw from the seed's generator),
+    so it is wrapped on the one scheduler instance this run uses; nothing of the pipeline changes.
+    """
+    recorded: list[tuple[np.ndarray, np.ndarray | None]] = []
+    make_scheduler = pipe.scheduler
+
+    def recording_scheduler(*args: Any, **kwargs: Any) -> TableScheduler:
+        sched = make_scheduler(*args, **kwargs)
+        step = sched.step
+
+        def recording_step(model_output, index, sample, noise=None):
+            recorded.append((np.array(model_output, dtype=np.float32),
+                             None if noise is None else np.array(noise, dtype=np.float32)))
+            return step(model_output, index, sample, noise=noise)
+
+        sched.step = recording_step  # type: ignore[method-assign]
+        return sched
+
+    with _patched(pipe, "scheduler", recording_scheduler):
+        result = pipe.generate(
+            prompt, seed=seed, steps=steps, guidance=guidance, negative_prompt=negative_prompt, keep_intermediates=True
+        )
+    return result, recorded
+
+
+@contextmanager
+def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        delattr(obj, name)  # back to the class's method
 
 
 def read_tensor(golden_dir: Path, entry: dict[str, Any]) -> np.ndarray:
