@@ -25,6 +25,7 @@ from edgediff.runtime.golden import write_golden
 # The backends each app runs, and where its bundles go.
 APP_BACKENDS = {"android": ("litert", "onnxruntime"), "ios": ("coreml",)}
 APPS = tuple(APP_BACKENDS)
+APP_NAMES = {"android": "Android", "ios": "iOS"}
 PIPELINE = ("text_encoder", "unet", "vae_decoder")
 # What the apps' sessions feed and read (apps/android/app/.../Sessions.kt, apps/ios/Sources/EdgediffCoreML):
 # float32 activations (float16 on Core ML), integer ids.
@@ -56,8 +57,8 @@ def check_app_can_run(manifest: Manifest, app: str = "android") -> list[str]:
     if manifest.backend not in APP_BACKENDS[app]:
         other = next(a for a, backends in APP_BACKENDS.items() if manifest.backend in backends)
         targets = " or ".join(f"--target {b}" for b in APP_BACKENDS[app])
-        return [f"backend {manifest.backend!r}: the {app} app runs {' and '.join(APP_BACKENDS[app])} bundles "
-                f"({manifest.backend} bundles run in the {other} app); convert with {targets}"]
+        return [f"backend {manifest.backend!r}: the {APP_NAMES[app]} app runs {' and '.join(APP_BACKENDS[app])} "
+                f"bundles ({manifest.backend} bundles run in the {APP_NAMES[other]} app); convert with {targets}"]
     if manifest.pipeline is None:
         return ["the bundle holds components only: the app needs a text-to-image bundle (convert a full pipeline)"]
     for name in PIPELINE:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = Manifest.read(args.bundle, backend=args.backend)
     problems = check_app_can_run(manifest, args.app)
     if problems:
-        raise UnsupportedError(f"the {args.app} app cannot run {manifest.root}: " + "; ".join(problems))
+        raise UnsupportedError(f"the {APP_NAMES[args.app]} app cannot run {manifest.root}: " + "; ".join(problems))
     name = args.name or _default_name(manifest)
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", name) or name in (".", ".."):
         raise UnsupportedError(f"bundle name {name!r}: use letters, digits, '.', '_' and '-' only")
