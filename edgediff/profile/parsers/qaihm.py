@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from edgediff.profile.parsers._common import (
@@ -108,7 +109,9 @@ def parse_profile_dict(text: str) -> dict:
     data: object = None
     for candidate in (body, body[: body.rfind("}") + 1]):
         try:
-            data = ast.literal_eval(candidate)
+            with warnings.catch_warnings():  # a garbled literal would print SyntaxWarnings before it fails
+                warnings.simplefilter("ignore")
+                data = ast.literal_eval(candidate)
             break
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
             problem = exc.__class__.__name__
