@@ -39,6 +39,16 @@ TOKENIZER_CASES = (
     "it's they're we've I'm you'll he'd isn't",
     "  leading and trailing spaces  ",
     "a very long prompt " * 30,
+    # special tokens in mixed case: HF lower-cases first, so a token matched after normalisation (normalized: true,
+    # <|startoftext|> here) still matches; one matched verbatim (<|endoftext|>: the pad role's plain string) does
+    # not, and the byte-level pre-tokenizer then cuts its lower-cased text into "<|", "endoftext", "|>"
+    "<|EndOfText|> mixed <|StartOfText|> case",
+    "!!<|ENDOFTEXT|>?? <<|startoftext|>> a<|ENDOFTEXT|>b",
+    "<|endoftext|><|ENDOFTEXT|>'S <| endoftext |> <|endoftext <|startoftext|endoftext|>",
+    "CAT'S DON'T THEY'RE I'M x'sy 'LL",
+    "İSTANBUL ΣΑΣ Straße ǅemal",
+    "\u00a0nbsp\u2003em\u3000ideo\u200bzw\u0085nel tab\x0bvt\x1cfs",
+    "👩🏽\u200d💻 🏳️\u200d🌈 ﬁ ①②③ Ⅻ Ａ－Ｚ ＡＢＣ １２",
 )
 
 

@@ -43,7 +43,10 @@ extension ClipTokenizer {
             var sources: [[String: JSONValue]] = []
             for name in ["tokenizer_config.json", "special_tokens_map.json"] {
                 guard let url = folder?.appendingPathComponent(name), FileManager.default.fileExists(atPath: url.path) else { continue }
-                sources.append(try JSONValue.read(url).objectValue ?? [:])
+                guard let members = try JSONValue.read(url).objectValue else {
+                    throw BundleError.invalidManifest(key: "tokenizer/\(name): (document)", expected: "a JSON object")
+                }
+                sources.append(members)
             }
             sources.append(overrides.mapValues { JSONValue.string($0) })
             var found: [String: (text: String, normalized: Bool)] = [:]

@@ -49,9 +49,9 @@ public struct GoldenFiles: Sendable {
         self.dir = dir
         prompt = try reader.optionalString(json["prompt"], key: "prompt") ?? ""
         negativePrompt = try reader.optionalString(json["negative_prompt"], key: "negative_prompt") ?? ""
-        guard let seedValue = try reader.optionalCount(json["seed"], key: "seed"),
-              let stepsValue = try reader.optionalCount(json["steps"], key: "steps"),
-              let guidanceValue = try reader.optionalNumber(json["guidance"], key: "guidance") else {
+        guard let seedValue = try reader.optionalCount(json["seed"], key: "golden.json: seed"),
+              let stepsValue = try reader.optionalCount(json["steps"], key: "golden.json: steps"),
+              let guidanceValue = try reader.optionalNumber(json["guidance"], key: "golden.json: guidance") else {
             throw BundleError.invalidManifest(key: "golden.json: seed, steps, guidance", expected: "numbers")
         }
         seed = UInt64(seedValue)
@@ -272,8 +272,9 @@ public enum GoldenCheck {
         return StageCheck(stage: stage, passed: differing.isEmpty, metric: "mismatches", value: Double(differing.count), limit: 0, detail: detail)
     }
 
-    /// The largest absolute difference; a NaN anywhere counts as infinitely different.
+    /// The largest absolute difference; a NaN anywhere, or arrays of different sizes, count as infinitely different.
     public static func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count else { return .infinity }
         var worst = 0.0
         for i in 0..<min(a.count, b.count) {
             let d = abs(Double(a[i]) - Double(b[i]))

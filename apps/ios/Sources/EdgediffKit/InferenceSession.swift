@@ -112,12 +112,15 @@ public enum LoadStrategy: String, Sendable, Equatable {
     case oneAtATime
 }
 
-/// The memory plan for a bundle on a device: what the bundle needs against the device's budget.
+/// The memory plan for a bundle on a device, the same rule in both cores (Kotlin: InferenceSession.kt `MemoryPlan`):
 ///
-/// A component needs what the bundle's `memory.components` records for it, else at least its model files'
-/// bytes (weights are resident at least once); the whole pipeline needs `memory.peak_mb`, else the sum. The
-/// budget is the smaller of the device's (what the system grants the app) and the one the bundle was made for
-/// (`memory.budget_mb`, from the target's `memory_budget_mb`).
+/// - a component needs what the bundle's `memory.components` records for it, else its model files' bytes; the whole
+///   pipeline needs `memory.peak_mb`, else the sum;
+/// - the bundle's recorded `memory.plan` decides when it applies, i.e. when the device's budget is unknown or at least
+///   the `budget_mb` it was planned for: "all resident", "sequential" (one at a time), "does not fit" (refused);
+/// - otherwise, against the smaller of the device's budget (what the system grants the app) and the bundle's: all
+///   resident when the peak fits, one at a time when only each component alone fits, and `overMemoryBudget` when one
+///   component alone exceeds it (the rule of edgediff/bundle.py `memory_entry`).
 public struct MemoryPlan: Sendable, Equatable {
     public let strategy: LoadStrategy
     public let budgetMB: Double?
@@ -125,7 +128,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// A sentence for the user: what was decided and why.
     public let explanation: String
 
-    /// Throws `overMemoryBudget` when even the largest component alone exceeds the budget.
+    /// Throws `overMemoryBudget` when even the largest component alone exceeds the budget (or the bundle says so).
     public static func plan(manifest: BundleManifest, deviceBudgetMB: Double?) throws -> MemoryPlan {
         let memory = manifest.memory
         var needs: [String: Double] = [:]
@@ -134,6 +137,22 @@ public struct MemoryPlan: Sendable, Equatable {
             needs[name] = memory?.componentPeakMB[name] ?? Double(component.bytes) / 1_048_576
         }
         let peak = memory?.peakMB ?? needs.values.reduce(0, +)
+        let largest = needs.values.max()
+        if let recorded = memory?.plan, let recordedBudget = memory?.budgetMB, deviceBudgetMB.map({ $0 >= recordedBudget }) ?? true {
+            let target = memory?.target ?? "its target"
+            switch recorded {
+            case MemorySpec.allResident:
+                return MemoryPlan(strategy: .allResident, budgetMB: recordedBudget, peakMB: peak,
+                                  explanation: "The bundle was planned for \(target): about \(wholeMB(peak)) MB of its "
+                                      + "\(wholeMB(recordedBudget)) MB budget; all models stay loaded.")
+            case MemorySpec.sequential:
+                return MemoryPlan(strategy: .oneAtATime, budgetMB: recordedBudget, peakMB: peak,
+                                  explanation: sequentialText(peak: peak, budget: recordedBudget))
+            default:
+                throw BundleError.overMemoryBudget(neededMB: wholeMB((largest ?? peak).rounded(.up)),
+                                                   budgetMB: wholeMB(recordedBudget.rounded(.down)))
+            }
+        }
         let budgets = [deviceBudgetMB, memory?.budgetMB].compactMap { $0 }.filter { $0 >= 0 }
         guard let budget = budgets.min() else {
             return MemoryPlan(strategy: .allResident, budgetMB: nil, peakMB: peak,
@@ -143,13 +162,15 @@ public struct MemoryPlan: Sendable, Equatable {
             return MemoryPlan(strategy: .allResident, budgetMB: budget, peakMB: peak,
                               explanation: "The bundle needs about \(wholeMB(peak)) MB of the \(wholeMB(budget)) MB budget; all models stay loaded.")
         }
-        if let largest = needs.values.max(), largest > budget {
+        if let largest, largest > budget {
             throw BundleError.overMemoryBudget(neededMB: wholeMB(largest.rounded(.up)), budgetMB: wholeMB(budget.rounded(.down)))
         }
-        return MemoryPlan(strategy: .oneAtATime, budgetMB: budget, peakMB: peak,
-                          explanation: "The bundle needs about \(wholeMB(peak)) MB with every model loaded but this device allows "
-                              + "\(wholeMB(budget)) MB, so the text encoder, UNet and VAE decoder are loaded one at a time "
-                              + "(slower: each image loads them again).")
+        return MemoryPlan(strategy: .oneAtATime, budgetMB: budget, peakMB: peak, explanation: sequentialText(peak: peak, budget: budget))
+    }
+
+    static func sequentialText(peak: Double, budget: Double) -> String {
+        "The bundle needs about \(wholeMB(peak)) MB with every model loaded but this device allows \(wholeMB(budget)) MB, "
+            + "so the text encoder, UNet and VAE decoder are loaded one at a time (slower: each image loads them again)."
     }
 
     /// Megabytes as a whole number for messages, safe for any Double a manifest can hold.

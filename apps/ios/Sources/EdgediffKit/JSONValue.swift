@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Why not JSONSerialization: bundles in format edgediff-bundle/1 may hold `NaN`, `Infinity` and `-Infinity`
 /// (Python's json writes them), JSONSerialization rejects those on older systems, and its NSNumber cannot tell
-/// `true` from `1` on Apple platforms. This parser accepts exactly what Python's `json.loads` accepts.
+/// `true` from `1` on Apple platforms. This parser accepts exactly what Python's `json.loads` accepts (no
+/// byte-order mark, at most 256 levels of nesting), as the Kotlin twin's `StrictJson` does.
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -62,11 +63,41 @@ public enum JSONValue: Sendable, Equatable {
         try parseReportingNonFinite(data, file: file).value
     }
 
-    /// Parses `data` and says whether it held NaN or Infinity (allowed in edgediff-bundle/1, not in /2).
+    /// Parses `data` and says whether it held NaN or Infinity literals (allowed in edgediff-bundle/1, not in /2).
+    /// `key: null` beside a string `key_reason` comes back as the non-finite number it stands for (see
+    /// `restoringNonFinite`), so no typed read takes it for an absent key.
     public static func parseReportingNonFinite(_ data: Data, file: String) throws -> (value: JSONValue, hadNonFinite: Bool) {
         var parser = Parser(bytes: [UInt8](data), file: file)
         let value = try parser.document()
-        return (value, parser.sawNonFinite)
+        return (value.restoringNonFinite(), parser.sawNonFinite)
+    }
+
+    /// edgediff/contract.py `restore_nonfinite`, as the Kotlin twin (Json.kt): in strict JSON a non-finite figure is
+    /// `key: null` with `key_reason` beside it; that pair becomes the number again ("not a number ..." NaN,
+    /// "-infinity ..." -infinity, anything else +infinity) and the `_reason` key goes.
+    public func restoringNonFinite() -> JSONValue {
+        switch self {
+        case .object(let members):
+            var out = members
+            for (key, item) in members where item.isNull {
+                guard let reason = members[key + "_reason"]?.stringValue else { continue }
+                out[key] = .number(JSONValue.nonFinite(reason))
+                out[key + "_reason"] = nil
+            }
+            for (key, item) in out {
+                out[key] = item.restoringNonFinite()
+            }
+            return .object(out)
+        case .array(let items):
+            return .array(items.map { $0.restoringNonFinite() })
+        default:
+            return self
+        }
+    }
+
+    static func nonFinite(_ reason: String) -> Double {
+        if reason.hasPrefix("not a number") { return .nan }
+        return reason.hasPrefix("-infinity") ? -.infinity : .infinity
     }
 
     /// Reads and parses a file.
@@ -164,10 +195,11 @@ private struct Parser {
     init(bytes: [UInt8], file: String) {
         self.bytes = bytes
         self.file = file
-        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }  // a UTF-8 byte-order mark
     }
 
     mutating func document() throws -> JSONValue {
+        // Python's json refuses a byte-order mark, and so does the Kotlin twin.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { throw failure("a byte-order mark at the start (JSON files are plain UTF-8)") }
         let value = try parseValue()
         skipWhitespace()
         guard index == bytes.count else { throw failure("unexpected text after the document") }

@@ -101,15 +101,24 @@ public struct TokenizerSpec: Sendable, Equatable {
     public let overrides: [String: String]
 }
 
-/// `memory` (optional, Swift reader only so far): what the bundle needs, recorded when it was bundled for a target.
+/// `memory` (edgediff/bundle.py `memory_entry`): what the bundle needs, host-measured, and for a device target with
+/// a budget the loading plan. The Kotlin twin (Manifest.kt `MemorySpec`) has the same names.
 ///
 /// `peak_mb`: the peak with every component resident; `components`: each component's own peak; `budget_mb`: the
-/// target's `memory_budget_mb` (targets/iphone-15-pro.toml); `target`: its name.
+/// target's `memory_budget_mb` (targets/iphone-15-pro.toml); `target`: its name; `plan`: "all resident",
+/// "sequential" or "does not fit" (`MemoryPlan` follows it); `note`: why, for the user.
 public struct MemorySpec: Sendable, Equatable {
+    public static let allResident = "all resident"
+    public static let sequential = "sequential"
+    public static let doesNotFit = "does not fit"
+    public static let plans = [allResident, sequential, doesNotFit]
+
     public let peakMB: Double?
     public let componentPeakMB: [String: Double]
     public let budgetMB: Double?
     public let target: String?
+    public var plan: String? = nil
+    public var note: String? = nil
 }
 
 /// A bundle's manifest.json, parsed and checked: the keys and types of the bundle schema, every path inside the
@@ -120,6 +129,7 @@ public struct BundleManifest: Sendable {
     public static let formatV2 = "edgediff-bundle/2"
     public static let formats = [formatV1, formatV2]
     public static let backends = ["onnxruntime", "litert", "coreml"]
+    public static let precisions = ["fp32", "fp16", "int8"]
     public static let requiredComponents = ["text_encoder", "unet", "vae_decoder"]
 
     public let root: URL
@@ -178,7 +188,7 @@ struct ManifestReader {
         guard let top = raw.objectValue else { throw BundleError.invalidManifest(key: "(document)", expected: "a JSON object") }
         let formatText = top["format"]?.stringValue
         guard let format = formatText, BundleManifest.formats.contains(format) else {
-            throw BundleError.unsupportedFormat(found: formatText ?? top["format"].map { $0.serialized(indent: 0) })
+            throw BundleError.unsupportedFormat(found: formatText ?? top["format"].flatMap { $0.isNull ? nil : $0.serialized(indent: 0) })
         }
         if format == BundleManifest.formatV2, hadNonFinite {
             throw BundleError.invalidManifest(key: "(document)", expected: "strict JSON (edgediff-bundle/2 has no NaN or Infinity)")
@@ -193,6 +203,10 @@ struct ManifestReader {
         guard BundleManifest.backends.contains(backend) else {
             throw BundleError.invalidManifest(key: "backend", expected: "one of \(BundleManifest.backends.joined(separator: ", "))")
         }
+        let precision = try optionalString(top["precision"], key: "precision") ?? "fp32"
+        guard BundleManifest.precisions.contains(precision) else {
+            throw BundleError.invalidManifest(key: "precision", expected: "one of \(BundleManifest.precisions.joined(separator: ", "))")
+        }
         var components: [String: ComponentSpec] = [:]
         for (name, entry) in try object(top["components"], key: "components") {
             components[name] = try component(name, entry)
@@ -204,7 +218,7 @@ struct ManifestReader {
             root: root,
             format: format,
             backend: backend,
-            precision: try optionalString(top["precision"], key: "precision") ?? "fp32",
+            precision: precision,
             edgediffVersion: version,
             components: components,
             pipeline: try pipeline(top["pipeline"]),
@@ -262,6 +276,9 @@ struct ManifestReader {
     func checkedFile(_ entry: [String: JSONValue], key: String, checkSize: Bool) throws -> URL {
         let relative = try string(entry["file"], key: "\(key).file")
         let sha = try optionalSHA(entry["sha256"], key: "\(key).sha256")
+        if sha == nil, verifyChecksums {  // a file without its checksum cannot be checked (as edgediff/contract.py)
+            throw BundleError.invalidManifest(key: "\(key).sha256", expected: "a lower-case hex sha256 (64 characters)")
+        }
         let size = try optionalCount(entry["bytes"], key: "\(key).bytes")
         let url = try BundleFiles.resolve(relative, in: root)
         try BundleFiles.check(url, relative: relative, bytes: checkSize ? size : nil, sha256: verifyChecksums ? sha : nil, root: root)
@@ -348,11 +365,17 @@ struct ManifestReader {
             }
             perComponent[name] = megabytes
         }
-        return MemorySpec(
-            peakMB: try optionalNumber(data["peak_mb"], key: "memory.peak_mb"),
-            componentPeakMB: perComponent,
-            budgetMB: try optionalNumber(data["budget_mb"], key: "memory.budget_mb"),
-            target: try optionalString(data["target"], key: "memory.target"))
+        let peak = try optionalNumber(data["peak_mb"], key: "memory.peak_mb")
+        if let peak, peak < 0 { throw BundleError.invalidManifest(key: "memory.peak_mb", expected: "a non-negative number of MB") }
+        let budget = try optionalNumber(data["budget_mb"], key: "memory.budget_mb")
+        if let budget, budget <= 0 { throw BundleError.invalidManifest(key: "memory.budget_mb", expected: "a positive number of MB") }
+        let plan = try optionalString(data["plan"], key: "memory.plan")
+        if let plan, !MemorySpec.plans.contains(plan) {
+            throw BundleError.invalidManifest(key: "memory.plan", expected: "one of " + MemorySpec.plans.map { "'\($0)'" }.joined(separator: ", "))
+        }
+        return MemorySpec(peakMB: peak, componentPeakMB: perComponent, budgetMB: budget,
+                          target: try optionalString(data["target"], key: "memory.target"), plan: plan,
+                          note: try optionalString(data["note"], key: "memory.note"))
     }
 
     func tensorSpecs(_ value: JSONValue?, key: String, required: Bool) throws -> [TensorSpec] {
@@ -366,8 +389,8 @@ struct ManifestReader {
             let spec = try object(item, key: itemKey)
             var shape: [TensorDimension] = []
             for (axis, dim) in (try optionalArray(spec["shape"], key: "\(itemKey).shape") ?? []).enumerated() {
-                if let size = dim.intValue, size >= -1 {
-                    shape.append(size == -1 ? .symbolic("?") : .fixed(size))
+                if let size = dim.intValue, size >= 0 {  // edgediff/contract.py refuses -1: a dynamic axis is a name
+                    shape.append(.fixed(size))
                 } else if let symbol = dim.stringValue {
                     shape.append(.symbolic(symbol))
                 } else {

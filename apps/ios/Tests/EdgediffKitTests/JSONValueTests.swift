@@ -18,7 +18,8 @@ final class JSONValueTests: XCTestCase {
     }
 
     func testBrokenJSONIsANamedErrorWithAPosition() {
-        for text in ["", "{", "{\"a\" 1}", "[1,]", "\"\\x\"", "01", "{\"a\": tru}", "[1] 2", String(repeating: "[", count: 10_000)] {
+        for text in ["", "{", "{\"a\" 1}", "[1,]", "\"\\x\"", "01", "{\"a\": tru}", "[1] 2", String(repeating: "[", count: 10_000), "{'a': 1}",
+                     "// c\n{}", "\u{FEFF}{}"] {
             let error = assertRefused("invalid_json") { _ = try JSONValue.parse(Data(text.utf8), file: "t.json") }
             if case .invalidJson(_, let detail)? = error { XCTAssertTrue(detail.contains("line"), detail) }
         }
@@ -31,5 +32,15 @@ final class JSONValueTests: XCTestCase {
         let back = try JSONValue.parse(Data(text.utf8), file: "t")
         XCTAssertEqual(back["x"], value["x"])
         XCTAssertEqual(back["y"], .null)
+    }
+
+    func testNullBesideItsReasonIsTheNonFiniteNumberItStandsFor() throws {
+        let text = #"{"x": null, "x_reason": "-infinity, not representable in JSON", "y": null, "z": [null]}"#
+        let (value, hadNonFinite) = try JSONValue.parseReportingNonFinite(Data(text.utf8), file: "t.json")
+        XCTAssertEqual(value["x"]?.doubleValue, -.infinity)
+        XCTAssertEqual(value.objectValue?.keys.sorted(), ["x", "y", "z"])
+        XCTAssertFalse(hadNonFinite)
+        XCTAssertEqual(value["y"], .null)  // a null without a reason is an absent key
+        XCTAssertEqual(value["z"], .array([.null]))
     }
 }

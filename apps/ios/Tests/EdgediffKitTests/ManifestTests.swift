@@ -162,6 +162,88 @@ final class ManifestTests: XCTestCase {
                        .overMemoryBudget(neededMB: 1700, budgetMB: 1500))
     }
 
+    func testTheMemorySectionIsReadAndOneRuleDecidesTheSameAsKotlins() throws {
+        var bundle = try BundleBuilder(in: try TestEnv.temporaryFolder(self))
+        try bundle.set(["memory"], .object([
+            "peak_mb": .number(2350), "budget_mb": .number(3000), "target": .string("pixel-8"),
+            "components": .object(["text_encoder": .number(250), "unet": .number(1700), "vae_decoder": .number(400)]),
+        ]))
+        let measured = try bundle.load()
+        XCTAssertEqual(measured.memory, MemorySpec(peakMB: 2350, componentPeakMB: ["text_encoder": 250, "unet": 1700, "vae_decoder": 400],
+                                                   budgetMB: 3000, target: "pixel-8"))
+        // The sum exceeds the budget but each component fits: loaded one at a time, not refused.
+        XCTAssertEqual(try MemoryPlan.plan(manifest: measured, deviceBudgetMB: 6000).strategy, .allResident)
+        XCTAssertEqual(try MemoryPlan.plan(manifest: measured, deviceBudgetMB: 2000).strategy, .oneAtATime)
+        try measured.checkMemoryBudget(budgetMB: 2000)
+        XCTAssertEqual(assertRefused("over_memory_budget") { _ = try MemoryPlan.plan(manifest: measured, deviceBudgetMB: 1500) },
+                       .overMemoryBudget(neededMB: 1700, budgetMB: 1500))
+        // The recorded plan is followed when the device gives at least the budget it was made for...
+        try bundle.set(["memory", "budget_mb"], .number(2000))
+        try bundle.set(["memory", "plan"], .string("sequential"))
+        try bundle.set(["memory", "note"], .string("2350 MB with every component loaded exceeds pixel-8's 2000 MB budget"))
+        let planned = try bundle.load()
+        XCTAssertEqual(planned.memory?.plan, "sequential")
+        XCTAssertEqual(try MemoryPlan.plan(manifest: planned, deviceBudgetMB: nil).strategy, .oneAtATime)
+        XCTAssertEqual(try MemoryPlan.plan(manifest: planned, deviceBudgetMB: 8000).strategy, .oneAtATime)
+        try bundle.set(["memory", "plan"], .string("all resident"))
+        XCTAssertEqual(try MemoryPlan.plan(manifest: try bundle.load(), deviceBudgetMB: nil).strategy, .allResident)
+        // ... and recomputed when the device gives less than that.
+        let allResident = try bundle.load()
+        assertRefused("over_memory_budget") { _ = try MemoryPlan.plan(manifest: allResident, deviceBudgetMB: 1000) }
+        try bundle.set(["memory", "plan"], .string("does not fit"))
+        let doesNotFit = try bundle.load()
+        XCTAssertEqual(assertRefused("over_memory_budget") { _ = try MemoryPlan.plan(manifest: doesNotFit, deviceBudgetMB: nil) },
+                       .overMemoryBudget(neededMB: 1700, budgetMB: 2000))
+    }
+
+    func testTheManifestFileItselfMayBeGivenInsteadOfItsFolder() throws {
+        let bundle = try BundleBuilder(in: try TestEnv.temporaryFolder(self))
+        XCTAssertEqual(try BundleManifest.load(bundle.dir).manifestSha256,
+                       try BundleManifest.load(bundle.dir.appendingPathComponent("manifest.json")).manifestSha256)
+    }
+
+    func testEverySharedManifestCaseGivesTheAnswerKotlinGives() throws {
+        let folder = try TestEnv.temporaryFolder(self)
+        let cases = try JSONValue.read(TestEnv.golden.appendingPathComponent("manifest_cases.json"))["cases"]?.arrayValue ?? []
+        XCTAssertGreaterThan(cases.count, 30)
+        var wrong: [String] = []
+        for (index, entry) in cases.enumerated() {
+            let bundle = try BundleBuilder(in: folder, name: "case\(index)")
+            var root = JSONValue.object(bundle.manifest)
+            var raws: [String] = []
+            for pair in entry["set"]?.arrayValue ?? [] {
+                guard let items = pair.arrayValue, let value = items.last else { continue }
+                var replacement: JSONValue? = value
+                if value["$delete"]?.boolValue == true { replacement = nil }
+                if let raw = value["$raw"]?.stringValue {
+                    replacement = .string("@@RAW\(raws.count)@@")
+                    raws.append(raw)
+                }
+                root = BundleBuilder.applying(root, items.dropLast(), replacement)
+            }
+            var text = root.serialized()
+            for (i, raw) in raws.enumerated() { text = text.replacingOccurrences(of: "\"@@RAW\(i)@@\"", with: raw) }
+            if let whole = entry["document"]?.stringValue {
+                text = whole
+            } else {
+                text = (entry["prefix"]?.stringValue ?? "") + text
+            }
+            try bundle.writeText(text)
+            let expect = entry["expect"]
+            let want = expect?["loads"]?.boolValue == true
+                ? "loads" : [expect?["code"]?.stringValue, expect?["key"]?.stringValue].compactMap { $0 }.joined(separator: " ")
+            let got: String
+            do {
+                _ = try bundle.load()
+                got = "loads"
+            } catch let error as BundleError {
+                if case .invalidManifest(let key, _) = error { got = "\(error.code) \(key)" } else { got = error.code }
+            }
+            if got != want { wrong.append("\(entry["name"]?.stringValue ?? "?"): expected \(want), got \(got)") }
+        }
+        XCTAssertEqual(wrong, [])
+    }
+
     func testAManifestCutAnywhereIsRefusedByANamedCheck() throws {
         let bundle = try BundleBuilder(in: try TestEnv.temporaryFolder(self))
         let text = JSONValue.object(bundle.manifest).serialized()

@@ -59,6 +59,58 @@ final class NoiseTests: XCTestCase {
         XCTAssertTrue(Noise.log1pf(-1).isInfinite)
     }
 
+    /// apps/golden/noise/noise.json (apps/golden/noise/make_noise_golden.py), shared with the Kotlin tests.
+    static func noiseGolden() throws -> [String: JSONValue] {
+        let url = TestEnv.golden.appendingPathComponent("noise/noise.json")
+        guard let document = try JSONValue.read(url).objectValue else { throw BundleError.invalidJson(file: url.path, detail: "not an object") }
+        return document
+    }
+
+    func testEveryTailDrawAndTheWholeStreamOfSeveralSeedsAreNumpysBits() throws {
+        let seeds = try NoiseTests.noiseGolden()["seeds"]?.arrayValue ?? []
+        XCTAssertGreaterThanOrEqual(seeds.count, 5)
+        for entry in seeds {
+            guard let seedText = entry["seed"]?.stringValue, let seed = UInt64(seedText), let count = entry["count"]?.intValue,
+                  let tails = entry["tail_draws"]?.arrayValue, let sha = entry["sha256"]?.stringValue else {
+                return XCTFail("noise.json: a seed entry without seed, count, tail_draws or sha256")
+            }
+            var rawRng = Noise(seed: seed)
+            for (k, text) in (entry["raw_uint64_head"]?.arrayValue ?? []).enumerated() {
+                let draw = rawRng.nextUInt64()
+                XCTAssertEqual(text.stringValue.flatMap { UInt64($0) }, draw, "seed \(seed) raw draw \(k)")
+            }
+            var rng = Noise(seed: seed)
+            let values = rng.standardNormal(count: count)
+            for tail in tails {
+                guard let pair = tail.arrayValue, pair.count == 2, let index = pair[0].intValue, index < values.count,
+                      let bits = pair[1].stringValue.flatMap({ UInt32($0, radix: 16) }) else {
+                    return XCTFail("noise.json: a tail draw that is not [index, hex bits]")
+                }
+                XCTAssertEqual(values[index].bitPattern, bits,
+                               "seed \(seed) tail draw \(index): numpy \(Float(bitPattern: bits)) vs \(values[index])")
+            }
+            let stream = try FloatTensor(shape: [values.count], data: values).toLittleEndianBytes()
+            XCTAssertEqual(SHA256.hex(of: stream), sha, "seed \(seed): sha256 of \(count) draws")
+        }
+    }
+
+    func testLog1pfIsGlibcsOnEveryInputNumpyPassesIt() throws {
+        let expected = try NoiseTests.noiseGolden()["log1pf_sha256"]?.stringValue
+        var bytes = [UInt8](repeating: 0, count: 4 << 24)  // little-endian float32, as the generator hashes them
+        for k in 0..<(1 << 24) {
+            let bits = Noise.log1pf(-(Float(k) * 0x1p-24)).bitPattern
+            bytes[4 * k] = UInt8(truncatingIfNeeded: bits)
+            bytes[4 * k + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+            bytes[4 * k + 2] = UInt8(truncatingIfNeeded: bits >> 16)
+            bytes[4 * k + 3] = UInt8(truncatingIfNeeded: bits >> 24)
+        }
+        var hasher = SHA256()
+        hasher.update(bytes)
+        XCTAssertEqual(hasher.finalizeHex(), expected, "log1pf over -k * 2^-24")
+        XCTAssertEqual(Noise.log1pf(-1), -.infinity)
+        XCTAssertTrue(Noise.log1pf(-2).isNaN)
+    }
+
     func testSeedWordsFollowNumpyAboveThirtyTwoBits() {
         XCTAssertEqual(SeedSequence.words(of: 0), [0])
         XCTAssertEqual(SeedSequence.words(of: 1 << 32), [0, 1])

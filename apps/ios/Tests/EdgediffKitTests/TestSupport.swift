@@ -136,6 +136,23 @@ struct BundleBuilder {
         try write()
     }
 
+    /// Sets `value` at a path of keys (strings) and list indices (numbers); missing objects are created, nil removes
+    /// the key (the shared manifest cases, apps/golden/manifest_cases.json, use this).
+    static func applying(_ node: JSONValue, _ path: ArraySlice<JSONValue>, _ value: JSONValue?) -> JSONValue {
+        guard let step = path.first else { return value ?? .null }
+        let rest = path.dropFirst()
+        if let key = step.stringValue {
+            var members = node.objectValue ?? [:]
+            members[key] = rest.isEmpty ? value : applying(members[key] ?? .object([:]), rest, value)
+            return .object(members)
+        }
+        if let index = step.intValue, var items = node.arrayValue, index >= 0, index < items.count {
+            items[index] = rest.isEmpty ? (value ?? .null) : applying(items[index], rest, value)
+            return .array(items)
+        }
+        return node
+    }
+
     static func setting(_ node: JSONValue, _ path: ArraySlice<String>, _ value: JSONValue?) throws -> JSONValue {
         guard let key = path.first, var members = node.objectValue else { return node }
         if path.count == 1 {

@@ -55,4 +55,29 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.padId, 0)  // SD 2.x pads with "!" = id 0
         XCTAssertEqual(tokenizer.encode("").last, 0)
     }
+
+    func testSpecialTokensTypedInAnyCaseMatchAsThePythonRuntimesUnderEverySetup() throws {
+        // apps/golden/tokenizer/variants.json (make_tokenizer_variants.py), shared with the Kotlin tests
+        let document = try JSONValue.read(TestEnv.golden.appendingPathComponent("tokenizer/variants.json"))
+        let folder = TestEnv.tokenizerFolder("shapes-sd")
+        let variants = document["variants"]?.arrayValue ?? []
+        XCTAssertEqual(variants.count, 3)
+        for variant in variants {
+            var special = ClipTokenizer.SpecialTokens()
+            special.bos = variant["special"]?["bos"]?.stringValue ?? special.bos
+            special.eos = variant["special"]?["eos"]?.stringValue ?? special.eos
+            special.unk = variant["special"]?["unk"]?.stringValue ?? special.unk
+            special.pad = variant["special"]?["pad"]?.stringValue ?? special.pad
+            for (text, flag) in variant["special"]?["normalized"]?.objectValue ?? [:] {
+                special.normalized[text] = flag.boolValue ?? false
+            }
+            let tokenizer = try ClipTokenizer(vocab: folder.appendingPathComponent("vocab.json"),
+                                              merges: folder.appendingPathComponent("merges.txt"), maxLength: 77, special: special)
+            for entry in variant["cases"]?.arrayValue ?? [] {
+                let text = entry["text"]?.stringValue ?? ""
+                let ids = (entry["ids"]?.arrayValue ?? []).compactMap { item in item.intValue.map { Int32(truncatingIfNeeded: $0) } }
+                XCTAssertEqual(tokenizer.encode(text), ids, "\(variant["name"]?.stringValue ?? ""): \(text.prefix(50))")
+            }
+        }
+    }
 }

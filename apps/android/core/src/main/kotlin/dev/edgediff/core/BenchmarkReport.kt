@@ -37,9 +37,14 @@ class BenchmarkReport(
     val appVersion: String = "0.1.0",
     val created: Instant = Instant.now(),
 ) {
+    /** Refuses (`InvalidManifest`, as Swift) a report the importer would refuse: no device.model, no latencies. */
     init {
-        require(device["model"]?.toString()?.isNotEmpty() == true) { "device.model is required by the importer" }
-        require(results.isNotEmpty()) { "a report needs at least one result" }
+        if ((device["model"] as? String).isNullOrEmpty()) {
+            throw BundleError.InvalidManifest("report device.model", "the device's model identifier (the importer needs it)")
+        }
+        if (results.isEmpty() || results.any { it.latenciesMs.isEmpty() }) {
+            throw BundleError.InvalidManifest("report results", "at least one component with measured latencies")
+        }
     }
 
     fun toJson(): JSONObject {
@@ -92,13 +97,17 @@ class BenchmarkReport(
 
         private fun round3(v: Double) = Math.round(v * 1000.0) / 1000.0
 
+        /** The median; 0 for no values (as Swift). */
         fun median(values: List<Double>): Double {
+            if (values.isEmpty()) return 0.0
             val s = values.sorted()
             val n = s.size
             return if (n % 2 == 1) s[n / 2] else (s[n / 2 - 1] + s[n / 2]) / 2
         }
 
+        /** The 90th percentile by linear interpolation (numpy's default); 0 for no values. */
         fun p90(values: List<Double>): Double {
+            if (values.isEmpty()) return 0.0
             val s = values.sorted()
             val pos = 0.9 * (s.size - 1)
             val lo = pos.toInt()
@@ -120,8 +129,7 @@ class BenchmarkRunner(
     private val thermalState: () -> String? = { null },
 ) {
     fun run(prompt: String, seed: Long, warmup: Int, runs: Int, steps: Int? = null, onProgress: (String) -> Unit = {}): List<ComponentBenchmark> {
-        require(runs >= 1) { "runs must be at least 1" }
-        require(warmup >= 0) { "warmup must not be negative" }
+        if (runs < 1 || warmup < 0) throw BundleError.InvalidManifest("benchmark", "runs >= 1 and warmup >= 0")
         val thermalStart = thermalState()
         var first: GenerationResult? = null
         for (i in 0 until warmup) {
@@ -135,7 +143,10 @@ class BenchmarkRunner(
         }
         val thermalEnd = thermalState()
         val peak = peakMemoryMb()
-        val settings = mapOf("prompt" to prompt, "seed" to seed, "steps" to measured.first().steps, "guidance" to measured.first().guidance)
+        val settings = mapOf(
+            "prompt" to prompt, "seed" to seed, "steps" to measured.first().steps, "guidance" to measured.first().guidance,
+            "memory_strategy" to pipeline.memoryPlan.strategy.name,
+        )
         fun result(component: String, load: Double?, firstMs: Double?, latencies: List<Double>) = ComponentBenchmark(
             component = component, latenciesMs = latencies, computeUnits = computeUnits, loadMs = load,
             firstInferenceMs = firstMs, warmup = warmup, peakMemoryMb = peak, thermalStart = thermalStart,

@@ -1,6 +1,5 @@
 package dev.edgediff.core
 
-import org.json.JSONException
 import org.json.JSONObject
 import java.io.File
 import java.text.Normalizer
@@ -85,13 +84,11 @@ class ClipTokenizer(
     private val cache = HashMap<String, IntArray>()
 
     init {
+        if (maxLength < 2) throw BundleError.InvalidManifest("tokenizer.max_length", "an integer of at least 2")
         if (!vocabFile.isFile) throw BundleError.MissingFile(vocabFile.path)
         if (!mergesFile.isFile) throw BundleError.MissingFile(mergesFile.path)
-        val vocabJson = try {
-            JSONObject(vocabFile.readText())
-        } catch (e: JSONException) {
-            throw BundleError.InvalidJson(vocabFile.name, e.message ?: "parse error")
-        }
+        val vocabJson = StrictJson(vocabFile.readText(), vocabFile.name).document() as? JSONObject
+            ?: throw BundleError.InvalidManifest(vocabFile.name, "an object of token -> id")
         val map = HashMap<String, Int>(vocabJson.length() * 2)
         for (key in vocabJson.keys()) {
             map[key] = JsonNode.asInt(vocabJson.opt(key)) ?: throw BundleError.InvalidManifest("${vocabFile.name}: $key", "an integer id")

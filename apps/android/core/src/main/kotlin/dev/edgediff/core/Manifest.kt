@@ -3,7 +3,7 @@ package dev.edgediff.core
 import java.io.File
 import java.security.MessageDigest
 
-/** One named input or output; dynamic dimensions (symbolic names in the manifest) are -1. */
+/** One named input or output; dynamic dimensions (symbolic names in the manifest) are -1 here. */
 data class TensorSpec(val name: String, val shape: List<Int>, val dtype: String) {
     /** The size of `axis` if the model fixes it, else null (as the Python runtime's `fixed_dim`). */
     fun fixedDim(axis: Int): Int? = shape.getOrNull(axis)?.takeIf { it > 0 }
@@ -12,12 +12,12 @@ data class TensorSpec(val name: String, val shape: List<Int>, val dtype: String)
         val DTYPES = setOf("float32", "float", "float16", "half", "float64", "double", "int64", "int32", "int8", "uint8", "bool")
 
         fun parse(node: JsonNode): TensorSpec {
-            val name = node.string("name")
             val shapeList = node.optArray("shape")
+            // A size is an integer >= 0, a dynamic axis a name (edgediff/contract.py TensorSpec.from_dict refuses -1).
             val shape = (0 until (shapeList?.size ?: 0)).map { i ->
                 when (val v = shapeList!!.raw(i)) {
                     is String -> -1
-                    else -> JsonNode.asInt(v)?.takeIf { it >= -1 }
+                    else -> JsonNode.asInt(v)?.takeIf { it >= 0 }
                         ?: throw BundleError.InvalidManifest("${shapeList.path}[$i]", "a dimension (integer >= 0 or a name)")
                 }
             }
@@ -25,7 +25,7 @@ data class TensorSpec(val name: String, val shape: List<Int>, val dtype: String)
             if (dtype.lowercase() !in DTYPES) {
                 throw BundleError.InvalidManifest("${node.path}.dtype", "one of ${DTYPES.sorted().joinToString()}")
             }
-            return TensorSpec(name, shape, dtype.lowercase())
+            return TensorSpec(node.string("name"), shape, dtype.lowercase())
         }
     }
 }
@@ -52,13 +52,14 @@ data class ComponentSpec(
 ) {
     fun input(name: String): TensorSpec? = inputs.firstOrNull { it.name == name }
 
-    /** Bytes of every file of the component (what loading it costs at least). */
-    val bytes: Long get() = chunks.sumOf { c -> (c.bytes ?: c.file.length()) }
+    /** Bytes of every file of the component as the manifest records them (what loading it costs at least). */
+    val bytes: Long get() = chunks.sumOf { c -> c.bytes ?: 0L }
 }
 
 data class GuidanceSpec(val scale: Double, val batchedCfg: Boolean, val embedded: Boolean)
 
-data class SchedulerSpec(val className: String, val numInferenceSteps: Int, val tables: SchedulerTables?)
+/** `pipeline.scheduler`; `tablesError`: why the converter could not tabulate it (`tables_error`), when it could not. */
+data class SchedulerSpec(val className: String, val numInferenceSteps: Int, val tables: SchedulerTables?, val tablesError: String? = null)
 
 data class PipelineSpec(
     val latentShape: IntArray,
@@ -80,6 +81,29 @@ data class TokenizerSpec(
 )
 
 /**
+ * `memory` (edgediff/bundle.py `memory_entry`): what the bundle needs, host-measured, and for a device target
+ * with a budget the loading plan. `componentPeakMB`: each component's own peak (`components`); `peakMB`: all of
+ * them resident (`peak_mb`); `budgetMB`: the target's `memory_budget_mb` (`budget_mb`); `target`: its name;
+ * `plan`: "all resident", "sequential" or "does not fit" (MemoryPlan follows it); `note`: why, for the user.
+ * The names are the Swift twin's (Manifest.swift `MemorySpec`).
+ */
+data class MemorySpec(
+    val peakMB: Double?,
+    val componentPeakMB: Map<String, Double>,
+    val budgetMB: Double?,
+    val target: String?,
+    val plan: String? = null,
+    val note: String? = null,
+) {
+    companion object {
+        const val ALL_RESIDENT = "all resident"
+        const val SEQUENTIAL = "sequential"
+        const val DOES_NOT_FIT = "does not fit"
+        val PLANS = listOf(ALL_RESIDENT, SEQUENTIAL, DOES_NOT_FIT)
+    }
+}
+
+/**
  * A bundle's manifest.json, parsed and checked: the keys and types of the bundle schema, every path inside the
  * bundle folder, every model file present with its recorded size and sha256 (a `.mlpackage` folder hashed the
  * way edgediff/bundle.py does). Everything goes wrong as a `BundleError`; `load` never returns a half-checked
@@ -94,6 +118,7 @@ class BundleManifest private constructor(
     val components: Map<String, ComponentSpec>,
     val pipeline: PipelineSpec,
     val tokenizer: TokenizerSpec,
+    val memory: MemorySpec?,
     val manifestSha256: String,
 ) {
     fun component(name: String): ComponentSpec =
@@ -101,30 +126,39 @@ class BundleManifest private constructor(
 
     val latentShape: IntArray get() = pipeline.latentShape
 
-    /** Refuse a bundle whose model files alone exceed `budgetMb` (weights are at least resident once). */
-    fun checkMemoryBudget(budgetMb: Long) {
-        val neededMb = (components.values.sumOf { it.bytes } + (1 shl 20) - 1) / (1 shl 20)
-        if (neededMb > budgetMb) throw BundleError.OverMemoryBudget(neededMb, budgetMb)
+    /** Refuses a bundle that cannot fit `budgetMB` even loading one component at a time (see `MemoryPlan`). */
+    fun checkMemoryBudget(budgetMB: Double) {
+        MemoryPlan.plan(this, budgetMB)
     }
+
+    /** The same check for a whole number of MB (what Android's ActivityManager gives). */
+    fun checkMemoryBudget(budgetMb: Long) = checkMemoryBudget(budgetMb.toDouble())
 
     companion object {
         const val FORMAT_V1 = "edgediff-bundle/1"
         const val FORMAT_V2 = "edgediff-bundle/2"
         val FORMATS = listOf(FORMAT_V1, FORMAT_V2)
         val BACKENDS = listOf("onnxruntime", "litert", "coreml")
+        val PRECISIONS = listOf("fp32", "fp16", "int8")
         val REQUIRED_COMPONENTS = listOf("text_encoder", "unet", "vae_decoder")
         private val HEX64 = Regex("[0-9a-f]{64}")
 
-        /** Read `dir/manifest.json` and check the whole bundle (pass verifyChecksums=false only for re-opens). */
+        /**
+         * Read `dir/manifest.json` (or the manifest file itself) and check the whole bundle; with `verifyChecksums`
+         * every model file is hashed (pass false only to re-open a bundle checked before).
+         */
         fun load(dir: File, verifyChecksums: Boolean = true): BundleManifest {
-            val root = dir.canonicalFile
-            val manifestFile = File(root, "manifest.json")
+            val manifestFile = (if (dir.name == "manifest.json" && dir.isFile) dir else File(dir, "manifest.json")).absoluteFile
+            val root = manifestFile.parentFile.canonicalFile
             if (!manifestFile.isFile) throw BundleError.MissingFile(manifestFile.path)
             val bytes = manifestFile.readBytes()
             val parsed = JsonNode.parse(String(bytes, Charsets.UTF_8), "manifest.json")
             val json = parsed.root
-            val format = json.optString("format")
-            if (format !in FORMATS) throw BundleError.UnsupportedFormat(format)
+            val rawFormat = json.raw("format")
+            val format = rawFormat as? String
+            if (format !in FORMATS) {
+                throw BundleError.UnsupportedFormat(format ?: rawFormat?.takeIf { it != org.json.JSONObject.NULL }?.toString())
+            }
             if (format == FORMAT_V2 && parsed.hadNonFinite) {
                 throw BundleError.InvalidManifest("(document)", "strict JSON (edgediff-bundle/2 has no NaN or Infinity)")
             }
@@ -132,6 +166,7 @@ class BundleManifest private constructor(
             val backend = json.string("backend")
             if (backend !in BACKENDS) throw BundleError.InvalidManifest("backend", "one of ${BACKENDS.joinToString()}")
             val precision = json.optString("precision") ?: "fp32"
+            if (precision !in PRECISIONS) throw BundleError.InvalidManifest("precision", "one of ${PRECISIONS.joinToString()}")
             val checker = FileChecker(root, verifyChecksums)
             val componentsNode = json.node("components")
             val components = componentsNode.keys().associateWith { name ->
@@ -142,21 +177,52 @@ class BundleManifest private constructor(
             }
             val pipeline = parsePipeline(json.node("pipeline"))
             val tokenizer = parseTokenizer(json.node("tokenizer"), checker)
+            val memory = json.optNode("memory")?.let(::parseMemory)
             return BundleManifest(
-                root, format!!, backend, precision, edgediffVersion, components, pipeline, tokenizer, sha256Hex(bytes),
+                root, format!!, backend, precision, edgediffVersion, components, pipeline, tokenizer, memory, sha256Hex(bytes),
             )
+        }
+
+        /** `memory`: MB figures are finite and >= 0 (a budget > 0), the plan one of `MemorySpec.PLANS`. */
+        private fun parseMemory(node: JsonNode): MemorySpec {
+            val perComponent = LinkedHashMap<String, Double>()
+            node.optNode("components")?.let { c ->
+                for (name in c.keys()) {
+                    perComponent[name] = JsonNode.asDouble(c.raw(name))?.takeIf { it >= 0 }
+                        ?: throw BundleError.InvalidManifest("memory.components.$name", "a non-negative number of MB")
+                }
+            }
+            val peak = node.optDouble("peak_mb")
+            if (peak != null && peak < 0) throw BundleError.InvalidManifest("memory.peak_mb", "a non-negative number of MB")
+            val budget = node.optDouble("budget_mb")
+            if (budget != null && budget <= 0) throw BundleError.InvalidManifest("memory.budget_mb", "a positive number of MB")
+            val plan = node.optString("plan")
+            if (plan != null && plan !in MemorySpec.PLANS) {
+                throw BundleError.InvalidManifest("memory.plan", "one of ${MemorySpec.PLANS.joinToString { "'$it'" }}")
+            }
+            return MemorySpec(peak, perComponent, budget, node.optString("target"), plan, node.optString("note"))
+        }
+
+        /** sha256 of an entry: lower-case hex; required when checksums are verified (as edgediff/contract.py). */
+        private fun sha(node: JsonNode, checker: FileChecker): String? {
+            val sha = node.optString("sha256")
+            if (sha == null && !checker.verify) return null
+            if (sha == null || !HEX64.matches(sha)) {
+                throw BundleError.InvalidManifest("${node.path}.sha256", "a lower-case hex sha256 (64 characters)")
+            }
+            return sha
         }
 
         private fun parseEntry(node: JsonNode, checker: FileChecker): Triple<File, List<FileEntry>, Pair<String?, Long?>> {
             val extras = (node.optArray("extra_files")?.nodes() ?: emptyList()).map { e ->
                 val rel = e.string("file")
-                val sha = e.optString("sha256")?.also { checkHex(it, "${e.path}.sha256") }
-                val size = e.optLong("bytes")
+                val size = e.optCount("bytes")?.toLong()
+                val sha = sha(e, checker)
                 FileEntry(rel, checker.check(rel, sha, size), sha, size)
             }
             val rel = node.string("file")
-            val sha = node.optString("sha256")?.also { checkHex(it, "${node.path}.sha256") }
-            val size = node.optLong("bytes")
+            val size = node.optCount("bytes")?.toLong()
+            val sha = sha(node, checker)
             // With side files, `bytes` counts them too (edgediff/bundle.py), so only the checksum applies.
             val file = checker.check(rel, sha, if (extras.isEmpty()) size else null)
             return Triple(file, extras, sha to size)
@@ -188,7 +254,7 @@ class BundleManifest private constructor(
 
         private fun parsePipeline(node: JsonNode): PipelineSpec {
             val shapeList = node.array("latent_shape")
-            val latent = shapeList.ints()
+            val latent = IntArray(shapeList.size) { JsonNode.asInt(shapeList.raw(it)) ?: 0 }
             if (latent.size != 4 || latent.any { it <= 0 } || latent[0] != 1) {
                 throw BundleError.InvalidManifest("pipeline.latent_shape", "[1, channels, height, width] with positive sizes")
             }
@@ -205,21 +271,23 @@ class BundleManifest private constructor(
                 throw BundleError.UnsupportedScheduler(className, "not one of ${SchedulerTables.KNOWN_CLASSES.joinToString()}")
             }
             val tables = sched.optNode("tables")?.let { SchedulerTables.parse(it) }
-            val steps = sched.optInt("num_inference_steps") ?: tables?.numInferenceSteps ?: 25
+            val steps = sched.optCount("num_inference_steps") ?: tables?.numInferenceSteps ?: 25
             if (steps < 1) throw BundleError.InvalidManifest("pipeline.scheduler.num_inference_steps", "a positive integer")
+            val scaling = node.optDouble("vae_scaling_factor") ?: 0.18215
+            if (scaling <= 0) throw BundleError.InvalidManifest("pipeline.vae_scaling_factor", "a positive number")
             return PipelineSpec(
                 latentShape = latent,
-                height = node.optInt("height"),
-                width = node.optInt("width"),
-                vaeScalingFactor = node.optDouble("vae_scaling_factor") ?: 0.18215,
+                height = node.optCount("height"),
+                width = node.optCount("width"),
+                vaeScalingFactor = scaling,
                 vaeShiftFactor = node.optDouble("vae_shift_factor") ?: 0.0,
                 guidance = guidance,
-                scheduler = SchedulerSpec(className, steps, tables),
+                scheduler = SchedulerSpec(className, steps, tables, sched.optString("tables_error")),
             )
         }
 
         private fun parseTokenizer(node: JsonNode, checker: FileChecker): TokenizerSpec {
-            val maxLength = node.optInt("max_length") ?: 77
+            val maxLength = node.optCount("max_length") ?: 77
             if (maxLength < 2 || maxLength > 4096) throw BundleError.InvalidManifest("tokenizer.max_length", "an integer in 2..4096")
             val overrides = listOf("bos_token", "eos_token", "unk_token", "pad_token").mapNotNull { k ->
                 node.optString(k)?.let { k to it }
@@ -231,10 +299,6 @@ class BundleManifest private constructor(
                 config = node.optString("config")?.let { rel -> checker.inside(rel).takeIf { it.isFile } },
                 overrides = overrides,
             )
-        }
-
-        private fun checkHex(value: String, key: String) {
-            if (!HEX64.matches(value)) throw BundleError.InvalidManifest(key, "a lower-case hex sha256 (64 characters)")
         }
 
         fun sha256Hex(bytes: ByteArray): String = MessageDigest.getInstance("SHA-256").digest(bytes).toHex()
@@ -282,8 +346,10 @@ class BundleManifest private constructor(
     /** Resolves manifest paths strictly inside the bundle and checks presence, size and checksum. */
     private class FileChecker(val root: File, val verify: Boolean) {
         fun inside(rel: String): File {
-            if (rel.isEmpty() || rel.startsWith("/") || rel.startsWith("\\") || rel.contains('\u0000') ||
-                Regex("^[A-Za-z]:").containsMatchIn(rel) || rel.split('/', '\\').any { it == ".." }
+            // as the Swift twin: absolute, home-relative, a drive (C:), a `..` part, a NUL, or nothing but separators
+            if (rel.startsWith("/") || rel.startsWith("\\") || rel.startsWith("~") || rel.contains('\u0000') ||
+                (rel.length >= 2 && rel[1] == ':') || rel.split('/', '\\').any { it == ".." } ||
+                rel.split('/', '\\').all { it.isEmpty() }
             ) {
                 throw BundleError.PathOutsideBundle(rel)
             }

@@ -28,7 +28,10 @@ class Noise(seed: Long) {
     fun nextUInt32(): Int = pcg.next32()
 
     /** `standard_normal(count, dtype=float32)`: fills a new array in C order. */
-    fun standardNormal(count: Int): FloatArray = FloatArray(count) { nextStandardNormal() }
+    fun standardNormal(count: Int): FloatArray = FloatArray(maxOf(count, 0)) { nextStandardNormal() }
+
+    /** `standard_normal(shape, dtype=float32)`. */
+    fun standardNormal(shape: IntArray): FloatTensor = FloatTensor(shape, standardNormal(Tensor.elementCount(shape, "noise")), "noise")
 
     fun nextStandardNormal(): Float {
         while (true) {
@@ -55,13 +58,94 @@ class Noise(seed: Long) {
         }
     }
 
+    /** numpy's `next_float`: the top 24 bits of a 32-bit draw, times 2^-24. */
     private fun nextFloat(): Float = (nextUInt32() ushr 8).toFloat() * (1.0f / 16777216.0f)
-
-    /** log1pf: the float64 result rounded once to float32. */
-    private fun log1pf(v: Float): Float = StrictMath.log1p(v.toDouble()).toFloat()
 
     companion object {
         private const val MASK32 = 0xffffffffL
+
+        /** The unscaled initial latent of image `seed` (edgediff/runtime/pipeline.py `initial_noise`). */
+        fun initialNoise(seed: Long, shape: IntArray): FloatTensor = Noise(seed).standardNormal(shape)
+
+        /**
+         * glibc's float `log1pf` (the fdlibm algorithm, as numpy on Linux calls it), operation for operation; the
+         * Swift twin (Noise.swift `log1pf`) is the same code line for line.
+         *
+         * Why not `StrictMath.log1p(x).toFloat()`: the tail draws above go through log1pf, and the float64 result
+         * rounded once differs from glibc's float algorithm on some inputs (seed 5, draw 18974: 0x406e9d0d from
+         * numpy, one ulp off from the rounded double), which breaks bit-exactness with numpy on Linux, where the
+         * golden files are made. NoiseTest checks it on every input numpy can pass (apps/golden/noise/noise.json).
+         */
+        internal fun log1pf(x: Float): Float {
+            val ln2Hi = Float.fromBits(0x3F317180)
+            val ln2Lo = Float.fromBits(0x3717F7D1)
+            val hx = x.toRawBits()
+            val ax = hx and 0x7FFFFFFF
+            var k = 1
+            var f = 0f
+            var c = 0f
+            var hu = 0
+            if (hx < 0x3ED413D7) { // 1 + x < sqrt(2)+
+                if (ax >= 0x3F800000) { // x <= -1
+                    return if (x == -1f) Float.NEGATIVE_INFINITY else Float.NaN
+                }
+                if (ax < 0x31000000) { // |x| < 2^-29
+                    return if (ax < 0x24800000) x else x - x * x * 0.5f
+                }
+                if (hx > 0 || hx <= 0xBE95F61F.toInt()) { // sqrt(2)/2- <= 1 + x < sqrt(2)+
+                    k = 0
+                    f = x
+                    hu = 1
+                }
+            }
+            if (hx >= 0x7F800000) return x + x // +inf or NaN
+            if (k != 0) {
+                var u: Float
+                if (hx < 0x5A000000) {
+                    u = 1f + x
+                    hu = u.toRawBits()
+                    k = (hu shr 23) - 127
+                    c = if (k > 0) 1f - (u - x) else x - (u - 1f) // the rounding error of 1 + x
+                    c /= u
+                } else {
+                    u = x
+                    hu = u.toRawBits()
+                    k = (hu shr 23) - 127
+                    c = 0f
+                }
+                hu = hu and 0x007FFFFF
+                if (hu < 0x3504F7) {
+                    u = Float.fromBits(hu or 0x3F800000) // normalize u
+                } else {
+                    k += 1
+                    u = Float.fromBits(hu or 0x3F000000) // normalize u / 2
+                    hu = (0x00800000 - hu) shr 2
+                }
+                f = u - 1f
+            }
+            val hfsq = 0.5f * f * f
+            val fk = k.toFloat()
+            if (hu == 0) { // |f| < 2^-20
+                if (f == 0f) {
+                    if (k == 0) return 0f
+                    c += fk * ln2Lo
+                    return fk * ln2Hi + c
+                }
+                val r = hfsq * (1f - Float.fromBits(0x3F2AAAAB) * f)
+                if (k == 0) return f - r
+                return fk * ln2Hi - ((r - (fk * ln2Lo + c)) - f)
+            }
+            val s = f / (2f + f)
+            val z = s * s
+            var r = Float.fromBits(0x3E178897) // Lp7 ... Lp1
+            for (coefficient in LOG1PF_LP) r = Float.fromBits(coefficient) + z * r
+            r = z * r
+            if (k == 0) return f - (hfsq - s * (hfsq + r))
+            return fk * ln2Hi - ((hfsq - (s * (hfsq + r) + (fk * ln2Lo + c))) - f)
+        }
+
+        /** fdlibm's Lp6 .. Lp1 of log1pf, as float32 bit patterns. */
+        private val LOG1PF_LP = intArrayOf(0x3E1CD04F, 0x3E3A3325, 0x3E638E29, 0x3E924925, 0x3ECCCCCD, 0x3F2AAAAB)
 
         // numpy/random/bit_generator.pyx
         private const val INIT_A = 0x43b0d7e5

@@ -41,8 +41,8 @@ data class SchedulerTables(
         )
 
         internal fun parse(node: JsonNode): SchedulerTables {
-            val format = node.optString("format")
-            val name = node.optString("class_name") ?: "(unnamed)"
+            val format = node.raw("format") as? String
+            val name = node.raw("class_name") as? String ?: "(unnamed)"
             if (format != FORMAT) {
                 throw BundleError.UnsupportedScheduler(name, "its tables have format ${format ?: "(none)"}, this app reads $FORMAT")
             }
@@ -54,27 +54,32 @@ data class SchedulerTables(
             val steps = rows.map { row ->
                 val base = row.optString("base") ?: "sample"
                 if (base != "sample" && base != "saved") throw BundleError.InvalidManifest("${row.path}.base", "'sample' or 'saved'")
-                val convert = row.array("convert").doubles()
-                val update = row.array("update").doubles()
-                val combine = row.array("combine").doubles()
-                val x0 = row.optArray("x0")?.doubles()
-                if (convert.size != 2) throw BundleError.InvalidManifest("${row.path}.convert", "2 numbers")
-                if (update.size != 4) throw BundleError.InvalidManifest("${row.path}.update", "4 numbers")
-                if (combine.isEmpty()) throw BundleError.InvalidManifest("${row.path}.combine", "at least 1 number")
-                if (x0 != null && x0.size != 2) throw BundleError.InvalidManifest("${row.path}.x0", "2 numbers or null")
+                /** A list of finite numbers of a size in `sizes`; anything else names the whole field, as Swift. */
+                fun numbers(field: String, sizes: IntRange, expected: String): DoubleArray {
+                    val items = row.array(field)
+                    val values = DoubleArray(items.size) { JsonNode.asDouble(items.raw(it)) ?: Double.NaN }
+                    if (values.any { it.isNaN() } || values.size !in sizes) throw BundleError.InvalidManifest("${row.path}.$field", expected)
+                    return values
+                }
+                val x0 = if (row.has("x0")) numbers("x0", 2..2, "2 numbers or null") else null
+                val convert = numbers("convert", 2..2, "2 numbers")
+                val combine = numbers("combine", 1..64, "at least 1 number")
+                val update = numbers("update", 4..4, "4 numbers")
                 StepCoefficients(
                     timestep = row.double("timestep"), inputScale = row.double("input_scale"), convert = convert,
                     combine = combine, push = row.bool("push"), update = update, x0 = x0, baseIsSaved = base == "saved",
                     saveSample = row.optBool("save_sample") ?: false,
                 )
             }
-            val n = node.int("num_inference_steps")
-            val timesteps = node.array("timesteps").doubles()
+            val n = node.optCount("num_inference_steps")?.takeIf { it >= 1 }
+                ?: throw BundleError.InvalidManifest("${node.path}.num_inference_steps", "a positive integer")
+            val listed = node.array("timesteps")
+            val timesteps = DoubleArray(listed.size) { JsonNode.asDouble(listed.raw(it)) ?: Double.NaN }
             if (timesteps.size != steps.size || steps.indices.any { timesteps[it] != steps[it].timestep }) {
                 throw BundleError.InvalidManifest("${node.path}.timesteps", "the timesteps of the step rows, in order")
             }
-            val history = node.int("history_size")
-            if (history < 0 || history > 8) throw BundleError.InvalidManifest("${node.path}.history_size", "an integer in 0..8")
+            val history = node.optCount("history_size")?.takeIf { it <= 8 }
+                ?: throw BundleError.InvalidManifest("${node.path}.history_size", "an integer in 0..8")
             return SchedulerTables(
                 className = name, predictionType = node.optString("prediction_type") ?: "epsilon", numInferenceSteps = n,
                 initNoiseSigma = node.double("init_noise_sigma"), timesteps = timesteps, historySize = history,
@@ -118,6 +123,10 @@ class TableScheduler(val tables: SchedulerTables) {
     }
 
     fun step(modelOutput: FloatArray, index: Int, sample: FloatArray, noise: FloatArray? = null): FloatArray {
+        if (index !in steps.indices) throw BundleError.UnsupportedScheduler(className, "step $index is outside its $size steps")
+        if (modelOutput.size != sample.size) {
+            throw BundleError.InvalidTensor("model output", "${modelOutput.size} values for a latent of ${sample.size}")
+        }
         val row = steps[index]
         val base = if (row.baseIsSaved) {
             saved ?: throw BundleError.UnsupportedScheduler(className, "step $index restarts from a saved sample but none was saved; step in order from reset()")
@@ -157,7 +166,7 @@ class TableScheduler(val tables: SchedulerTables) {
         }
         if (row.update[3] != 0.0) {
             val n = noise ?: throw BundleError.UnsupportedScheduler(className, "step $index injects noise; pass a standard-normal draw")
-            require(n.size == out.size) { "noise has ${n.size} values, the latent ${out.size}" }
+            if (n.size != out.size) throw BundleError.InvalidTensor("step noise", "${n.size} values for a latent of ${out.size}")
             val u3 = row.update[3].toFloat()
             val prev = out
             out = FloatArray(prev.size) { prev[it] + u3 * n[it] }

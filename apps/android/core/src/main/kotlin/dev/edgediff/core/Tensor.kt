@@ -42,25 +42,28 @@ sealed class Tensor(shape: IntArray) {
         fun readF32(file: File, shape: IntArray, name: String = file.name): FloatTensor {
             val buf = readRaw(file, shape, name).asFloatBuffer()
             val data = FloatArray(buf.remaining()).also { buf.get(it) }
-            return FloatTensor(shape, data)
+            return FloatTensor(shape, data, name)
         }
 
         fun readI32(file: File, shape: IntArray, name: String = file.name): IntTensor {
             val buf = readRaw(file, shape, name).asIntBuffer()
             val data = IntArray(buf.remaining()).also { buf.get(it) }
-            return IntTensor(shape, data)
+            return IntTensor(shape, data, name)
         }
     }
 }
 
-class FloatTensor(shape: IntArray, val data: FloatArray) : Tensor(shape) {
+/** A float32 tensor; throws `InvalidTensor` when `data` does not hold exactly the elements `shape` describes. */
+class FloatTensor(shape: IntArray, val data: FloatArray, name: String = "tensor") : Tensor(shape) {
     init {
-        require(data.size == elementCount(shape)) { "FloatTensor: ${data.size} values for shape ${shape.joinToString()}" }
+        if (data.size != elementCount(shape, name)) throw BundleError.InvalidTensor(name, "${data.size} values for shape ${shapeString()}")
     }
 
     /** Rows [from, to) of the first axis (splitting a batched UNet output into its CFG halves). */
     fun slice0(from: Int, to: Int): FloatTensor {
-        val per = count / shape[0]
+        val rows = shape.firstOrNull() ?: 0
+        if (rows <= 0 || from < 0 || from >= to || to > rows) throw BundleError.InvalidTensor("slice", "rows $from..<$to of shape ${shapeString()}")
+        val per = count / rows
         val newShape = shape.copyOf().also { it[0] = to - from }
         return FloatTensor(newShape, data.copyOfRange(from * per, to * per))
     }
@@ -72,25 +75,30 @@ class FloatTensor(shape: IntArray, val data: FloatArray) : Tensor(shape) {
     }
 
     companion object {
-        /** Stack tensors of equal shape [1, ...] along axis 0 (the CFG batch: uncond first, then cond). */
+        /** Stack tensors of equal trailing shape along axis 0 (the CFG batch: uncond first, then cond). */
         fun concat0(parts: List<FloatTensor>): FloatTensor {
-            val first = parts.first()
-            val per = first.count / first.shape[0]
-            val rows = parts.sumOf { it.shape[0] }
-            val out = FloatArray(rows * per)
+            val first = parts.firstOrNull()?.takeIf { (it.shape.firstOrNull() ?: 0) > 0 }
+                ?: throw BundleError.InvalidTensor("concat0", "nothing to stack")
+            val trailing = first.shape.drop(1)
+            for (p in parts) {
+                if (p.shape.isEmpty() || p.shape.drop(1) != trailing) {
+                    throw BundleError.InvalidTensor("concat0", "shapes ${first.shapeString()} and ${p.shapeString()} differ")
+                }
+            }
+            val out = FloatArray(parts.sumOf { it.data.size })
             var offset = 0
             for (p in parts) {
-                require(p.count / p.shape[0] == per) { "concat0: shapes ${first.shapeString()} and ${p.shapeString()} differ" }
                 p.data.copyInto(out, offset)
                 offset += p.data.size
             }
-            return FloatTensor(first.shape.copyOf().also { it[0] = rows }, out)
+            return FloatTensor(first.shape.copyOf().also { it[0] = parts.sumOf { p -> p.shape[0] } }, out)
         }
     }
 }
 
-class IntTensor(shape: IntArray, val data: IntArray) : Tensor(shape) {
+/** An int32 tensor (token ids); throws `InvalidTensor` on a size mismatch, as FloatTensor. */
+class IntTensor(shape: IntArray, val data: IntArray, name: String = "tensor") : Tensor(shape) {
     init {
-        require(data.size == elementCount(shape)) { "IntTensor: ${data.size} values for shape ${shape.joinToString()}" }
+        if (data.size != elementCount(shape, name)) throw BundleError.InvalidTensor(name, "${data.size} values for shape ${shapeString()}")
     }
 }

@@ -20,43 +20,8 @@ class ManifestTest {
     @TempDir
     lateinit var tmp: File
 
-    private val modelFiles = mapOf("text_encoder" to "text_encoder.onnx", "unet" to "unet.onnx", "vae_decoder" to "vae_decoder.onnx")
-
-    private fun tensor(name: String, vararg shape: Any, dtype: String = "float32") =
-        JSONObject().put("name", name).put("shape", JSONArray(shape.toList())).put("dtype", dtype)
-
     /** A valid edgediff-bundle/1 folder; returns its manifest JSON for the test to break. */
-    private fun makeBundle(dir: File = File(tmp, "bundle")): Pair<File, JSONObject> {
-        dir.mkdirs()
-        val components = JSONObject()
-        for ((name, file) in modelFiles) {
-            val bytes = ByteArray(1000 + file.length) { (it * 31 + name.length).toByte() }
-            File(dir, file).writeBytes(bytes)
-            val (ins, outs) = when (name) {
-                "text_encoder" -> listOf(tensor("input_ids", 1, 77, dtype = "int64")) to listOf(tensor("last_hidden_state", 1, 77, 32))
-                "unet" -> listOf(tensor("sample", 2, 4, 8, 8), tensor("timestep", 2), tensor("encoder_hidden_states", 2, 77, 32)) to listOf(tensor("noise_pred", 2, 4, 8, 8))
-                else -> listOf(tensor("latent", 1, 4, 8, 8)) to listOf(tensor("image", 1, 3, 64, 64))
-            }
-            components.put(name, JSONObject().put("file", file).put("sha256", BundleManifest.sha256File(File(dir, file)))
-                .put("bytes", bytes.size).put("inputs", JSONArray(ins)).put("outputs", JSONArray(outs)))
-        }
-        val tokDir = File(dir, "tokenizer").apply { mkdirs() }
-        for (f in listOf("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")) {
-            File(TestEnv.repo, "models/shapes-sd/tokenizer/$f").copyTo(File(tokDir, f))
-        }
-        val tables = JSONObject(File(TestEnv.golden, "shapes-sd/scheduler_tables.json").readText())
-        val manifest = JSONObject()
-            .put("format", "edgediff-bundle/1").put("backend", "onnxruntime").put("precision", "fp32")
-            .put("components", components)
-            .put("pipeline", JSONObject().put("latent_shape", JSONArray(listOf(1, 4, 8, 8))).put("height", 64).put("width", 64)
-                .put("vae_scaling_factor", 0.48407)
-                .put("guidance", JSONObject().put("scale", 5.0).put("batched_cfg", true).put("embedded", false))
-                .put("scheduler", JSONObject().put("class_name", "DPMSolverMultistepScheduler").put("num_inference_steps", 25).put("tables", tables)))
-            .put("tokenizer", JSONObject().put("vocab", "tokenizer/vocab.json").put("merges", "tokenizer/merges.txt").put("max_length", 77)
-                .put("config", "tokenizer/tokenizer_config.json"))
-        write(dir, manifest)
-        return dir to manifest
-    }
+    private fun makeBundle(dir: File = File(tmp, "bundle")): Pair<File, JSONObject> = TestBundle(dir).let { it.dir to it.manifest }
 
     private fun write(dir: File, manifest: JSONObject) = File(dir, "manifest.json").writeText(manifest.toString(1))
 
@@ -173,7 +138,7 @@ class ManifestTest {
             .replace("\"scheduler\": {", "\"scheduler\": {\"config\": {\"lambda_min_clipped\": -Infinity, \"x\": NaN},")
             .also { check("-Infinity" in it) }
         File(dir, "manifest.json").writeText(withNonFinite())
-        BundleManifest.load(dir) // /1: read as null
+        BundleManifest.load(dir) // /1: allowed where nothing reads them
         manifest.put("format", "edgediff-bundle/2").put("edgediff_version", "0.9.0")
         File(dir, "manifest.json").writeText(withNonFinite())
         assertEquals("(document)", refused<BundleError.InvalidManifest>(dir, "invalid_manifest").key)
@@ -194,6 +159,76 @@ class ManifestTest {
     }
 
     @Test
+    fun `the memory section is read and one rule decides, the same as Swift's`() {
+        val bundle = TestBundle(File(tmp, "memory"))
+        val measured = JSONObject().put("peak_mb", 2350).put("budget_mb", 3000).put("target", "pixel-8")
+            .put("components", JSONObject().put("text_encoder", 250).put("unet", 1700).put("vae_decoder", 400))
+        bundle.set(listOf("memory"), measured)
+        val m = bundle.load()
+        assertEquals(MemorySpec(2350.0, mapOf("text_encoder" to 250.0, "unet" to 1700.0, "vae_decoder" to 400.0), 3000.0, "pixel-8"), m.memory)
+        // The sum exceeds the budget but each component fits: loaded one at a time, not refused.
+        assertEquals(LoadStrategy.allResident, MemoryPlan.plan(m, 6000.0).strategy)
+        val tight = MemoryPlan.plan(m, 2000.0)
+        assertEquals(LoadStrategy.oneAtATime, tight.strategy)
+        assertTrue("one at a time" in tight.explanation, tight.explanation)
+        m.checkMemoryBudget(2000L)
+        val e = assertThrows(BundleError.OverMemoryBudget::class.java) { MemoryPlan.plan(m, 1500.0) }
+        assertEquals(1700L to 1500L, e.neededMb to e.budgetMb)
+        // The recorded plan is followed when the device gives at least the budget it was made for.
+        bundle.set(listOf("memory", "budget_mb"), 2000)
+        bundle.set(listOf("memory", "plan"), "sequential")
+        bundle.set(listOf("memory", "note"), "2350 MB with every component loaded exceeds pixel-8's 2000 MB budget")
+        val planned = bundle.load()
+        assertEquals("sequential", planned.memory?.plan)
+        assertEquals(LoadStrategy.oneAtATime, MemoryPlan.plan(planned, null).strategy)
+        assertEquals(LoadStrategy.oneAtATime, MemoryPlan.plan(planned, 8000.0).strategy)
+        bundle.set(listOf("memory", "plan"), "all resident")
+        assertEquals(LoadStrategy.allResident, MemoryPlan.plan(bundle.load(), null).strategy)
+        // ... and recomputed when the device gives less than that.
+        assertThrows(BundleError.OverMemoryBudget::class.java) { MemoryPlan.plan(bundle.load(), 1000.0) }
+        bundle.set(listOf("memory", "plan"), "does not fit")
+        val refused = assertThrows(BundleError.OverMemoryBudget::class.java) { MemoryPlan.plan(bundle.load(), null) }
+        assertEquals(1700L to 2000L, refused.neededMb to refused.budgetMb)
+    }
+
+    @Test
+    fun `the manifest file itself may be given instead of its folder`() {
+        val (dir, _) = makeBundle()
+        assertEquals(BundleManifest.load(dir).manifestSha256, BundleManifest.load(File(dir, "manifest.json")).manifestSha256)
+    }
+
+    @Test
+    fun `every shared manifest case gives the answer Swift gives (apps golden manifest_cases json)`() {
+        val cases = JSONObject(File(TestEnv.golden, "manifest_cases.json").readText()).getJSONArray("cases")
+        val wrong = ArrayList<String>()
+        for (i in 0 until cases.length()) {
+            val case = cases.getJSONObject(i)
+            val bundle = TestBundle(File(tmp, "case$i"))
+            val sets = case.getJSONArray("set")
+            for (k in 0 until sets.length()) {
+                val entry = sets.getJSONArray(k)
+                val path = (0 until entry.length() - 1).map { entry.get(it) }
+                bundle.set(path, entry.get(entry.length() - 1).takeIf { it != JSONObject.NULL })
+            }
+            val text = case.optString("document", null) ?: (case.optString("prefix", "") + bundle.text())
+            bundle.writeText(text)
+            val expect = case.getJSONObject("expect")
+            val got = try {
+                bundle.load()
+                "loads"
+            } catch (e: BundleError) {
+                if (e is BundleError.InvalidManifest) "${e.code} ${e.key}" else e.code
+            } catch (e: Throwable) {
+                "crash ${e::class.java.simpleName}: ${e.message}"
+            }
+            val want = if (expect.optBoolean("loads")) "loads" else listOfNotNull(expect.getString("code"), expect.optString("key", null)).joinToString(" ")
+            if (got != want) wrong += "${case.getString("name")}: expected $want, got $got"
+        }
+        assertTrue(wrong.isEmpty(), wrong.joinToString("\n"))
+        println("manifest cases: ${cases.length()} shared cases answered as Swift must")
+    }
+
+    @Test
     fun `a manifest cut anywhere is refused by a named check, never a crash`() {
         val (dir, manifest) = makeBundle()
         val text = manifest.toString(1)
@@ -210,5 +245,6 @@ class ManifestTest {
             }
         }
         println("cut manifests refused by: $codes")
+        assertEquals(setOf("invalid_json"), codes.keys, "a strict parser refuses every cut, as the Swift twin's")
     }
 }

@@ -2,6 +2,7 @@ package dev.edgediff.core
 
 import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.params.ParameterizedTest
 import org.junit.jupiter.params.provider.ValueSource
@@ -58,6 +59,46 @@ class NoiseTest {
             total += count
         }
         println("noise: $total float32 normals over ${seeds.length()} seeds identical to numpy")
+    }
+
+    /** apps/golden/noise/noise.json (apps/golden/noise/make_noise_golden.py), shared with the Swift tests. */
+    private val noiseGolden: JSONObject by lazy { JSONObject(File(TestEnv.golden, "noise/noise.json").readText()) }
+
+    @Test
+    fun `every tail draw and the whole stream of several seeds are numpy's bits`() {
+        val seeds = noiseGolden.getJSONArray("seeds")
+        var tails = 0
+        for (i in 0 until seeds.length()) {
+            val entry = seeds.getJSONObject(i)
+            val seed = entry.getString("seed").toLong()
+            val raw = entry.getJSONArray("raw_uint64_head")
+            val rawRng = Noise(seed)
+            for (k in 0 until raw.length()) {
+                assertEquals(java.lang.Long.parseUnsignedLong(raw.getString(k)), rawRng.nextUInt64(), "seed $seed raw draw $k")
+            }
+            val values = Noise(seed).standardNormal(entry.getInt("count"))
+            val tailDraws = entry.getJSONArray("tail_draws")
+            for (k in 0 until tailDraws.length()) {
+                val index = tailDraws.getJSONArray(k).getInt(0)
+                val bits = java.lang.Long.parseLong(tailDraws.getJSONArray(k).getString(1), 16).toInt()
+                assertEquals(bits, values[index].toRawBits(),
+                    "seed $seed tail draw $index: numpy ${Float.fromBits(bits)} vs ${values[index]}")
+            }
+            tails += tailDraws.length()
+            val stream = FloatTensor(intArrayOf(values.size), values).toLittleEndianBytes()
+            assertEquals(entry.getString("sha256"), BundleManifest.sha256Hex(stream), "seed $seed: sha256 of ${values.size} draws")
+        }
+        println("noise: $tails tail draws over ${seeds.length()} seeds identical to numpy, every stream's sha256 too")
+    }
+
+    @Test
+    fun `log1pf is glibc's on every input numpy passes it`() {
+        assertEquals(1080990989, Noise(5).standardNormal(18975)[18974].toRawBits(), "seed 5 draw 18974 (0x406e9d0d)")
+        val out = java.nio.ByteBuffer.allocate(4 shl 24).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+        for (k in 0 until (1 shl 24)) out.putFloat(Noise.log1pf(-(k.toFloat() * (1.0f / 16777216.0f))))
+        assertEquals(noiseGolden.getString("log1pf_sha256"), BundleManifest.sha256Hex(out.array()), "log1pf over -k * 2^-24")
+        assertEquals(Float.NEGATIVE_INFINITY, Noise.log1pf(-1f))
+        assertTrue(Noise.log1pf(-2f).isNaN())
     }
 
     @Test
