@@ -61,7 +61,12 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
     if not recipe.model.module:
         folder = resolve_model_path(recipe.model.source or None)
         recipe.model.source = str(folder)
-        if (folder / "model_index.json").exists():
+        if folder.is_file():
+            _resolve_single_file_defaults(recipe, folder)
+        elif recipe.model.prediction_type:
+            raise RecipeError("model.prediction_type applies to single-file checkpoints; a model folder's "
+                              "scheduler/scheduler_config.json says it")
+        elif (folder / "model_index.json").exists():
             _resolve_pipeline_defaults(recipe, folder)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
@@ -91,10 +96,23 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
 
 
 def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
+    _apply_pipeline_defaults(recipe, _json(folder / "edgediff.json"), _json(folder / "unet" / "config.json"),
+                             _json(folder / "vae" / "config.json"),
+                             _json(folder / "scheduler" / "scheduler_config.json"))
+
+
+def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
+    """The same defaults from the configs the checkpoint's detected family rebuilds (header read only)."""
+    from edgediff.model.single_file import inspect
+
+    found = inspect(path, recipe.model.prediction_type)
+    _apply_pipeline_defaults(recipe, {}, found.configs["unet"], found.configs.get("vae", {}),
+                             found.configs["scheduler"])
+
+
+def _apply_pipeline_defaults(recipe: Recipe, model_defaults: dict[str, Any], unet_cfg: dict[str, Any],
+                             vae_cfg: dict[str, Any], scheduler_cfg: dict[str, Any]) -> None:
     p = recipe.pipeline
-    model_defaults = _json(folder / "edgediff.json")
-    unet_cfg, vae_cfg = _json(folder / "unet" / "config.json"), _json(folder / "vae" / "config.json")
-    scheduler_cfg = _json(folder / "scheduler" / "scheduler_config.json")
     if not p.height or not p.width:
         size = unet_cfg.get("sample_size", 64)
         size = size[0] if isinstance(size, list) else size
@@ -132,7 +150,12 @@ def resolve(recipe: Recipe) -> Plan:
         specs = [TensorSpec(i.name, tuple(i.shape), i.dtype) for i in m.inputs]
         components = [custom_component(model, m.module.split(":")[-1].lower(), specs)]
     else:
-        model = load_model(m.source, random_weights=m.random_weights)
+        if Path(m.source).is_file():
+            from edgediff.model.single_file import load_single_file
+
+            model = load_single_file(Path(m.source), m.random_weights, m.prediction_type)
+        else:
+            model = load_model(m.source, random_weights=m.random_weights)
         p = recipe.pipeline
         if model.kind == "unet":
             p.components = [c for c in p.components if c == "unet"]

@@ -35,6 +35,7 @@ class ModelSection:
     module: str = ""  # custom network class "package.module:Class" (with weights)
     weights: str = ""
     inputs: list[TensorInput] = field(default_factory=list)  # custom networks only
+    prediction_type: str = ""  # single-file checkpoints: "" = detect, else "epsilon" or "v_prediction"
 
 
 @dataclass

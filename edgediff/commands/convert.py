@@ -21,7 +21,9 @@ def register(sub) -> None:
     p = sub.add_parser("convert", help="load, slim, lower, verify, profile and bundle a model",
                        description="Convert MODEL (a path, a name under models/, or the embedded default) "
                                    "into DIR/<backend>/ with manifest.json and report.md.")
-    p.add_argument("model", nargs="?", default=None, help="model folder or name under models/ (default: shapes-sd)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model folder, name under models/, or single-file checkpoint (.safetensors / .ckpt of "
+                        "SD 1.x / 2.x) (default: shapes-sd)")
     add_recipe_arguments(p)
     p.add_argument("--output", "-o", type=Path, default=None, help="output folder (default: out/<model name>)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and do nothing else")
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if plan.model.random_weights:
         print(f"note: {plan.model.source} uses seeded random weights (architecture test; images will be noise)",
               file=sys.stderr)
-    output = args.output or Path("out") / Path(plan.recipe.model.source or plan.model.source).name
+    source = Path(plan.recipe.model.source or plan.model.source)
+    output = args.output or Path("out") / (source.stem if source.is_file() else source.name)
     final = convert(plan, output, log=lambda m: print(m, file=sys.stderr))
     manifest = read_strict_json(final / MANIFEST_FILE)
     records = read_records(final / "profile.json") if (final / "profile.json").exists() else []
