@@ -68,8 +68,20 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
                               "scheduler/scheduler_config.json says it")
         elif (folder / "model_index.json").exists():
             _resolve_pipeline_defaults(recipe, folder)
+    _resolve_loras(recipe)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
+
+
+def _resolve_loras(recipe: Recipe) -> None:
+    """LoRA files as absolute paths (verify and profile re-resolve the bundle's recipe from elsewhere)."""
+    from edgediff.model.lora import check_strength, resolve_lora_file
+
+    if recipe.model.loras and recipe.model.module:
+        raise RecipeError("LoRAs apply to diffusion models (a UNet and its text encoder), not to a custom --module")
+    for i, lora in enumerate(recipe.model.loras):
+        lora.file = str(resolve_lora_file(lora.file))
+        lora.strength = check_strength(lora.strength, f"model.loras[{i}]")
 
 
 def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
@@ -156,6 +168,10 @@ def resolve(recipe: Recipe) -> Plan:
             model = load_single_file(Path(m.source), m.random_weights, m.prediction_type)
         else:
             model = load_model(m.source, random_weights=m.random_weights)
+        if m.loras:  # fused before anything is built, so slimming, lowering and verify all see the same model
+            from edgediff.model.lora import apply_loras
+
+            apply_loras(model, [(lora.file, lora.strength) for lora in m.loras])
         p = recipe.pipeline
         if model.kind == "unet":
             p.components = [c for c in p.components if c == "unet"]

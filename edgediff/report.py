@@ -88,6 +88,13 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
     ]
     if src.get("note"):
         lines.append(f"- note: {src['note']}")
+    single = src.get("single_file")
+    if single:
+        lines.append(f"- single-file checkpoint: {single.get('title', single.get('family'))}; prediction type "
+                     f"{single.get('prediction_type')} (from {single.get('prediction_from')})")
+    for lora in src.get("loras", []):
+        lines.append(f"- LoRA `{lora.get('file')}` at strength {lora.get('strength')} (sha256 "
+                     f"{str(lora.get('sha256'))[:12]}…), fused before lowering")
     pipe = manifest.get("pipeline")
     if pipe:
         sched = pipe["scheduler"]

@@ -101,6 +101,7 @@ def test_bundle_of_the_file_matches_the_bundle_of_the_folder(bundles, family):
     assert file_bundle.pipeline["prediction_type"] == ("v_prediction" if family == "sd2" else "epsilon")
     assert file_bundle.source["single_file"]["family"] == family
     assert file_bundle.verify["end_to_end"]["status"] == "passed"
+    assert f"single-file checkpoint: SD {family[-1]}.x" in (bundles[family, "file"] / "report.md").read_text()
     rng = np.random.default_rng(0)
     for name, artifact in file_bundle.components.items():
         other = folder_bundle.components[name]

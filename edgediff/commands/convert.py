@@ -10,10 +10,11 @@ from pathlib import Path
 from edgediff.backends.base import BACKEND_MODULES
 from edgediff.contract import MANIFEST_FILE, read_strict_json
 from edgediff.errors import RecipeError
+from edgediff.model.lora import parse_lora_argument
 from edgediff.orchestrator import convert
 from edgediff.plan import resolve, resolve_recipe
 from edgediff.profile.record import read_records
-from edgediff.recipe import load_recipe, set_field, to_toml
+from edgediff.recipe import LoraEntry, load_recipe, set_field, to_toml
 from edgediff.report import HEADERS, component_rows, text_table
 
 
@@ -38,6 +39,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="build a folder that has configs but no weights with seeded random weights")
     p.add_argument("--module", help="custom network class 'package.module:Class' (with --weights)")
     p.add_argument("--weights", help="weights file of the custom network")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="fuse a LoRA (kohya / A1111 / ComfyUI or diffusers / PEFT file) into the text encoder and "
+                        "UNet at STRENGTH (default 1); repeatable; replaces the recipe's [[model.loras]]")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--components", help="comma-separated: text_encoder,unet,vae_decoder,vae_encoder")
@@ -57,6 +61,8 @@ def recipe_from_args(args: argparse.Namespace):
         recipe.model.module = args.module
     if args.weights:
         recipe.model.weights = args.weights
+    if args.lora:
+        recipe.model.loras = [LoraEntry(*parse_lora_argument(item)) for item in args.lora]
     if args.target:
         if args.target in BACKEND_MODULES:
             recipe.backend.name = args.target
