@@ -84,7 +84,8 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
         f"# edgediff report: {manifest['backend']} ({manifest['precision']})",
         "",
         f"- source: `{src.get('model')}` ({src.get('kind')}{', random weights' if src.get('random_weights') else ''})",
-        f"- backend version: {manifest.get('backend_version') or '–'}; created {manifest.get('created')}",
+        f"- edgediff {manifest.get('edgediff_version') or '–'}; backend version: "
+        f"{manifest.get('backend_version') or '–'}; created {manifest.get('created')}",
     ]
     if src.get("note"):
         lines.append(f"- note: {src['note']}")
