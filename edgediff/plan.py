@@ -118,6 +118,7 @@ def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
     from edgediff.model.single_file import inspect
 
     found = inspect(path, recipe.model.prediction_type)
+    recipe.model.prediction_type = found.prediction_type  # pinned: verify and profile rebuild exactly this
     _apply_pipeline_defaults(recipe, {}, found.configs["unet"], found.configs.get("vae", {}),
                              found.configs["scheduler"])
 

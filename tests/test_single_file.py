@@ -66,7 +66,8 @@ def test_full_size_configs_come_back_from_shapes_alone(name, family):
     configs = {p: json.loads((folder / p / "config.json").read_text()) for p in ("unet", "vae", "text_encoder")}
     state = to_ldm(build_modules(configs, device="meta"), family)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    found = detect(TensorFile(Path(f"{name}.safetensors"), shapes), "epsilon")
+    probe = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"  # SD 2.x's v-prediction hint
+    found = detect(TensorFile(Path(f"{name}.safetensors"), shapes, _tensors={probe: torch.zeros(shapes[probe])}))
     for part, real in configs.items():
         differ = {k: (found.configs[part].get(k), v) for k, v in real.items()
                   if not k.startswith("_") and found.configs[part].get(k) != v}
@@ -123,6 +124,7 @@ def test_dry_run_takes_defaults_from_the_detected_family(tmp_path, capsys):
         assert resolved["model"]["source"] == str(path)
         assert resolved["pipeline"]["height"] == resolved["pipeline"]["width"] == size
         assert resolved["pipeline"]["scheduler"] == "PNDMScheduler"
+        assert resolved["model"]["prediction_type"] == prediction  # pinned, so the bundle's recipe reproduces it
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,11 @@ def test_v_prediction_sources_in_order(sd2_state, tmp_path):
     assert inspect(marked).prediction_from == "the file's v_pred marker tensor"
     plain.with_suffix(".yaml").write_text("model:\n  params:\n    parameterization: 'v'\n")
     assert inspect(plain).prediction_type == "v_prediction"
-    assert inspect(plain, "epsilon").prediction_from == "recipe (model.prediction_type)"  # the recipe wins
+    overridden = inspect(plain, "epsilon")  # the recipe wins, and says what it overrode
+    assert overridden.prediction_type == "epsilon"
+    assert overridden.prediction_from == "recipe (model.prediction_type), overriding v_prediction from plain.yaml " \
+                                         "(parameterization: v)"
+    assert inspect(plain, "v_prediction").prediction_from == "plain.yaml (parameterization: v); pinned in the recipe"
 
 
 def test_nothing_is_fetched(tmp_path, monkeypatch):
@@ -232,3 +238,27 @@ def test_prediction_type_is_checked(tmp_path, capsys):
     assert "prediction_type 'v' is unknown" in _error_line(capsys)
     assert main(["convert", str(folder), "--set", "model.prediction_type=epsilon", "--dry-run"]) == 2
     assert "applies to single-file checkpoints" in _error_line(capsys)
+
+
+def test_folders_of_real_text_encoders_load_too(tmp_path):
+    """Real SD folders hold CLIP weights saved by transformers 4 (`text_model.` first); transformers >= 5.6 builds a
+    flattened CLIPTextModel. Both the folder loader and the single-file loader accept both."""
+    from safetensors.torch import load_file, save_file
+
+    path, folder = tiny_checkpoint(tmp_path, "sd1")
+    weights = folder / "text_encoder" / "model.safetensors"
+    save_file({"text_model." + k: v for k, v in load_file(str(weights)).items()}, str(weights))
+    a, b = load_model(folder).text_encoder.state_dict(), load_single_file(path).text_encoder.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_clip_tensors_without_text_model_prefix(tmp_path):
+    """Some SD 1.x files (saved with an older transformers) name CLIP tensors without `text_model.`."""
+    from safetensors.torch import load_file
+
+    path, _ = tiny_checkpoint(tmp_path, "sd1")
+    state = {k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
+             for k, v in load_file(str(path)).items()}
+    older = write_checkpoint(state, tmp_path / "older.safetensors")
+    a, b = load_single_file(path).text_encoder.state_dict(), load_single_file(older).text_encoder.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

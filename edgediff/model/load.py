@@ -178,6 +178,8 @@ def _build_module(folder: Path, class_name: str, random_weights: bool):
         for shard in weights:
             state.update(load_state_dict(shard))
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        if not hasattr(module, "text_model"):  # CLIPTextModel saved by transformers < 5.6, loaded by a flattened one
+            state = {k.removeprefix("text_model."): v for k, v in state.items()}
         result = module.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
         if missing or result.unexpected_keys:

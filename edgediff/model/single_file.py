@@ -17,6 +17,7 @@ decided.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import re
@@ -256,7 +257,7 @@ def _vae_config(s: dict[str, tuple[int, ...]], family: str) -> dict[str, Any]:
 
 def _text_config(shapes: dict[str, tuple[int, ...]], text: str, family: str) -> dict[str, Any]:
     if text == "clip":
-        s, where = _strip(shapes, CLIP + "text_model."), "CLIP text encoder"
+        s, where = _strip({_clip_name(k): v for k, v in shapes.items()}, CLIP + "text_model."), "CLIP text encoder"
         names = ("embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
                  "encoder.layers.0.mlp.fc1.weight")
         layers_prefix, extra_layers = "encoder.layers.", 0
@@ -279,9 +280,25 @@ def _text_config(shapes: dict[str, tuple[int, ...]], text: str, family: str) -> 
     return cfg
 
 
+def _clip_name(key: str) -> str:
+    """Some SD 1.x files name the CLIP tensors without `text_model.` (older transformers); ComfyUI adds it back."""
+    if key.startswith(CLIP) and not key.startswith(CLIP + "text_model."):
+        return CLIP + "text_model." + key[len(CLIP):]
+    return key
+
+
 def _prediction(tf: TensorFile, family: str, variant: str, chosen: str) -> tuple[str, str]:
-    if chosen:
-        return chosen, "recipe (model.prediction_type)"
+    """(prediction type, what decided it). The resolved recipe pins the detected type, so a bundle's recipe.toml
+    reproduces it; the reason keeps saying where it came from."""
+    detected, reason = _detect_prediction(tf, family, variant)
+    if not chosen:
+        return detected, reason
+    if chosen == detected:
+        return chosen, f"{reason}; pinned in the recipe"
+    return chosen, f"recipe (model.prediction_type), overriding {detected} from {reason}"
+
+
+def _detect_prediction(tf: TensorFile, family: str, variant: str) -> tuple[str, str]:
     if "v_pred" in tf.shapes:
         return "v_prediction", "the file's v_pred marker tensor"
     sidecar = tf.path.with_suffix(".yaml")
@@ -324,10 +341,14 @@ def load_single_file(path: Path, random_weights: bool = False, prediction_type: 
         if part not in found.keys:
             continue
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        module = _build(part, found.configs[part])
+        # UNet and VAE are built without memory and take the file's tensors as they are: a full-size UNet is never
+        # held twice. The text encoder is built for real (its position ids are a buffer no file carries).
+        empty = not random_weights and part != "text_encoder"
+        with torch.device("meta") if empty else contextlib.nullcontext():
+            module = _build(part, found.configs[part])
         if not random_weights:
             state = _convert(part, tf, found, module)
-            _load_strict(module, state, f"{path.name} ({part})")
+            _load_strict(module, state, f"{path.name} ({part})", assign=empty)
         setattr(model, part, module.float().eval().requires_grad_(False))
     return model
 
@@ -347,6 +368,8 @@ def _convert(part: str, tf: TensorFile, found: Detection, module) -> dict[str, A
     from diffusers.loaders import single_file_utils as sf
 
     tensors = tf.load(found.keys[part])
+    if part == "text_encoder":
+        tensors = {_clip_name(k): v for k, v in tensors.items()}
     if part == "unet":
         state = sf.convert_ldm_unet_checkpoint(tensors, found.configs["unet"])
     elif part == "vae":
@@ -360,13 +383,13 @@ def _convert(part: str, tf: TensorFile, found: Detection, module) -> dict[str, A
         state = sf.convert_open_clip_checkpoint(module, tensors, prefix=OPEN_CLIP)
     if part == "text_encoder" and not hasattr(module, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         state = {k.removeprefix("text_model."): v for k, v in state.items()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()
+    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()
             if v is not None and not k.endswith(("position_ids", "text_projection.weight"))}
 
 
-def _load_strict(module, state: dict[str, Any], where: str) -> None:
+def _load_strict(module, state: dict[str, Any], where: str, assign: bool = False) -> None:
     try:
-        result = module.load_state_dict(state, strict=False)
+        result = module.load_state_dict(state, strict=False, assign=assign)
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc)[:300])
         raise ModelLoadError(f"{where}: the tensors do not fit the detected architecture ({first})") from None
@@ -376,6 +399,9 @@ def _load_strict(module, state: dict[str, Any], where: str) -> None:
             f"{where}: the mapped tensors do not fill the detected architecture ({len(missing)} missing, "
             f"{len(result.unexpected_keys)} left over; first: {(missing + list(result.unexpected_keys))[0]}); the "
             "checkpoint is incomplete or a variant edgediff does not know")
+    empty = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if empty:
+        raise ModelLoadError(f"{where}: {len(empty)} tensors of the architecture got no value (first: {empty[0]})")
 
 
 @functools.cache
