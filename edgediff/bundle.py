@@ -48,6 +48,7 @@ def build_manifest(recipe: Recipe, model: LoadedModel, backend_name: str, backen
             record["structural"] = result.structural
         artifacts[result.component].verify = record
     source: dict[str, Any] = {"model": model.source, "kind": model.kind, "random_weights": model.random_weights}
+    source.update(model.details)  # single-file detection, fused LoRAs
     if model.random_weights:
         source["note"] = "random weights: architecture test only, images are noise"
     manifest = Manifest(backend=backend_name, precision=recipe.backend.precision,  # type: ignore[arg-type]

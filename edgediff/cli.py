@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from edgediff import __version__
 from edgediff.errors import EdgediffError
 from edgediff.quiet import silence_library_noise
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgediff", description="Put Stable-Diffusion-class models on phones and edge boards: "
         "load -> slim -> lower -> verify -> profile -> bundle.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--version", action="version", version=f"edgediff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

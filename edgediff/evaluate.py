@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgediff import __version__
 from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.runtime.pipeline import initial_noise
 from edgediff.shapes import dataset
@@ -54,7 +55,7 @@ class EvalResult:
     samples: list[dict] = field(default_factory=list)  # first few prompts with what the judge read
 
     def to_json(self) -> dict:
-        out = asdict(self)
+        out = {"edgediff_version": __version__} | asdict(self)
         out["settings"] = {**asdict(self.settings), "latent_noise": "numpy default_rng(image_seed).standard_normal",
                            "prompt_set": f"shapes dataset seed {PROMPT_SET_OFFSET + self.settings.seed}, images 0..{self.settings.prompts - 1}",
                            "image_seed": "seed * 1_000_000 + index"}

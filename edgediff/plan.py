@@ -61,10 +61,27 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
     if not recipe.model.module:
         folder = resolve_model_path(recipe.model.source or None)
         recipe.model.source = str(folder)
-        if (folder / "model_index.json").exists():
+        if folder.is_file():
+            _resolve_single_file_defaults(recipe, folder)
+        elif recipe.model.prediction_type:
+            raise RecipeError("model.prediction_type applies to single-file checkpoints; a model folder's "
+                              "scheduler/scheduler_config.json says it")
+        elif (folder / "model_index.json").exists():
             _resolve_pipeline_defaults(recipe, folder)
+    _resolve_loras(recipe)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
+
+
+def _resolve_loras(recipe: Recipe) -> None:
+    """LoRA files as absolute paths (verify and profile re-resolve the bundle's recipe from elsewhere)."""
+    from edgediff.model.lora import check_strength, resolve_lora_file
+
+    if recipe.model.loras and recipe.model.module:
+        raise RecipeError("LoRAs apply to diffusion models (a UNet and its text encoder), not to a custom --module")
+    for i, lora in enumerate(recipe.model.loras):
+        lora.file = str(resolve_lora_file(lora.file))
+        lora.strength = check_strength(lora.strength, f"model.loras[{i}]")
 
 
 def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
@@ -91,10 +108,24 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
 
 
 def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
+    _apply_pipeline_defaults(recipe, _json(folder / "edgediff.json"), _json(folder / "unet" / "config.json"),
+                             _json(folder / "vae" / "config.json"),
+                             _json(folder / "scheduler" / "scheduler_config.json"))
+
+
+def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
+    """The same defaults from the configs the checkpoint's detected family rebuilds (header read only)."""
+    from edgediff.model.single_file import inspect
+
+    found = inspect(path, recipe.model.prediction_type)
+    recipe.model.prediction_type = found.prediction_type  # pinned: verify and profile rebuild exactly this
+    _apply_pipeline_defaults(recipe, {}, found.configs["unet"], found.configs.get("vae", {}),
+                             found.configs["scheduler"])
+
+
+def _apply_pipeline_defaults(recipe: Recipe, model_defaults: dict[str, Any], unet_cfg: dict[str, Any],
+                             vae_cfg: dict[str, Any], scheduler_cfg: dict[str, Any]) -> None:
     p = recipe.pipeline
-    model_defaults = _json(folder / "edgediff.json")
-    unet_cfg, vae_cfg = _json(folder / "unet" / "config.json"), _json(folder / "vae" / "config.json")
-    scheduler_cfg = _json(folder / "scheduler" / "scheduler_config.json")
     if not p.height or not p.width:
         size = unet_cfg.get("sample_size", 64)
         size = size[0] if isinstance(size, list) else size
@@ -132,7 +163,16 @@ def resolve(recipe: Recipe) -> Plan:
         specs = [TensorSpec(i.name, tuple(i.shape), i.dtype) for i in m.inputs]
         components = [custom_component(model, m.module.split(":")[-1].lower(), specs)]
     else:
-        model = load_model(m.source, random_weights=m.random_weights)
+        if Path(m.source).is_file():
+            from edgediff.model.single_file import load_single_file
+
+            model = load_single_file(Path(m.source), m.random_weights, m.prediction_type)
+        else:
+            model = load_model(m.source, random_weights=m.random_weights)
+        if m.loras:  # fused before anything is built, so slimming, lowering and verify all see the same model
+            from edgediff.model.lora import apply_loras
+
+            apply_loras(model, [(lora.file, lora.strength) for lora in m.loras])
         p = recipe.pipeline
         if model.kind == "unet":
             p.components = [c for c in p.components if c == "unet"]

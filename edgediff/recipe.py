@@ -29,12 +29,22 @@ class TensorInput:
 
 
 @dataclass
+class LoraEntry:
+    """A LoRA fused into the text encoder and UNet before slimming: `[[model.loras]] file = "x.safetensors"`."""
+
+    file: str = ""
+    strength: float = 1.0
+
+
+@dataclass
 class ModelSection:
     source: str = ""  # path or name under models/; "" = the embedded default model
     random_weights: bool = False
     module: str = ""  # custom network class "package.module:Class" (with weights)
     weights: str = ""
     inputs: list[TensorInput] = field(default_factory=list)  # custom networks only
+    prediction_type: str = ""  # single-file checkpoints: "" = detect, else "epsilon" or "v_prediction"
+    loras: list[LoraEntry] = field(default_factory=list)  # kohya (A1111 / ComfyUI) or diffusers / PEFT files
 
 
 @dataclass

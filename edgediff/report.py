@@ -84,10 +84,18 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
         f"# edgediff report: {manifest['backend']} ({manifest['precision']})",
         "",
         f"- source: `{src.get('model')}` ({src.get('kind')}{', random weights' if src.get('random_weights') else ''})",
-        f"- backend version: {manifest.get('backend_version') or '–'}; created {manifest.get('created')}",
+        f"- edgediff {manifest.get('edgediff_version') or '–'}; backend version: "
+        f"{manifest.get('backend_version') or '–'}; created {manifest.get('created')}",
     ]
     if src.get("note"):
         lines.append(f"- note: {src['note']}")
+    single = src.get("single_file")
+    if single:
+        lines.append(f"- single-file checkpoint: {single.get('title', single.get('family'))}; prediction type "
+                     f"{single.get('prediction_type')} (from {single.get('prediction_from')})")
+    for lora in src.get("loras", []):
+        lines.append(f"- LoRA `{lora.get('file')}` at strength {lora.get('strength')} (sha256 "
+                     f"{str(lora.get('sha256'))[:12]}…), fused before lowering")
     pipe = manifest.get("pipeline")
     if pipe:
         sched = pipe["scheduler"]

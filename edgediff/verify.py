@@ -181,6 +181,9 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
         return {"status": "skipped", "reason": runnable[1]}
     by_name = {c.name: c for c in components}
     unet_spec = by_name["unet"].inputs[0]
+    if unet_spec.dims[1] != by_name["unet"].outputs[0].dims[1]:  # inpainting: latent + mask + masked image in
+        return {"status": "skipped", "reason": f"the UNet takes {unet_spec.dims[1]} input channels for "
+                f"{by_name['unet'].outputs[0].dims[1]} latent ones (an inpainting model): text to image does not apply"}
     time_cond = next((s.shape[1] for s in by_name["unet"].inputs if s.name == "timestep_cond"), 0)
     ids = sampling.tokenize(model.tokenizer_dir, [settings.prompt, ""])
     sampler = sampling.SamplingSettings(settings.prompt, settings.seed, settings.steps, settings.guidance_scale)

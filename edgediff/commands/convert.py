@@ -10,10 +10,11 @@ from pathlib import Path
 from edgediff.backends.base import BACKEND_MODULES
 from edgediff.contract import MANIFEST_FILE, read_strict_json
 from edgediff.errors import RecipeError
+from edgediff.model.lora import parse_lora_argument
 from edgediff.orchestrator import convert
 from edgediff.plan import resolve, resolve_recipe
 from edgediff.profile.record import read_records
-from edgediff.recipe import load_recipe, set_field, to_toml
+from edgediff.recipe import LoraEntry, load_recipe, set_field, to_toml
 from edgediff.report import HEADERS, component_rows, text_table
 
 
@@ -21,7 +22,9 @@ def register(sub) -> None:
     p = sub.add_parser("convert", help="load, slim, lower, verify, profile and bundle a model",
                        description="Convert MODEL (a path, a name under models/, or the embedded default) "
                                    "into DIR/<backend>/ with manifest.json and report.md.")
-    p.add_argument("model", nargs="?", default=None, help="model folder or name under models/ (default: shapes-sd)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model folder, name under models/, or single-file checkpoint (.safetensors / .ckpt of "
+                        "SD 1.x / 2.x) (default: shapes-sd)")
     add_recipe_arguments(p)
     p.add_argument("--output", "-o", type=Path, default=None, help="output folder (default: out/<model name>)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved recipe and do nothing else")
@@ -36,6 +39,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="build a folder that has configs but no weights with seeded random weights")
     p.add_argument("--module", help="custom network class 'package.module:Class' (with --weights)")
     p.add_argument("--weights", help="weights file of the custom network")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                   help="fuse a LoRA (kohya / A1111 / ComfyUI or diffusers / PEFT file) into the text encoder and "
+                        "UNet at STRENGTH (default 1); repeatable; replaces the recipe's [[model.loras]]")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--components", help="comma-separated: text_encoder,unet,vae_decoder,vae_encoder")
@@ -55,6 +61,8 @@ def recipe_from_args(args: argparse.Namespace):
         recipe.model.module = args.module
     if args.weights:
         recipe.model.weights = args.weights
+    if args.lora:
+        recipe.model.loras = [LoraEntry(*parse_lora_argument(item)) for item in args.lora]
     if args.target:
         if args.target in BACKEND_MODULES:
             recipe.backend.name = args.target
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if plan.model.random_weights:
         print(f"note: {plan.model.source} uses seeded random weights (architecture test; images will be noise)",
               file=sys.stderr)
-    output = args.output or Path("out") / Path(plan.recipe.model.source or plan.model.source).name
+    source = Path(plan.recipe.model.source or plan.model.source)
+    output = args.output or Path("out") / (source.stem if source.is_file() else source.name)
     final = convert(plan, output, log=lambda m: print(m, file=sys.stderr))
     manifest = read_strict_json(final / MANIFEST_FILE)
     records = read_records(final / "profile.json") if (final / "profile.json").exists() else []

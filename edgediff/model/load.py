@@ -3,6 +3,7 @@
 Supported sources:
 - a diffusers pipeline folder (`model_index.json` + text_encoder / tokenizer / unet / vae / scheduler),
 - a bare diffusers model folder (`config.json` of a UNet2DConditionModel, AutoencoderKL or AutoencoderTiny),
+- a single-file checkpoint (`.safetensors` / `.ckpt` of SD 1.x / 2.x, see `single_file.py`),
 - a custom network: a Python class the *user* names (`package.module:Class`) plus a weights file.
 
 Classes are taken from an allow-list (`MODEL_CLASSES`), configs are read as JSON, and weights come from
@@ -67,6 +68,7 @@ class LoadedModel:
     scheduler_class: str | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)  # from an optional edgediff.json in the folder
+    details: dict[str, Any] = field(default_factory=dict)  # provenance for the manifest's source (single file, LoRAs)
 
     def parameter_count(self) -> int:
         modules = [m for m in (self.text_encoder, self.unet, self.vae, self.custom) if m is not None]
@@ -176,6 +178,8 @@ def _build_module(folder: Path, class_name: str, random_weights: bool):
         for shard in weights:
             state.update(load_state_dict(shard))
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        if not hasattr(module, "text_model"):  # CLIPTextModel saved by transformers < 5.6, loaded by a flattened one
+            state = {k.removeprefix("text_model."): v for k, v in state.items()}
         result = module.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
         if missing or result.unexpected_keys:
@@ -248,11 +252,10 @@ def load_custom(module_path: str, weights: Path | None, random_weights: bool = F
 def load_model(model: str | Path | None, random_weights: bool = False) -> LoadedModel:
     """Dispatch on what the folder holds. Raises ModelLoadError with the fix when it holds nothing usable."""
     path = resolve_model_path(model)
-    if path.is_file():
-        raise UnsupportedError(
-            f"{path} is a single file; edgediff loads diffusers folders (model_index.json or config.json). "
-            "For a custom network give --module package.module:Class --weights FILE"
-        )
+    if path.is_file():  # a CompVis / A1111 / ComfyUI checkpoint (edgediff/model/single_file.py)
+        from edgediff.model.single_file import load_single_file
+
+        return load_single_file(path, random_weights)
     if (path / "model_index.json").exists():
         return load_pipeline_folder(path, random_weights)
     if (path / "config.json").exists():

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgediff import __version__
+
 
 @dataclass
 class OpTime:
@@ -52,12 +54,14 @@ class ProfileRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProfileRecord":
         data = dict(data)
+        data.pop("edgediff_version", None)  # stamped on the file by write_records
         data["ops"] = [OpTime(**op) for op in data.get("ops", [])]
         return cls(**data)
 
 
 def write_records(records: list[ProfileRecord], path: Path) -> None:
-    path.write_text(json.dumps([r.to_dict() for r in records], indent=2) + "\n")
+    """Records as a JSON list, each stamped with the edgediff version that wrote it."""
+    path.write_text(json.dumps([r.to_dict() | {"edgediff_version": __version__} for r in records], indent=2) + "\n")
 
 
 def read_records(path: Path) -> list[ProfileRecord]:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from edgediff import __version__
 from edgediff.errors import ModelLoadError, RecipeError
 from edgediff.slim import prune
 from edgediff.slim.prune import Layout, PruneSpec
@@ -282,6 +283,7 @@ def recover(settings: RecoverSettings) -> RecoverResult:
         }
         save_pipeline(ctx.pipe, final, settings.output, settings.teacher, record)
         summary = {
+            "edgediff_version": __version__,
             "settings": {k: (v.to_dict() if isinstance(v, PruneSpec) else str(v) if isinstance(v, Path) else v)
                          for k, v in asdict(settings).items() if k != "spec"} | {"spec": spec.to_dict()},
             "start_step": result.start_step, "final_step": result.final_step, "seconds": round(result.seconds, 1),

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from edgediff import __version__
 from edgediff.errors import RecipeError
 from edgediff.slim import prune
 from edgediff.slim.prune import PruneSpec
@@ -116,7 +117,8 @@ def robust_train(settings: RobustSettings) -> RobustResult:
                   "robust_training": {"train_steps": result.final_step, "subnet_prob": settings.subnet_prob,
                                       "unit_prob": settings.unit_prob, "units": [u.describe() for u in units]}}
         save_pipeline(ctx.pipe, final, settings.output, settings.teacher, record)
-        summary = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
+        summary = {"edgediff_version": __version__,
+                   "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
                    "final_step": result.final_step, "start_step": result.start_step,
                    "num_processes": accelerator.num_processes, "replica_digests": digests,
                    "replicas_identical": len(set(digests)) == 1, "subnets_seen": len(seen),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgediff import __version__
 from edgediff.evaluate import DEFAULT_GUIDANCE, EvalSettings, evaluate, image_grid
 from edgediff.runtime.pipeline import initial_noise
 from edgediff.shapes import dataset
@@ -88,6 +89,7 @@ def write_card(settings) -> Path:
     train_seconds = sum(v for k, v in seconds.items() if k != "card")
     params = _params(out)
     metrics = {
+        "edgediff_version": __version__,
         "evaluation": {str(k): v for k, v in evals.items()},
         "judge_heldout_accuracy": judge_meta["report"].get("heldout_accuracy"),
         "vae": vae_stats,

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from edgediff import __version__
 from edgediff.slim.data import training_data
 from edgediff.slim.distill.consistency import consistency_loss, lcm_scheduler_config
 from edgediff.slim.distill.data import EncodedLatents, PromptEncoder, cache_file, native_size
@@ -134,6 +135,7 @@ def distill(settings: DistillSettings) -> DistillResult:
     if accelerator.is_main_process:
         defaults = save_student(pipe, final, settings, teacher_sched_config, result)
         summary = {
+            "edgediff_version": __version__,
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
             "start_step": result.start_step, "final_step": result.final_step, "seconds": round(result.seconds, 1),
             "num_processes": accelerator.num_processes, "replica_digests": digests,
