@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgediff.errors import ModelLoadError, UnsupportedError
+from edgediff.model.loaded import RANDOM_WEIGHTS_SEED, LoadedModel
 
 # Folder names of the default model and known recipes live under <repo>/models.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = "shapes-sd"
-RANDOM_WEIGHTS_SEED = 0
 
 WEIGHT_FILE_STEMS = ("diffusion_pytorch_model", "model")
 PIPELINE_PARTS = ("text_encoder", "unet", "vae")
@@ -51,28 +50,6 @@ MODEL_CLASSES: dict[str, tuple[Any, str | None]] = {
     "CLIPTextModel": (_transformers_class, "CLIPTextConfig"),
     "CLIPTextModelWithProjection": (_transformers_class, "CLIPTextConfig"),
 }
-
-
-@dataclass
-class LoadedModel:
-    """Everything the later stages need, as PyTorch modules in eval mode plus the files devices need."""
-
-    source: str
-    kind: str  # "pipeline", "unet", "vae" or "custom"
-    random_weights: bool = False
-    text_encoder: Any = None
-    unet: Any = None
-    vae: Any = None
-    custom: Any = None
-    tokenizer_dir: Path | None = None
-    scheduler_class: str | None = None
-    scheduler_config: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)  # from an optional edgediff.json in the folder
-    details: dict[str, Any] = field(default_factory=dict)  # provenance for the manifest's source (single file, LoRAs)
-
-    def parameter_count(self) -> int:
-        modules = [m for m in (self.text_encoder, self.unet, self.vae, self.custom) if m is not None]
-        return sum(p.numel() for m in modules for p in m.parameters())
 
 
 def resolve_model_path(model: str | Path | None) -> Path:

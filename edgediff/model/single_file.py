@@ -327,7 +327,7 @@ def load_single_file(path: Path, random_weights: bool = False, prediction_type: 
     """A LoadedModel from one checkpoint file: each part mapped to diffusers names and loaded strictly."""
     import torch
 
-    from edgediff.model.load import RANDOM_WEIGHTS_SEED, LoadedModel
+    from edgediff.model.loaded import RANDOM_WEIGHTS_SEED, LoadedModel
 
     path = Path(path)
     tf = open_tensor_file(path)
