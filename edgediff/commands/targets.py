@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from edgediff.errors import RecipeError
 from edgediff.profile.chart import latency_chart, latency_table
 from edgediff.profile.devices import profile_on_target
 from edgediff.profile.importers import TOOLS, import_report
-from edgediff.profile.record import write_records
+from edgediff.profile.record import records_json, write_records
 from edgediff.report import text_table
 from edgediff.targets import list_targets, load_target
 
@@ -77,7 +76,7 @@ def run_device_profile(args: argparse.Namespace) -> int:
             raise RecipeError("--import needs --tool (benchmark_model, onnxruntime_perf_test, trtexec, app, ...)")
         records = import_report(args.import_file, args.tool, component=args.component, device=args.device,
                                 backend=args.backend, precision=args.precision)
-        print(json.dumps([r.to_dict() for r in records], indent=2))
+        print(records_json(records), end="")
     else:
         if args.bundle is None:
             raise RecipeError(f"give a BUNDLE folder to measure on {args.target}")

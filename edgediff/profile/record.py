@@ -59,9 +59,13 @@ class ProfileRecord:
         return cls(**data)
 
 
+def records_json(records: list[ProfileRecord]) -> str:
+    """Records as a JSON list, each stamped with the edgediff version that wrote it (printed and saved alike)."""
+    return json.dumps([r.to_dict() | {"edgediff_version": __version__} for r in records], indent=2) + "\n"
+
+
 def write_records(records: list[ProfileRecord], path: Path) -> None:
-    """Records as a JSON list, each stamped with the edgediff version that wrote it."""
-    path.write_text(json.dumps([r.to_dict() | {"edgediff_version": __version__} for r in records], indent=2) + "\n")
+    path.write_text(records_json(records))
 
 
 def read_records(path: Path) -> list[ProfileRecord]:
