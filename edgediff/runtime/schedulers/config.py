@@ -43,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_type": "discrete",
         "final_sigmas_type": "zero",
     },
+    "EulerAncestralDiscreteScheduler": {**_COMMON, "timestep_spacing": "linspace"},
     "DPMSolverMultistepScheduler": {
         **_COMMON,
         "solver_order": 2,
@@ -88,6 +89,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 ALIASES = {
     "ddim": "DDIMScheduler",
     "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",
     "dpm++2m": "DPMSolverMultistepScheduler",
     "dpmsolver++": "DPMSolverMultistepScheduler",
     "lcm": "LCMScheduler",

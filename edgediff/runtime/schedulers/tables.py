@@ -13,13 +13,14 @@ from edgediff.runtime.schedulers.coefficients import TABLES_FORMAT
 from edgediff.runtime.schedulers.config import _resolved_config, resolve_class_name
 from edgediff.runtime.schedulers.ddim import _ddim
 from edgediff.runtime.schedulers.dpm_solver import _dpm_multistep
-from edgediff.runtime.schedulers.euler import _euler
+from edgediff.runtime.schedulers.euler import _euler, _euler_ancestral
 from edgediff.runtime.schedulers.lcm import _lcm
 from edgediff.runtime.schedulers.pndm import _pndm
 
 _BUILDERS = {
     "DDIMScheduler": _ddim,
     "EulerDiscreteScheduler": _euler,
+    "EulerAncestralDiscreteScheduler": _euler_ancestral,
     "DPMSolverMultistepScheduler": _dpm_multistep,
     "LCMScheduler": _lcm,
     "PNDMScheduler": _pndm,
