@@ -44,3 +44,42 @@ def test_euler_ancestral_injects_noise_on_every_step_but_the_last():
     assert [sched.step_needs_noise(i) for i in range(6)] == [True] * 5 + [False]
     with pytest.raises(UnsupportedError, match="prediction_type 'sample'"):
         scheduler_tables("EulerAncestralDiscreteScheduler", dict(SD, prediction_type="sample"), 4)
+
+
+# ---- DPM++ 2M SDE and DPM++ 2M SDE Karras ------------------------------------------------------------------
+
+SDE = {"algorithm_type": "sde-dpmsolver++"}
+
+
+@pytest.mark.parametrize("karras", [False, True], ids=["plain", "karras"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("steps", [1, 4, 25])
+def test_dpm_2m_sde_matches_diffusers(karras, prediction_type, spacing, steps):
+    config = dict(SD, **SDE, use_karras_sigmas=karras, prediction_type=prediction_type, timestep_spacing=spacing)
+    assert_matches("DPMSolverMultistepScheduler", config, steps)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"solver_type": "heun"},
+        {"solver_order": 1},
+        {"euler_at_final": True},
+        {"final_sigmas_type": "sigma_min", "lower_order_final": False},  # ends on sigma_min twice: an identity step
+        dict(ZERO_SNR),  # 20 steps; at 25 diffusers' own Karras timesteps repeat 999 and it skips a step
+        dict(LINEAR),
+    ],
+    ids=["heun", "order1", "euler-at-final", "sigma-min", "zero-snr", "linear"],
+)
+def test_dpm_2m_sde_karras_variants(extra):
+    assert_matches("DPMSolverMultistepScheduler", dict(SD, **SDE, use_karras_sigmas=True, **extra), 20)
+
+
+def test_dpm_2m_sde_draws_noise_until_the_last_step():
+    sched = TableScheduler(scheduler_tables("DPMSolverMultistepScheduler", dict(SD, **SDE, use_karras_sigmas=True), 8))
+    assert [sched.step_needs_noise(i) for i in range(8)] == [True] * 7 + [False]
+    with pytest.raises(UnsupportedError, match="third-order"):
+        scheduler_tables("DPMSolverMultistepScheduler", dict(SD, **SDE, solver_order=3), 8)
+    with pytest.raises(UnsupportedError, match="sde-dpmsolver'"):
+        scheduler_tables("DPMSolverMultistepScheduler", dict(SD, algorithm_type="sde-dpmsolver"), 8)

@@ -63,7 +63,7 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
     full = _discrete_sigmas(ac)
     if cfg["use_karras_sigmas"]:
         sigmas = _karras(full[::-1].copy(), n, cfg)
-        t_frac = _sigma_to_t(sigmas, np.log(full))
+        t_frac = _sigma_to_t(sigmas, full)
         timesteps = (t_frac.round() if cfg["beta_schedule"] != "squaredcos_cap_v2" else t_frac).astype(np.int64)
     else:
         sigmas = np.interp(timesteps, np.arange(len(full)), full)
@@ -112,10 +112,12 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
             a = sigma_t / sigma_s0 * e
             b0 = alpha_t * (1.0 - e * e)
             noise = sigma_t * math.sqrt(max(0.0, 1.0 - e * e))
-        if step_order == 1:
-            combine: tuple[float, ...] = (b0,)
+        h = lam(float(sigmas[i + 1])) - lam(float(sigmas[i])) if step_order > 1 else 0.0
+        if step_order == 1 or h == 0.0:
+            # h = 0 (Karras sigmas ending on sigma_min twice): diffusers' step is the identity, its
+            # history terms vanish (divided by r0 = inf)
+            combine: tuple[float, ...] = (b0,) + (0.0,) * (step_order - 1)
         else:
-            h = lam(float(sigmas[i + 1])) - lam(float(sigmas[i]))
             h0 = lam(float(sigmas[i])) - lam(float(sigmas[i - 1]))
             r0 = h0 / h
             if step_order == 2:

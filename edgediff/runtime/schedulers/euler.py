@@ -44,7 +44,7 @@ def _sigma_schedule(cfg: dict[str, Any], n: int) -> tuple[np.ndarray, np.ndarray
     sigmas = np.interp(timesteps, np.arange(len(full)), full)
     if cfg.get("use_karras_sigmas"):
         sigmas = _karras(sigmas, n, cfg)
-        timesteps = _sigma_to_t(sigmas, np.log(full))
+        timesteps = _sigma_to_t(sigmas, full)
     return timesteps, sigmas, full, spacing
 
 

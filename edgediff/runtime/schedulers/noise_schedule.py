@@ -112,8 +112,12 @@ def _karras(sigmas_desc: np.ndarray, n: int, cfg: dict[str, Any]) -> np.ndarray:
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def _sigma_to_t(sigmas: np.ndarray, log_sigmas: np.ndarray) -> np.ndarray:
-    """Fractional training timestep whose sigma is `sigma` (log-linear interpolation, as diffusers does)."""
+def _sigma_to_t(sigmas: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
+    """Fractional training timestep whose sigma is `sigma` (log-linear interpolation, as diffusers does).
+
+    The training sigmas' logs are taken in float32 like diffusers' (its `np.log` of a float32 array): a
+    schedule that truncates these timesteps (cosine + Karras) otherwise lands one step off at the top."""
+    log_sigmas = np.log(train_sigmas.astype(np.float32))
     log_sigma = np.log(np.maximum(sigmas, 1e-10))
     dists = log_sigma - log_sigmas[:, None]
     low = np.cumsum(dists >= 0, axis=0).argmax(axis=0).clip(max=log_sigmas.shape[0] - 2)

@@ -37,7 +37,10 @@ def scheduler_tables(class_name: str, config: dict[str, Any], num_inference_step
     if int(num_inference_steps) < 1:
         raise UnsupportedError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
     cfg = _resolved_config(name, config)
-    steps, init_sigma = _BUILDERS[name](cfg, int(num_inference_steps))
+    try:
+        steps, init_sigma = _BUILDERS[name](cfg, int(num_inference_steps))
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:  # a hostile or malformed config
+        raise UnsupportedError(f"{name} with this config gives no finite coefficients ({exc}); check its values") from exc
     rows = [s.to_json() for s in steps]
     for row in rows:
         values = [row["timestep"], row["input_scale"], *row["convert"], *row["combine"], *row["update"], *(row["x0"] or [])]
