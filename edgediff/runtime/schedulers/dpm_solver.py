@@ -14,13 +14,13 @@ from edgediff.errors import UnsupportedError
 from edgediff.runtime.schedulers.coefficients import StepCoefficients
 from edgediff.runtime.schedulers.noise_schedule import (
     _alphas_cumprod,
-    _check_spacing,
     _discrete_sigmas,
     _karras,
     _no_thresholding,
     _prediction,
     _reject_sigma_variants,
     _sigma_to_t,
+    _solver_timesteps,
 )
 
 
@@ -52,14 +52,7 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
     lambdas = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
     clipped_idx = int(np.searchsorted(lambdas[::-1], float(cfg["lambda_min_clipped"])))
     last_t = train - clipped_idx
-    spacing = _check_spacing(cfg)
-    if spacing == "linspace":
-        timesteps = np.linspace(0, last_t - 1, n + 1).round()[::-1][:-1].astype(np.int64)
-    elif spacing == "leading":
-        ratio = last_t // (n + 1)
-        timesteps = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + int(cfg["steps_offset"])
-    else:
-        timesteps = np.arange(last_t, 0, -train / n).round().astype(np.int64) - 1
+    timesteps = _solver_timesteps(cfg, n, last_t)
     full = _discrete_sigmas(ac)
     if cfg["use_karras_sigmas"]:
         sigmas = _karras(full[::-1].copy(), n, cfg)

@@ -71,6 +71,17 @@ def _check_spacing(cfg: dict[str, Any]) -> str:
     return spacing
 
 
+def _solver_timesteps(cfg: dict[str, Any], n: int, last_t: int) -> np.ndarray:
+    """Integer timesteps of the multistep solvers (DPM-Solver, UniPC, DEIS): n + 1 points, the last dropped."""
+    spacing = _check_spacing(cfg)
+    if spacing == "linspace":
+        return np.linspace(0, last_t - 1, n + 1).round()[::-1][:-1].astype(np.int64)
+    if spacing == "leading":
+        ratio = last_t // (n + 1)
+        return (np.arange(0, n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + int(cfg["steps_offset"])
+    return np.arange(last_t, 0, -int(cfg["num_train_timesteps"]) / n).round().astype(np.int64) - 1
+
+
 def _prediction(cfg: dict[str, Any], allowed: tuple[str, ...]) -> str:
     kind = cfg["prediction_type"]
     if kind not in allowed:
