@@ -157,3 +157,33 @@ def test_unipc_config_variants(extra, steps):
 def test_unipc_refuses_what_it_cannot_run(extra, option):
     with pytest.raises(UnsupportedError, match=option):
         scheduler_tables("UniPCMultistepScheduler", dict(SD, **extra), 10)
+
+
+# ---- TCD (few-step LoRAs) ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_tcd_matches_diffusers(prediction_type, gamma, steps):
+    """gamma is our config key for what diffusers passes to TCDScheduler.step as `eta`."""
+    config = dict(SD, prediction_type=prediction_type, gamma=gamma)
+    assert_matches("TCDScheduler", config, steps, step_kwargs={"eta": gamma})
+
+
+@pytest.mark.parametrize(
+    "extra", [{"original_inference_steps": 20}, LINEAR, COSINE, ZERO_SNR, {"set_alpha_to_one": False}],
+    ids=["original-20", "linear", "cosine", "zero-snr", "alpha-not-one"],
+)
+def test_tcd_config_variants(extra):
+    assert_matches("TCDScheduler", dict(SD, **extra), 6)  # no gamma in the config: 0.3 on both sides
+
+
+def test_tcd_noise_and_refusals():
+    sched = TableScheduler(scheduler_tables("tcd", SD, 4))
+    assert [sched.step_needs_noise(i) for i in range(4)] == [True, True, True, False]
+    assert not TableScheduler(scheduler_tables("tcd", dict(SD, gamma=0.0), 4)).needs_noise
+    with pytest.raises(UnsupportedError, match="gamma"):
+        scheduler_tables("TCDScheduler", dict(SD, gamma=1.5), 4)
+    with pytest.raises(UnsupportedError, match="original_inference_steps"):
+        scheduler_tables("TCDScheduler", SD, 51)

@@ -97,6 +97,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_spacing": "leading",
         "timestep_scaling": 10.0,
     },
+    "TCDScheduler": {
+        **_COMMON,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "original_inference_steps": 50,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "timestep_spacing": "leading",
+        "timestep_scaling": 10.0,
+        "gamma": 0.3,  # edgediff's key: diffusers passes it to step() as `eta`
+    },
     "PNDMScheduler": {
         **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
         "skip_prk_steps": False,
@@ -114,6 +128,7 @@ ALIASES = {
     "dpmsolver++": "DPMSolverMultistepScheduler",
     "unipc": "UniPCMultistepScheduler",
     "lcm": "LCMScheduler",
+    "tcd": "TCDScheduler",
     "pndm": "PNDMScheduler",
 }
 

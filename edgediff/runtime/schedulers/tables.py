@@ -16,6 +16,7 @@ from edgediff.runtime.schedulers.dpm_solver import _dpm_multistep
 from edgediff.runtime.schedulers.euler import _euler, _euler_ancestral
 from edgediff.runtime.schedulers.lcm import _lcm
 from edgediff.runtime.schedulers.pndm import _pndm
+from edgediff.runtime.schedulers.tcd import _tcd
 from edgediff.runtime.schedulers.unipc import _unipc
 
 _BUILDERS = {
@@ -25,6 +26,7 @@ _BUILDERS = {
     "DPMSolverMultistepScheduler": _dpm_multistep,
     "LCMScheduler": _lcm,
     "PNDMScheduler": _pndm,
+    "TCDScheduler": _tcd,
     "UniPCMultistepScheduler": _unipc,
 }
 
