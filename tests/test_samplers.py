@@ -8,14 +8,20 @@ bundle's image against diffusers' pipeline at the same seed and noise.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
-pytest.importorskip("diffusers")
+diffusers = pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
 
 from edgediff.errors import UnsupportedError  # noqa: E402
-from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables  # noqa: E402
+from edgediff.runtime.schedulers import TableScheduler, scheduler_tables  # noqa: E402
+from edgediff.runtime.schedulers.config import DEFAULTS  # noqa: E402
 from tests.test_schedulers import SD, assert_matches  # noqa: E402
+
+PROMPT = "a large red circle on a blue background, top left"
 
 SPACINGS = ["linspace", "leading", "trailing"]
 ZERO_SNR = {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing"}
@@ -187,3 +193,93 @@ def test_tcd_noise_and_refusals():
         scheduler_tables("TCDScheduler", dict(SD, gamma=1.5), 4)
     with pytest.raises(UnsupportedError, match="original_inference_steps"):
         scheduler_tables("TCDScheduler", SD, 51)
+
+
+# ---- end to end: a model folder that names the sampler converts and generates like diffusers ----------------
+
+E2E_STEPS = 6
+FOLDER_SCHEDULERS = {
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpm-2m-sde-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FOLDER_SCHEDULERS))
+def sampler_bundle(request, tmp_path_factory):
+    """(model folder, onnxruntime bundle) converted from a tiny SD folder whose scheduler_config.json names the
+    sampler, written by diffusers' own save_pretrained as a community model folder would have it."""
+    from tests.test_runtime import convert, make_tiny_pipeline
+
+    class_name, extra = FOLDER_SCHEDULERS[request.param]
+    root = tmp_path_factory.mktemp(request.param)
+    model = make_tiny_pipeline(root / "model")
+    config_file = model / "scheduler" / "scheduler_config.json"
+    config = dict(json.loads(config_file.read_text()), **extra)
+    getattr(diffusers, class_name).from_config(config).save_pretrained(model / "scheduler")
+    index = json.loads((model / "model_index.json").read_text())
+    (model / "model_index.json").write_text(json.dumps(dict(index, scheduler=["diffusers", class_name])))
+    assert json.loads(config_file.read_text())["_class_name"] == class_name
+    return model, convert(model, root / "bundle", "onnxruntime", "--set", f"pipeline.num_inference_steps={E2E_STEPS}")
+
+
+def diffusers_run(model, class_name: str | None, seed: int, steps: int, guidance: float, latent_shape, size, noisy_steps: int,
+                  eta: float = 0.0):
+    """diffusers' StableDiffusionPipeline from the folder at the runtime's seed convention: the same initial latent,
+    and the runtime's per-step draws (one per noisy step, in order, after the initial one) wherever the scheduler
+    module asks `randn_tensor` for noise. Returns (uint8 image, latents after every step)."""
+    import sys
+    from unittest import mock
+
+    from tests.test_runtime import load_reference
+
+    pipe = load_reference(model)
+    if class_name:
+        pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config)
+    rng = np.random.default_rng(seed)
+    initial = rng.standard_normal(latent_shape, dtype=np.float32)
+    draws = [rng.standard_normal(latent_shape, dtype=np.float32) for _ in range(noisy_steps)]
+    draws.append(np.zeros(latent_shape, np.float32))  # diffusers also draws on the last step and multiplies it by 0
+
+    def next_draw(*args, **kwargs):
+        return torch.from_numpy(draws.pop(0))
+
+    per_step = []
+
+    def keep(pipeline, i, t, tensors):
+        per_step.append(tensors["latents"].numpy().copy())
+        return tensors
+
+    module = sys.modules[type(pipe.scheduler).__module__]
+    with mock.patch.object(module, "randn_tensor", next_draw, create=True):
+        out = pipe(PROMPT, num_inference_steps=steps, guidance_scale=guidance, latents=torch.from_numpy(initial),
+                   height=size[0], width=size[1], eta=eta, output_type="np", callback_on_step_end=keep).images[0]
+    return (out * 255).round().astype(np.uint8), per_step
+
+
+@pytest.mark.parametrize("override", [None, "EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler", "TCDScheduler"])
+def test_bundle_generates_like_diffusers(sampler_bundle, override):
+    """The bundle's own scheduler (from the folder), and the other samplers by `scheduler=` as `edgediff generate
+    --scheduler` passes it; every step's latents and the image against diffusers at the same seed and noise."""
+    from edgediff.runtime import BundlePipeline
+    from tests.test_runtime import MIN_PSNR_DB, psnr
+
+    model, bundle = sampler_bundle
+    pipe = BundlePipeline.load(bundle)
+    sched = pipe.manifest.scheduler
+    assert "tables_error" not in sched and sched["tables"]["class_name"] == sched["class_name"]
+    result = pipe.generate(PROMPT, seed=7, scheduler=override, keep_intermediates=True)
+    tables = pipe.scheduler(result.steps, override)
+    noisy = sum(tables.step_needs_noise(i) for i in range(len(tables)))
+    # the ancestral / SDE / TCD samplers inject noise on all steps but the last; UniPC is deterministic
+    assert noisy == (0 if tables.class_name == "UniPCMultistepScheduler" else len(tables) - 1)
+    p = pipe.manifest.pipeline
+    gamma = DEFAULTS["TCDScheduler"]["gamma"] if override == "TCDScheduler" else 0.0  # the pipeline's eta
+    image, latents = diffusers_run(model, override, 7, result.steps, result.guidance, pipe.latent_shape,
+                                   (p["height"], p["width"]), noisy, eta=gamma)
+    ours = result.intermediates["latents_per_step"]
+    assert len(ours) == len(latents) == E2E_STEPS
+    worst = max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max())) for a, b in zip(ours, latents))
+    value = psnr(result.image, image)
+    print(f"\n{result.scheduler} {result.steps} steps: latents max rel diff {worst:.1e}, PSNR {value:.1f} dB vs diffusers")
+    assert worst <= 2e-5  # measured 1e-6..2e-6: the ONNX UNet against torch
+    assert value >= MIN_PSNR_DB
