@@ -36,7 +36,7 @@ SHAPE = (1, 4, 8, 8)
 
 def trajectory_error(class_name: str, config: dict, steps: int, seed: int = 0, step_kwargs: dict | None = None,
                      per_step: list | None = None, final_reference=None,
-                     float64_coefficients: bool = False) -> tuple[float, float, float]:
+                     float64_reference: bool = False) -> tuple[float, float, float]:
     """(max abs error, peak |latent|, max relative step error) over a whole trajectory; the reference runs from the config, ours from
     the JSON-serialised tables only (what a device receives).
 
@@ -48,11 +48,12 @@ def trajectory_error(class_name: str, config: dict, steps: int, seed: int = 0, s
     off by ~7e-4 from the exact value (ours, from float64 coefficients, by ~3e-6).
     `per_step`, when given, collects each step's max error. Both sides must stay finite; where diffusers
     itself returns nan on the last step, `final_reference(ref, x_ref)` gives the value to compare with instead.
-    `float64_coefficients` runs diffusers' coefficient math on float64 sigmas (the latents stay float32), for
-    solvers whose float32 coefficients are themselves off by more than the tolerance (UniPC order 3)."""
+    `float64_reference` runs diffusers in float64 (sigmas, latents, model outputs; ours stays float32), for
+    solvers whose own float32 arithmetic is off by more than the tolerance (UniPC order 3, Heun)."""
     ref = getattr(diffusers, class_name).from_config(config)
     ref.set_timesteps(steps)
-    if float64_coefficients:
+    precision = torch.float64 if float64_reference else torch.float32
+    if float64_reference:
         ref.sigmas = ref.sigmas.double()
     tables = json.loads(json.dumps(scheduler_tables(class_name, config, steps)))
     ours = TableScheduler(tables)
@@ -61,7 +62,7 @@ def trajectory_error(class_name: str, config: dict, steps: int, seed: int = 0, s
     assert math.isclose(ours.init_noise_sigma, float(ref.init_noise_sigma), rel_tol=1e-4)
     rng = np.random.default_rng(seed)
     noise0 = rng.standard_normal(SHAPE).astype(np.float32)
-    x_ref = torch.from_numpy(noise0) * ref.init_noise_sigma
+    x_ref = torch.from_numpy(noise0).to(precision) * ref.init_noise_sigma
     x_ours = (noise0 * ours.init_noise_sigma).astype(np.float32)
     module = sys.modules[type(ref).__module__]
     worst = peak = relative = 0.0
@@ -75,8 +76,8 @@ def trajectory_error(class_name: str, config: dict, steps: int, seed: int = 0, s
         kwargs = dict(step_kwargs or {})
         if class_name == "DPMSolverMultistepScheduler":
             kwargs["variance_noise"] = torch.from_numpy(injected)
-        with mock.patch.object(module, "randn_tensor", lambda *a, **k: torch.from_numpy(injected), create=True):
-            x_ref = ref.step(torch.from_numpy(model_output), t, x_ref, **kwargs).prev_sample
+        with mock.patch.object(module, "randn_tensor", lambda *a, **k: torch.from_numpy(injected).to(precision), create=True):
+            x_ref = ref.step(torch.from_numpy(model_output).to(precision), t, x_ref, **kwargs).prev_sample
         if final_reference is not None and i == len(ref.timesteps) - 1:
             x_ref = final_reference(ref, x_ref)
         assert torch.isfinite(x_ref).all(), f"diffusers' {class_name} is not finite after step {i}"
@@ -171,7 +172,7 @@ def test_tables_are_json_and_self_describing():
 def test_aliases_and_teaching_errors():
     assert scheduler_tables("euler", SD, 5)["class_name"] == "EulerDiscreteScheduler"
     with pytest.raises(UnsupportedError, match="use one of"):
-        scheduler_tables("HeunDiscreteScheduler", SD, 5)
+        scheduler_tables("KDPM2DiscreteScheduler", SD, 5)
     with pytest.raises(UnsupportedError, match="skip_prk_steps"):
         scheduler_tables("PNDMScheduler", dict(SD, skip_prk_steps=False), 5)
     with pytest.raises(UnsupportedError, match="thresholding"):

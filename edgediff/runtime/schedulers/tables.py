@@ -14,6 +14,7 @@ from edgediff.runtime.schedulers.config import _resolved_config, resolve_class_n
 from edgediff.runtime.schedulers.ddim import _ddim
 from edgediff.runtime.schedulers.dpm_solver import _dpm_multistep
 from edgediff.runtime.schedulers.euler import _euler, _euler_ancestral
+from edgediff.runtime.schedulers.heun import _heun
 from edgediff.runtime.schedulers.lcm import _lcm
 from edgediff.runtime.schedulers.pndm import _pndm
 from edgediff.runtime.schedulers.tcd import _tcd
@@ -23,6 +24,7 @@ _BUILDERS = {
     "DDIMScheduler": _ddim,
     "EulerDiscreteScheduler": _euler,
     "EulerAncestralDiscreteScheduler": _euler_ancestral,
+    "HeunDiscreteScheduler": _heun,
     "DPMSolverMultistepScheduler": _dpm_multistep,
     "LCMScheduler": _lcm,
     "PNDMScheduler": _pndm,
