@@ -225,6 +225,44 @@ def test_heun_calls_the_unet_twice_per_step_but_the_last():
         scheduler_tables("HeunDiscreteScheduler", dict(SD, beta_schedule="exp"), 10)
 
 
+# ---- DEIS ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("steps", [1, 4, 25])
+def test_deis_matches_diffusers(prediction_type, spacing, steps):
+    assert_matches("DEISMultistepScheduler", dict(SD, prediction_type=prediction_type, timestep_spacing=spacing), steps)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"use_karras_sigmas": True},  # ends on sigma_min twice: the last step is the identity
+        {"solver_order": 1},
+        {"solver_order": 3},
+        {"solver_order": 3, "use_karras_sigmas": True},
+        {"lower_order_final": False},
+        {"algorithm_type": "dpmsolver++", "solver_type": "midpoint"},  # diffusers maps both to DEIS
+        LINEAR,
+        COSINE,
+    ],
+)
+@pytest.mark.parametrize("steps", [4, 20])
+def test_deis_config_variants(extra, steps):
+    # third order in float32 drifts 8.6e-6 (relative) off diffusers' float64 run by itself; ours stays within 2e-6
+    assert_matches("DEISMultistepScheduler", dict(SD, **extra), steps, float64_reference=extra.get("solver_order") == 3)
+
+
+def test_deis_refusals():
+    with pytest.raises(UnsupportedError, match="algorithm_type"):
+        scheduler_tables("DEISMultistepScheduler", dict(SD, algorithm_type="sde-dpmsolver++"), 10)
+    with pytest.raises(UnsupportedError, match="solver_order"):
+        scheduler_tables("deis", dict(SD, solver_order=4), 10)
+    with pytest.raises(UnsupportedError, match="thresholding"):
+        scheduler_tables("deis", dict(SD, thresholding=True), 10)
+
+
 # ---- end to end: a model folder that names the sampler converts and generates like diffusers ----------------
 
 E2E_STEPS = 6
@@ -287,7 +325,7 @@ def diffusers_run(model, class_name: str | None, seed: int, steps: int, guidance
 
 
 @pytest.mark.parametrize("override", [None, "EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler", "TCDScheduler",
-                                      "HeunDiscreteScheduler"])
+                                      "HeunDiscreteScheduler", "DEISMultistepScheduler"])
 def test_bundle_generates_like_diffusers(sampler_bundle, override):
     """The bundle's own scheduler (from the folder), and the other samplers by `scheduler=` as `edgediff generate
     --scheduler` passes it; every step's latents and the image against diffusers at the same seed and noise."""
@@ -298,11 +336,17 @@ def test_bundle_generates_like_diffusers(sampler_bundle, override):
     pipe = BundlePipeline.load(bundle)
     sched = pipe.manifest.scheduler
     assert "tables_error" not in sched and sched["tables"]["class_name"] == sched["class_name"]
+    if override == "DEISMultistepScheduler" and sched["config"].get("algorithm_type") == "sde-dpmsolver++":
+        with pytest.raises(NotImplementedError):  # diffusers refuses this config for DEIS too
+            diffusers.DEISMultistepScheduler.from_config(sched["config"])
+        with pytest.raises(UnsupportedError, match="algorithm_type 'sde-dpmsolver[+][+]'"):
+            pipe.generate(PROMPT, seed=7, scheduler=override)
+        return
     result = pipe.generate(PROMPT, seed=7, scheduler=override, keep_intermediates=True)
     tables = pipe.scheduler(result.steps, override)
     noisy = sum(tables.step_needs_noise(i) for i in range(len(tables)))
-    # the ancestral / SDE / TCD samplers inject noise on all steps but the last; UniPC and Heun are deterministic
-    deterministic = tables.class_name in ("UniPCMultistepScheduler", "HeunDiscreteScheduler")
+    # the ancestral / SDE / TCD samplers inject noise on all steps but the last; the others are deterministic
+    deterministic = tables.class_name in ("UniPCMultistepScheduler", "HeunDiscreteScheduler", "DEISMultistepScheduler")
     assert noisy == (0 if deterministic else len(tables) - 1)
     p = pipe.manifest.pipeline
     gamma = DEFAULTS["TCDScheduler"]["gamma"] if override == "TCDScheduler" else 0.0  # the pipeline's eta

@@ -12,6 +12,7 @@ from edgediff.errors import UnsupportedError
 from edgediff.runtime.schedulers.coefficients import TABLES_FORMAT
 from edgediff.runtime.schedulers.config import _resolved_config, resolve_class_name
 from edgediff.runtime.schedulers.ddim import _ddim
+from edgediff.runtime.schedulers.deis import _deis
 from edgediff.runtime.schedulers.dpm_solver import _dpm_multistep
 from edgediff.runtime.schedulers.euler import _euler, _euler_ancestral
 from edgediff.runtime.schedulers.heun import _heun
@@ -28,6 +29,7 @@ _BUILDERS = {
     "DPMSolverMultistepScheduler": _dpm_multistep,
     "LCMScheduler": _lcm,
     "PNDMScheduler": _pndm,
+    "DEISMultistepScheduler": _deis,
     "TCDScheduler": _tcd,
     "UniPCMultistepScheduler": _unipc,
 }
