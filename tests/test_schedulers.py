@@ -73,10 +73,11 @@ def trajectory_error(class_name: str, config: dict, steps: int, seed: int = 0, s
         step_worst = float(np.abs(in_ref - in_ours).max())
         model_output = rng.standard_normal(SHAPE).astype(np.float32)
         injected = rng.standard_normal(SHAPE).astype(np.float32)
+        draw = torch.from_numpy(injected).to(precision)
         kwargs = dict(step_kwargs or {})
         if class_name == "DPMSolverMultistepScheduler":
-            kwargs["variance_noise"] = torch.from_numpy(injected)
-        with mock.patch.object(module, "randn_tensor", lambda *a, **k: torch.from_numpy(injected).to(precision), create=True):
+            kwargs["variance_noise"] = draw
+        with mock.patch.object(module, "randn_tensor", lambda *a, _draw=draw, **k: _draw, create=True):
             x_ref = ref.step(torch.from_numpy(model_output).to(precision), t, x_ref, **kwargs).prev_sample
         if final_reference is not None and i == len(ref.timesteps) - 1:
             x_ref = final_reference(ref, x_ref)
