@@ -17,11 +17,13 @@ diffusers = pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
 
 from edgediff.errors import UnsupportedError  # noqa: E402
-from edgediff.runtime.schedulers import TableScheduler, scheduler_tables  # noqa: E402
-from edgediff.runtime.schedulers.config import DEFAULTS  # noqa: E402
+from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables  # noqa: E402
+from edgediff.runtime.schedulers.config import DEFAULTS, PRESETS, preset_overrides  # noqa: E402
 from tests.test_schedulers import SD, assert_matches  # noqa: E402
 
 PROMPT = "a large red circle on a blue background, top left"
+# diffusers' DEIS takes np.log of 0-d torch tensors, which numpy 2 warns about thousands of times
+pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
 
 SPACINGS = ["linspace", "leading", "trailing"]
 ZERO_SNR = {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing"}
@@ -301,8 +303,9 @@ def diffusers_run(model, class_name: str | None, seed: int, steps: int, guidance
     from tests.test_runtime import load_reference
 
     pipe = load_reference(model)
-    if class_name:
-        pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config)
+    if class_name:  # a class, an alias or a preset, as `edgediff generate --scheduler` takes it
+        preset = preset_overrides(class_name)
+        pipe.scheduler = getattr(diffusers, resolve_class_name(class_name)).from_config(pipe.scheduler.config, **preset)
     rng = np.random.default_rng(seed)
     initial = rng.standard_normal(latent_shape, dtype=np.float32)
     draws = [rng.standard_normal(latent_shape, dtype=np.float32) for _ in range(noisy_steps)]
@@ -324,8 +327,12 @@ def diffusers_run(model, class_name: str | None, seed: int, steps: int, guidance
     return (out * 255).round().astype(np.uint8), per_step
 
 
+STOCHASTIC = {None, "EulerAncestralDiscreteScheduler", "TCDScheduler", "dpm++2m-sde-karras"}  # both folders' own are
+
+
 @pytest.mark.parametrize("override", [None, "EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler", "TCDScheduler",
-                                      "HeunDiscreteScheduler", "DEISMultistepScheduler"])
+                                      "HeunDiscreteScheduler", "DEISMultistepScheduler", "dpm++2m-sde-karras",
+                                      "dpm++2m-karras"])
 def test_bundle_generates_like_diffusers(sampler_bundle, override):
     """The bundle's own scheduler (from the folder), and the other samplers by `scheduler=` as `edgediff generate
     --scheduler` passes it; every step's latents and the image against diffusers at the same seed and noise."""
@@ -346,8 +353,9 @@ def test_bundle_generates_like_diffusers(sampler_bundle, override):
     tables = pipe.scheduler(result.steps, override)
     noisy = sum(tables.step_needs_noise(i) for i in range(len(tables)))
     # the ancestral / SDE / TCD samplers inject noise on all steps but the last; the others are deterministic
-    deterministic = tables.class_name in ("UniPCMultistepScheduler", "HeunDiscreteScheduler", "DEISMultistepScheduler")
-    assert noisy == (0 if deterministic else len(tables) - 1)
+    # (a preset never reuses the manifest's tables: dpm++2m-karras on the SDE folder must not draw noise)
+    assert noisy == (len(tables) - 1 if override in STOCHASTIC else 0)
+    assert result.scheduler == (override.lower() if preset_overrides(override) else tables.class_name)
     p = pipe.manifest.pipeline
     gamma = DEFAULTS["TCDScheduler"]["gamma"] if override == "TCDScheduler" else 0.0  # the pipeline's eta
     image, latents = diffusers_run(model, override, 7, result.steps, result.guidance, pipe.latent_shape,
@@ -359,3 +367,30 @@ def test_bundle_generates_like_diffusers(sampler_bundle, override):
     print(f"\n{result.scheduler} {result.steps} steps: latents max rel diff {worst:.1e}, PSNR {value:.1f} dB vs diffusers")
     assert worst <= 2e-5  # measured 1e-6..2e-6: the ONNX UNet against torch
     assert value >= MIN_PSNR_DB
+
+
+# ---- names: aliases, presets and the CLI ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_are_their_class_with_their_keys(preset):
+    class_name, keys = PRESETS[preset]
+    bundle_config = dict(SD, algorithm_type="dpmsolver++", use_karras_sigmas=False)  # what the preset must override
+    tables = scheduler_tables(preset, bundle_config, 12)
+    expected = scheduler_tables(class_name, dict(bundle_config, **keys), 12)
+    assert tables.pop("sampler") == preset and tables == expected
+    assert TableScheduler(scheduler_tables(preset.upper(), bundle_config, 12)).name == preset
+
+
+def test_generate_offers_every_name():
+    from edgediff.cli import build_parser
+    from edgediff.runtime.schedulers.config import ALIASES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "generate" in a.choices).choices["generate"]
+    help_text = " ".join(next(a for a in sub._actions if a.dest == "scheduler").help.split())
+    missing = [name for name in [*ALIASES, *PRESETS] if name not in help_text and name not in ("euler-ancestral", "dpmsolver++")]
+    assert not missing, f"--scheduler help does not mention {missing}"
+    assert parser.parse_args(["generate", "bundle", "--scheduler", "dpm++2m-sde-karras"]).scheduler == "dpm++2m-sde-karras"
+    with pytest.raises(UnsupportedError, match="dpm[+][+]2m-sde-karras"):  # the refusal lists what exists
+        resolve_class_name("KDPM2AncestralDiscreteScheduler")

@@ -159,15 +159,33 @@ ALIASES = {
     "pndm": "PNDMScheduler",
 }
 
+# The A1111 / ComfyUI sampler names that are a class plus config keys: these keys override the bundle's
+# scheduler config (`--scheduler dpm++2m-sde-karras` on a bundle converted with any scheduler).
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler-karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "heun-karras": ("HeunDiscreteScheduler", {"use_karras_sigmas": True}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+    "dpm++2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": False}),
+    "dpm++2m-sde-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
+    "unipc-karras": ("UniPCMultistepScheduler", {"use_karras_sigmas": True}),
+}
+
 
 def resolve_class_name(name: str) -> str:
-    """Accept a diffusers class name or a short alias; raise a teaching error otherwise."""
+    """Accept a diffusers class name, a short alias or a preset; raise a teaching error otherwise."""
     if name in DEFAULTS:
         return name
     if name.lower() in ALIASES:
         return ALIASES[name.lower()]
-    known = ", ".join(sorted(DEFAULTS) + sorted(ALIASES))
+    if name.lower() in PRESETS:
+        return PRESETS[name.lower()][0]
+    known = ", ".join(sorted(DEFAULTS) + sorted(ALIASES) + sorted(PRESETS))
     raise UnsupportedError(f"scheduler {name!r} is not supported by the numpy runtime; use one of: {known}")
+
+
+def preset_overrides(name: str | None) -> dict[str, Any]:
+    """The config keys a preset name sets ({} for a class name or a plain alias)."""
+    return dict(PRESETS[name.lower()][1]) if name and name.lower() in PRESETS else {}
 
 
 def _resolved_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:

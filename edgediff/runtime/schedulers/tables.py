@@ -10,7 +10,7 @@ from typing import Any
 
 from edgediff.errors import UnsupportedError
 from edgediff.runtime.schedulers.coefficients import TABLES_FORMAT
-from edgediff.runtime.schedulers.config import _resolved_config, resolve_class_name
+from edgediff.runtime.schedulers.config import _resolved_config, preset_overrides, resolve_class_name
 from edgediff.runtime.schedulers.ddim import _ddim
 from edgediff.runtime.schedulers.deis import _deis
 from edgediff.runtime.schedulers.dpm_solver import _dpm_multistep
@@ -39,12 +39,14 @@ def scheduler_tables(class_name: str, config: dict[str, Any], num_inference_step
     """Everything a device needs to run `class_name` for `num_inference_steps` steps, as JSON-ready data.
 
     `config` is a diffusers scheduler_config.json dict (keys the class does not know are ignored, as
-    diffusers' `from_config` does). The result goes into manifest["pipeline"]["scheduler"]["tables"].
+    diffusers' `from_config` does); a preset name (`dpm++2m-sde-karras`) overrides its keys. The result goes
+    into manifest["pipeline"]["scheduler"]["tables"].
     """
     name = resolve_class_name(class_name)
     if int(num_inference_steps) < 1:
         raise UnsupportedError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-    cfg = _resolved_config(name, config)
+    overrides = preset_overrides(class_name)
+    cfg = _resolved_config(name, {**config, **overrides})
     try:
         steps, init_sigma = _BUILDERS[name](cfg, int(num_inference_steps))
     except (ZeroDivisionError, OverflowError, ValueError, TypeError) as exc:  # a hostile or malformed config
@@ -55,7 +57,7 @@ def scheduler_tables(class_name: str, config: dict[str, Any], num_inference_step
         if not all(math.isfinite(v) for v in values):
             raise UnsupportedError(f"{name} with this config gives non-finite coefficients at timestep {row['timestep']}")
     clip = cfg.get("clip_sample_range") if cfg.get("clip_sample") else None
-    return {
+    tables = {
         "format": TABLES_FORMAT,
         "class_name": name,
         "prediction_type": cfg["prediction_type"],
@@ -67,3 +69,6 @@ def scheduler_tables(class_name: str, config: dict[str, Any], num_inference_step
         "needs_noise": any(row["update"][3] != 0.0 for row in rows),
         "steps": rows,
     }
+    if overrides:
+        tables["sampler"] = class_name.lower()  # the preset's name, so a result can say what ran
+    return tables
