@@ -26,7 +26,10 @@ def register(sub) -> None:
     p.add_argument("--prompts-file", type=Path, help="batch mode: one prompt per line (blank lines and # comments skipped)")
     p.add_argument("--output", "-o", type=Path, help="image file (single prompt) or folder (batch; default: images/)")
     add_sampling_args(p, seed_help="seed of the initial noise (batch: prompt i uses SEED + i)")
-    p.add_argument("--scheduler", help="override the scheduler: ddim, euler, dpm++2m, lcm, pndm or a diffusers class name")
+    p.add_argument("--scheduler", help="override the scheduler: ddim, euler, euler_a, heun, dpm++2m, unipc, deis, tcd, lcm, "
+                   "pndm or a diffusers class name (these run with the bundle's scheduler config), or a preset that also "
+                   "sets config keys: euler-karras, heun-karras, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras, "
+                   "unipc-karras")
     p.add_argument("--threads", type=int, help="intra-op threads for the runtime")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
     p.add_argument("--no-verify-checksums", action="store_true", help="skip the sha256 check of the bundle files")

@@ -7,7 +7,7 @@ Seed convention (torch's RNG is not available here, and devices have their own):
 `np.random.default_rng(seed).standard_normal(latent_shape, dtype=np.float32) * init_noise_sigma` (`initial_noise`,
 shared with `edgediff eval` and the verification loop, so a bundle and its diffusers folder start from the same
 latents), and
-schedulers that inject noise between steps (LCM, SDE solvers) draw `standard_normal(latent_shape)` from the
+schedulers that inject noise between steps (LCM, TCD, Euler ancestral, SDE solvers) draw `standard_normal(latent_shape)` from the
 same generator, in step order. To reproduce an image with diffusers, pass that unscaled draw as `latents=`
 (diffusers multiplies by init_noise_sigma itself).
 """
@@ -25,6 +25,7 @@ from edgediff import defaults
 from edgediff.contract import Manifest, restore_nonfinite
 from edgediff.errors import ModelLoadError
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
+from edgediff.runtime.schedulers.config import preset_overrides
 from edgediff.runtime.sessions import Session, SessionOptions, open_component
 from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 
@@ -180,6 +181,8 @@ class BundlePipeline:
         steps = int(steps or self.default_steps)
         name = resolve_class_name(class_name) if class_name else self.scheduler_class
         tables = self._manifest_tables
+        if class_name and preset_overrides(class_name):  # a preset changes the config: never the manifest's tables
+            return TableScheduler(scheduler_tables(class_name, self.scheduler_config, steps))
         if tables and tables.get("num_inference_steps") == steps and tables.get("class_name") == name:
             return TableScheduler(tables)
         return TableScheduler(scheduler_tables(name, self.scheduler_config, steps))
@@ -315,7 +318,7 @@ class BundlePipeline:
             keep.update(final_latents=x, decoded=decoded)
         self.last_timings = timings
         return GenerationResult(
-            image=image, seed=int(seed), steps=n_steps, guidance=guidance, scheduler=sched.class_name,
+            image=image, seed=int(seed), steps=n_steps, guidance=guidance, scheduler=sched.name,
             timings=timings, intermediates=keep,
         )
 

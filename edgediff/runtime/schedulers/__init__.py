@@ -16,12 +16,15 @@ The stepping rule, for step i with coefficients from `tables["steps"][i]`:
     x0          = clip(x0[0] * base + x0[1] * m, -clip_range, clip_range)   (only if the table has x0)
     x           = update[0] * base + update[1] * c + update[2] * x0 + update[3] * noise
 
-`noise` is a fresh standard-normal draw, only needed where update[3] != 0 (LCM, SDE solvers).
+`noise` is a fresh standard-normal draw, only needed where update[3] != 0 (LCM, TCD, Euler ancestral, SDE
+solvers). Samplers that call the model more than once per step (PNDM's warm-up, Heun) have one row per call;
+UniPC's corrector folds into its rows (see `unipc`).
 
-Layout: `coefficients` (one table row), `config` (diffusers' defaults and the accepted names),
+Layout: `coefficients` (one table row), `config` (diffusers' defaults, the accepted names and presets),
 `noise_schedule` (betas, alphas and sigma math the families share), one file per scheduler family
-(`ddim`, `euler`, `dpm_solver`, `lcm`, `pndm`), `tables` (`scheduler_tables`) and `table_scheduler`
-(`TableScheduler`). Everything here is numpy only: the runtime must not need torch.
+(`ddim`, `euler` with Euler ancestral, `heun`, `dpm_solver`, `unipc`, `deis`, `lcm`, `tcd`, `pndm`), `tables`
+(`scheduler_tables`) and `table_scheduler` (`TableScheduler`). Everything here is numpy only: the runtime
+must not need torch.
 """
 
 from edgediff.runtime.schedulers.config import resolve_class_name

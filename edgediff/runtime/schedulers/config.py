@@ -43,6 +43,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_type": "discrete",
         "final_sigmas_type": "zero",
     },
+    "EulerAncestralDiscreteScheduler": {**_COMMON, "timestep_spacing": "linspace"},
+    "HeunDiscreteScheduler": {
+        **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "timestep_spacing": "linspace",
+    },
     "DPMSolverMultistepScheduler": {
         **_COMMON,
         "solver_order": 2,
@@ -64,6 +76,39 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sigma_max": None,
         "use_dynamic_shifting": False,
     },
+    "DEISMultistepScheduler": {
+        **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
+        "solver_order": 2,
+        "thresholding": False,
+        "algorithm_type": "deis",
+        "solver_type": "logrho",
+        "lower_order_final": True,
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "use_flow_sigmas": False,
+        "timestep_spacing": "linspace",
+        "use_dynamic_shifting": False,
+    },
+    "UniPCMultistepScheduler": {
+        **_COMMON,
+        "solver_order": 2,
+        "thresholding": False,
+        "predict_x0": True,
+        "solver_type": "bh2",
+        "lower_order_final": True,
+        "disable_corrector": [],
+        "solver_p": None,
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "use_flow_sigmas": False,
+        "timestep_spacing": "linspace",
+        "final_sigmas_type": "zero",
+        "use_dynamic_shifting": False,
+        "sigma_min": None,
+        "sigma_max": None,
+    },
     "LCMScheduler": {
         **_COMMON,
         "beta_start": 0.00085,
@@ -77,6 +122,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_spacing": "leading",
         "timestep_scaling": 10.0,
     },
+    "TCDScheduler": {
+        **_COMMON,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "original_inference_steps": 50,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "timestep_spacing": "leading",
+        "timestep_scaling": 10.0,
+        "gamma": 0.3,  # edgediff's key: diffusers passes it to step() as `eta`
+    },
     "PNDMScheduler": {
         **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
         "skip_prk_steps": False,
@@ -88,21 +147,45 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 ALIASES = {
     "ddim": "DDIMScheduler",
     "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
     "dpm++2m": "DPMSolverMultistepScheduler",
     "dpmsolver++": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "deis": "DEISMultistepScheduler",
     "lcm": "LCMScheduler",
+    "tcd": "TCDScheduler",
     "pndm": "PNDMScheduler",
+}
+
+# The A1111 / ComfyUI sampler names that are a class plus config keys: these keys override the bundle's
+# scheduler config (`--scheduler dpm++2m-sde-karras` on a bundle converted with any scheduler).
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler-karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "heun-karras": ("HeunDiscreteScheduler", {"use_karras_sigmas": True}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
+    "dpm++2m-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": False}),
+    "dpm++2m-sde-karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
+    "unipc-karras": ("UniPCMultistepScheduler", {"use_karras_sigmas": True}),
 }
 
 
 def resolve_class_name(name: str) -> str:
-    """Accept a diffusers class name or a short alias; raise a teaching error otherwise."""
+    """Accept a diffusers class name, a short alias or a preset; raise a teaching error otherwise."""
     if name in DEFAULTS:
         return name
     if name.lower() in ALIASES:
         return ALIASES[name.lower()]
-    known = ", ".join(sorted(DEFAULTS) + sorted(ALIASES))
+    if name.lower() in PRESETS:
+        return PRESETS[name.lower()][0]
+    known = ", ".join(sorted(DEFAULTS) + sorted(ALIASES) + sorted(PRESETS))
     raise UnsupportedError(f"scheduler {name!r} is not supported by the numpy runtime; use one of: {known}")
+
+
+def preset_overrides(name: str | None) -> dict[str, Any]:
+    """The config keys a preset name sets ({} for a class name or a plain alias)."""
+    return dict(PRESETS[name.lower()][1]) if name and name.lower() in PRESETS else {}
 
 
 def _resolved_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:

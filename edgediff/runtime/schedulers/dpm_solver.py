@@ -14,13 +14,13 @@ from edgediff.errors import UnsupportedError
 from edgediff.runtime.schedulers.coefficients import StepCoefficients
 from edgediff.runtime.schedulers.noise_schedule import (
     _alphas_cumprod,
-    _check_spacing,
     _discrete_sigmas,
     _karras,
     _no_thresholding,
     _prediction,
     _reject_sigma_variants,
     _sigma_to_t,
+    _solver_timesteps,
 )
 
 
@@ -52,18 +52,11 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
     lambdas = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
     clipped_idx = int(np.searchsorted(lambdas[::-1], float(cfg["lambda_min_clipped"])))
     last_t = train - clipped_idx
-    spacing = _check_spacing(cfg)
-    if spacing == "linspace":
-        timesteps = np.linspace(0, last_t - 1, n + 1).round()[::-1][:-1].astype(np.int64)
-    elif spacing == "leading":
-        ratio = last_t // (n + 1)
-        timesteps = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + int(cfg["steps_offset"])
-    else:
-        timesteps = np.arange(last_t, 0, -train / n).round().astype(np.int64) - 1
+    timesteps = _solver_timesteps(cfg, n, last_t)
     full = _discrete_sigmas(ac)
     if cfg["use_karras_sigmas"]:
         sigmas = _karras(full[::-1].copy(), n, cfg)
-        t_frac = _sigma_to_t(sigmas, np.log(full))
+        t_frac = _sigma_to_t(sigmas, full)
         timesteps = (t_frac.round() if cfg["beta_schedule"] != "squaredcos_cap_v2" else t_frac).astype(np.int64)
     else:
         sigmas = np.interp(timesteps, np.arange(len(full)), full)
@@ -112,10 +105,12 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
             a = sigma_t / sigma_s0 * e
             b0 = alpha_t * (1.0 - e * e)
             noise = sigma_t * math.sqrt(max(0.0, 1.0 - e * e))
-        if step_order == 1:
-            combine: tuple[float, ...] = (b0,)
+        h = lam(float(sigmas[i + 1])) - lam(float(sigmas[i])) if step_order > 1 else 0.0
+        if step_order == 1 or h == 0.0:
+            # h = 0 (Karras sigmas ending on sigma_min twice): diffusers' step is the identity, its
+            # history terms vanish (divided by r0 = inf)
+            combine: tuple[float, ...] = (b0,) + (0.0,) * (step_order - 1)
         else:
-            h = lam(float(sigmas[i + 1])) - lam(float(sigmas[i]))
             h0 = lam(float(sigmas[i])) - lam(float(sigmas[i - 1]))
             r0 = h0 / h
             if step_order == 2:

@@ -12,19 +12,25 @@ from edgediff.runtime.schedulers.coefficients import StepCoefficients
 from edgediff.runtime.schedulers.noise_schedule import _alphas_cumprod, _no_thresholding, _prediction, _x0_coefficients
 
 
+def _distilled_timesteps(cfg: dict[str, Any], n: int, name: str) -> np.ndarray:
+    """LCM's and TCD's timesteps: n evenly picked from the `original_inference_steps` the student was
+    distilled on (so n cannot exceed that)."""
+    train = int(cfg["num_train_timesteps"])
+    original = int(cfg["original_inference_steps"])
+    if not 1 <= original <= train:
+        raise UnsupportedError(f"original_inference_steps {original} must be between 1 and the {train} training timesteps")
+    if n > original:
+        raise UnsupportedError(f"{name} runs at most original_inference_steps={original} steps; asked for {n}")
+    origin = (np.arange(1, original + 1) * (train // original) - 1)[::-1]
+    indices = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
+    return origin[indices]
+
+
 def _lcm(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
     _no_thresholding(cfg)
     kind = _prediction(cfg, ("epsilon", "v_prediction", "sample"))
     ac = _alphas_cumprod(cfg)
-    train = int(cfg["num_train_timesteps"])
-    original = int(cfg["original_inference_steps"])
-    if original > train:
-        raise UnsupportedError(f"original_inference_steps {original} exceed the {train} training timesteps")
-    if n > original:
-        raise UnsupportedError(f"LCM runs at most original_inference_steps={original} steps; asked for {n}")
-    origin = (np.arange(1, original + 1) * (train // original) - 1)[::-1]
-    indices = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
-    timesteps = origin[indices]
+    timesteps = _distilled_timesteps(cfg, n, "LCM")
     final = 1.0 if cfg["set_alpha_to_one"] else float(ac[0])
     clip = bool(cfg["clip_sample"])
     scaling = float(cfg["timestep_scaling"])

@@ -71,6 +71,17 @@ def _check_spacing(cfg: dict[str, Any]) -> str:
     return spacing
 
 
+def _solver_timesteps(cfg: dict[str, Any], n: int, last_t: int) -> np.ndarray:
+    """Integer timesteps of the multistep solvers (DPM-Solver, UniPC, DEIS): n + 1 points, the last dropped."""
+    spacing = _check_spacing(cfg)
+    if spacing == "linspace":
+        return np.linspace(0, last_t - 1, n + 1).round()[::-1][:-1].astype(np.int64)
+    if spacing == "leading":
+        ratio = last_t // (n + 1)
+        return (np.arange(0, n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + int(cfg["steps_offset"])
+    return np.arange(last_t, 0, -int(cfg["num_train_timesteps"]) / n).round().astype(np.int64) - 1
+
+
 def _prediction(cfg: dict[str, Any], allowed: tuple[str, ...]) -> str:
     kind = cfg["prediction_type"]
     if kind not in allowed:
@@ -112,8 +123,12 @@ def _karras(sigmas_desc: np.ndarray, n: int, cfg: dict[str, Any]) -> np.ndarray:
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def _sigma_to_t(sigmas: np.ndarray, log_sigmas: np.ndarray) -> np.ndarray:
-    """Fractional training timestep whose sigma is `sigma` (log-linear interpolation, as diffusers does)."""
+def _sigma_to_t(sigmas: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
+    """Fractional training timestep whose sigma is `sigma` (log-linear interpolation, as diffusers does).
+
+    The training sigmas' logs are taken in float32 like diffusers' (its `np.log` of a float32 array): a
+    schedule that truncates these timesteps (cosine + Karras) otherwise lands one step off at the top."""
+    log_sigmas = np.log(train_sigmas.astype(np.float32))
     log_sigma = np.log(np.maximum(sigmas, 1e-10))
     dists = log_sigma - log_sigmas[:, None]
     low = np.cumsum(dists >= 0, axis=0).argmax(axis=0).clip(max=log_sigmas.shape[0] - 2)

@@ -30,6 +30,7 @@ class TableScheduler:
             )
         self.tables = tables
         self.class_name: str = tables["class_name"]
+        self.name: str = tables.get("sampler") or self.class_name  # a preset's name, else the class
         self.steps = [StepCoefficients.from_json(row) for row in tables["steps"]]
         self.timesteps = np.array([s.timestep for s in self.steps], dtype=np.float32)
         self.init_noise_sigma = float(tables["init_noise_sigma"])
