@@ -8,7 +8,6 @@ and the profiler's PyTorch side rebuild the same components from a bundle's reci
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from edgediff.model.components import (
     custom_component,
     native_resolution,
 )
+from edgediff.model.folder import FolderFacts, check_model_folder
 from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
 from edgediff.recipe import Recipe, SlimStep
 from edgediff.slim.steps import apply_slim_steps
@@ -61,8 +61,10 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
     if not recipe.model.module:
         folder = resolve_model_path(recipe.model.source or None)
         recipe.model.source = str(folder)
-        if (folder / "model_index.json").exists():
-            _resolve_pipeline_defaults(recipe, folder)
+        facts = check_model_folder(folder)  # every config, tokenizer file and weights header, before torch
+        if facts.kind == "pipeline":
+            _resolve_pipeline_defaults(recipe, facts)
+        _check_sizes(recipe, facts)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
 
@@ -90,16 +92,15 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
     return steps
 
 
-def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
+def _resolve_pipeline_defaults(recipe: Recipe, facts: FolderFacts) -> None:
     p = recipe.pipeline
-    model_defaults = _json(folder / "edgediff.json")
-    unet_cfg, vae_cfg = _json(folder / "unet" / "config.json"), _json(folder / "vae" / "config.json")
-    scheduler_cfg = _json(folder / "scheduler" / "scheduler_config.json")
+    model_defaults = facts.configs.get("edgediff", {})
+    unet_cfg, vae_cfg = facts.configs.get("unet", {}), facts.configs.get("vae", {})
+    scheduler_cfg = facts.configs.get("scheduler", {})
     if not p.height or not p.width:
         size = unet_cfg.get("sample_size", 64)
         size = size[0] if isinstance(size, list) else size
-        channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
-        native = model_defaults.get("resolution") or int(size) * 2 ** (len(channels) - 1)
+        native = model_defaults.get("resolution") or int(size) * _vae_scale(vae_cfg)
         p.height, p.width = p.height or native, p.width or native
     if p.num_inference_steps <= 0:
         p.num_inference_steps = int(model_defaults.get("steps", defaults.STEPS))
@@ -111,8 +112,19 @@ def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
         p.scheduler = model_defaults.get("scheduler") or scheduler_cfg.get("_class_name") or defaults.SCHEDULER
 
 
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+def _vae_scale(vae_cfg: dict[str, Any]) -> int:
+    channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
+    return 2 ** (len(channels) - 1)
+
+
+def _check_sizes(recipe: Recipe, facts: FolderFacts) -> None:
+    """Sizes the model cannot take fail here, from its configs, not after loading it."""
+    p = recipe.pipeline
+    scale = _vae_scale(facts.configs.get("vae", {}))
+    for key, side in (("height", p.height), ("width", p.width)):
+        if side and side % scale:
+            raise RecipeError(f"pipeline.{key} must be a multiple of {scale} for {facts.root.name} (its VAE "
+                              f"downscales by {scale}), got {side}")
 
 
 def resolve(recipe: Recipe) -> Plan:

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgediff.commands import _flags
+
 
 def register(sub) -> None:
     p = sub.add_parser("profile", help="measure latency and memory of a bundle",
                        description="Warm-up, then N timed runs per component (median, p90, peak RSS, top ops), "
                                    "with PyTorch eager timed in the same run for the ratio.")
     p.add_argument("bundle", type=Path, nargs="?")
-    p.add_argument("--runs", type=int, default=None, help="timed runs (default 5 on the host, the target's on a device)")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up runs (default 1 on the host, the target's)")
+    p.add_argument("--runs", type=_flags.runs, default=None,
+                   help="timed runs (default 5 on the host, the target's on a device)")
+    p.add_argument("--warmup", type=_flags.warmup, default=None,
+                   help="warm-up runs (default 1 on the host, the target's)")
     p.add_argument("--components", help="comma-separated subset")
     p.add_argument("--no-pytorch", action="store_true", help="do not time the PyTorch originals")
     p.add_argument("--json", type=Path, help="write the records as JSON")
+    p.add_argument("--module", help="the custom network class 'package.module:Class' a bundle of a custom network "
+                                    "was made from, to time PyTorch too: a bundle never names code to import, you do")
+    _flags.add_checksum_flag(p)
     from edgediff.commands.targets import add_device_profile_arguments
 
     add_device_profile_arguments(p)
@@ -24,10 +31,14 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgediff.errors import RecipeError
+    from edgediff.outputs import atomic_file, check_output
     from edgediff.profile.host import profile_bundle
     from edgediff.profile.record import write_records
     from edgediff.report import text_table
 
+    for flag, path in (("--json", args.json), ("--chart", getattr(args, "chart", None))):
+        if path is not None:
+            check_output(path, "file", flag=flag)
     if args.target or args.import_file is not None:
         from edgediff.commands.targets import run_device_profile
 
@@ -36,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
     args.warmup = 1 if args.warmup is None else args.warmup
     if args.bundle is None:
         raise RecipeError("give a BUNDLE folder to profile")
-    if args.runs < 1:
-        raise RecipeError("--runs must be at least 1")
     components = [c for c in args.components.split(",") if c] if args.components else None
     records = profile_bundle(args.bundle, runs=args.runs, warmup=args.warmup, compare_pytorch=not args.no_pytorch,
-                             components=components, log=print)
+                             components=components, log=print, module=args.module,
+                             verify_checksums=_flags.checksums_wanted(args))
     rows = [[r.component, r.backend, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}" if r.p90_ms is not None else "–",
              f"{r.extra['ratio_to_pytorch']:.2f}×" if "ratio_to_pytorch" in r.extra else "–",
              f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb else "–"] for r in records]
     print(text_table(["component", "engine", "median ms", "p90 ms", "ratio", "peak RSS MB"], rows))
     if args.json:
-        write_records(records, args.json)
+        with atomic_file(args.json) as tmp:
+            write_records(records, tmp)
         print(f"wrote {args.json}")
     return 0
