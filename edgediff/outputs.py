@@ -165,13 +165,20 @@ def staged_output(final_dir: Path, log: Log = _stderr) -> Iterator[Path]:
 
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path beside `path`; it becomes `path` only if the block completes."""
+    """Yield a hidden temporary path beside `path`; it becomes `path` only if the block completes. A device or
+    pipe (/dev/stdout, a fifo) is written directly: it cannot be replaced, and must not be."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{int(time.time())}{path.suffix}")
+    direct = path.exists() and not path.is_file()
+    tmp = path if direct else path.with_name(f".{path.name}.partial-{os.getpid()}-{int(time.time())}{path.suffix}")
+    if not direct:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path)
     try:
         yield tmp
-        tmp.replace(path)
+        if not direct:
+            tmp.replace(path)
+    except OSError as exc:  # name the file the user gave, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if not direct:
+            tmp.unlink(missing_ok=True)

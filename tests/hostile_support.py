@@ -74,10 +74,15 @@ def copy_tree(source: Path, dest: Path) -> Path:
 
 
 def edit_json(path: Path, change: Callable[[Any], Any]) -> None:
-    """Apply `change` to a JSON file (its return value replaces the document when not None)."""
+    """Apply `change` (which edits the document in place; its return value is ignored) to a JSON file."""
     data = json.loads(path.read_text())
-    result = change(data)
-    path.write_text(json.dumps(data if result is None else result))
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def wrap_json_in_list(path: Path) -> None:
+    """The document, as the one item of a list: right syntax, wrong shape."""
+    path.write_text(json.dumps([json.loads(path.read_text())]))
 
 
 def reseal(bundle: Path) -> None:

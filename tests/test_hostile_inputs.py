@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgediff.cli import main
-from tests.hostile_support import copy_tree, edit_json, nothing_complete, one_error, run_cli
+from tests.hostile_support import copy_tree, edit_json, nothing_complete, one_error, run_cli, wrap_json_in_list
 from tests.hostile_support import tiny_folder  # noqa: F401 (a session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 MODEL_CASES = [
     ("index-not-json", lambda f: (f / "model_index.json").write_text("{not json"), "model_index.json is not valid JSON"),
     ("index-not-utf8", lambda f: (f / "model_index.json").write_bytes(b'{"unet": "\xff\xfe"}'), "not UTF-8"),
-    ("index-is-a-list", lambda f: edit_json(f / "model_index.json", lambda d: [d]), "expected a JSON object"),
+    ("index-is-a-list", lambda f: wrap_json_in_list(f / "model_index.json"), "expected a JSON object"),
     ("index-entry-object", lambda f: edit_json(f / "model_index.json", lambda d: d.update(unet={"a": 1})),
      "'unet' must be [library, class]"),
     ("index-names-code", lambda f: edit_json(f / "model_index.json", lambda d: d.update(unet=["evil_pkg", "Net"])),
@@ -53,7 +53,7 @@ MODEL_CASES = [
     ("index-unknown-class", lambda f: edit_json(f / "model_index.json",
                                                 lambda d: d.update(vae=["diffusers", "StableDiffusionPipeline"])),
      "StableDiffusionPipeline"),
-    ("unet-config-list", lambda f: edit_json(f / "unet/config.json", lambda d: [d]), "expected a JSON object"),
+    ("unet-config-list", lambda f: wrap_json_in_list(f / "unet/config.json"), "expected a JSON object"),
     ("unet-widths-string", lambda f: edit_json(f / "unet/config.json", lambda d: d.update(block_out_channels="wide")),
      "'block_out_channels' must be"),
     ("unet-negative-channels", lambda f: edit_json(f / "unet/config.json", lambda d: d.update(in_channels=-4)),
