@@ -161,9 +161,9 @@ class Artifact:
         if "chunks" in entry and entry["chunks"]:
             chunks = [one(c, f"{where}.chunks[{i}]") for i, c in enumerate(_list(entry, "chunks", where))]
             first = chunks[0]
-            inputs = tuple(TensorSpec.from_dict(t, f"{where}.inputs") for t in entry.get("inputs", [])) \
+            inputs = tuple(TensorSpec.from_dict(t, f"{where}.inputs") for t in _list(entry, "inputs", where)) \
                 or first.inputs
-            outputs = tuple(TensorSpec.from_dict(t, f"{where}.outputs") for t in entry.get("outputs", [])) \
+            outputs = tuple(TensorSpec.from_dict(t, f"{where}.outputs") for t in _list(entry, "outputs", where)) \
                 or chunks[-1].outputs
             artifact = cls(name, first.path, inputs, outputs, chunks=chunks, sha256=entry.get("sha256"),
                            bytes=entry.get("bytes"))
@@ -461,7 +461,7 @@ def _checked_file(root: Path, entry: Any, where: str, check_sha: bool, size_chec
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         raise ModelLoadError(f"{where}: expected an object with a string 'file', got {_short(entry)}")
     path = inside(root, entry["file"], where)
-    if not path.exists():
+    if not os.path.exists(path):  # never raises (an over-long name is simply not there)
         raise ModelLoadError(f"bundle file {entry['file']} ({where}) is missing from {root}; copy the whole bundle "
                              "folder, not just manifest.json")
     size = entry.get("bytes")

@@ -146,10 +146,14 @@ def _coerce(hint: Any, value: Any, where: str):
         if not isinstance(value, dict):
             raise RecipeError(f"{where} must be a table, got {value!r}")
         return dict(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise RecipeError(f"{where} must be a finite number, got {value!r}")
-        return float(value)
+    if hint is float:
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise RecipeError(f"{where} must be a finite number, got {value!r:.60}")
+        return number
     if hint in (int, str, bool) and type(value) is not hint:
         raise RecipeError(f"{where} must be {hint.__name__}, got {value!r}")
     return value
@@ -173,7 +177,7 @@ def load_recipe(path: Path | None) -> Recipe:
     except UnicodeDecodeError as exc:
         raise RecipeError(f"recipe {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})") \
             from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long to convert
         raise RecipeError(f"recipe {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise RecipeError(f"recipe {path} nests tables or arrays too deeply to be a recipe") from None
@@ -239,7 +243,7 @@ def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
                           f"{', '.join(f.name for f in dataclasses.fields(Recipe) if f.name != 'version')}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         value = raw  # a bare word is a string
     key, _, subkey = key.partition(".")
     if subkey:  # a table field, e.g. backend.options.threads=2

@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgediff.cli import main
-from tests.hostile_support import copy_tree, edit_json, nothing_complete, one_error, run_cli, wrap_json_in_list
-from tests.hostile_support import tiny_folder  # noqa: F401 (a session fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.hostile.support import ROOT, copy_tree, edit_json, nothing_complete, one_error, run_cli, wrap_json_in_list
 
 
 def _convert(capsys, folder: Path, out: Path, *extra: str) -> str:
@@ -116,7 +113,7 @@ MODEL_CASES = [
 
 
 @pytest.mark.parametrize("case,change,words", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
-def test_a_bad_model_folder_fails_at_the_door(tiny_folder, tmp_path, capsys, case, change, words):  # noqa: F811
+def test_a_bad_model_folder_fails_at_the_door(tiny_folder, tmp_path, capsys, case, change, words):
     folder = copy_tree(tiny_folder, tmp_path / "model")
     change(folder)
     line = _convert(capsys, folder, tmp_path / "out")
@@ -132,21 +129,21 @@ def _link_outside(folder: Path, tmp_path: Path, relative: str) -> Path:
 
 
 @pytest.mark.parametrize("relative", [UNET_WEIGHTS, "vae", "tokenizer/vocab.json"])
-def test_a_symlink_out_of_the_model_folder_is_refused_by_name(tiny_folder, tmp_path, capsys, relative):  # noqa: F811
+def test_a_symlink_out_of_the_model_folder_is_refused_by_name(tiny_folder, tmp_path, capsys, relative):
     folder = copy_tree(tiny_folder, tmp_path / "model")
     link = _link_outside(folder, tmp_path, relative)
     line = _convert(capsys, folder, tmp_path / "out")
     assert str(link) in line and "outside the model folder" in line, line
 
 
-def test_a_symlink_loop_is_an_error_not_a_hang(tiny_folder, tmp_path, capsys):  # noqa: F811
+def test_a_symlink_loop_is_an_error_not_a_hang(tiny_folder, tmp_path, capsys):
     folder = copy_tree(tiny_folder, tmp_path / "model")
     (folder / "loop_a").symlink_to(folder / "loop_b")
     (folder / "loop_b").symlink_to(folder / "loop_a")
     assert "symlink" in _convert(capsys, folder, tmp_path / "out")
 
 
-def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tiny_folder, tmp_path, capsys):  # noqa: F811
+def test_a_hugging_face_cache_snapshot_may_link_into_its_blobs(tiny_folder, tmp_path, capsys):
     """The one layout where links leave the folder legitimately: the snapshot's files live in the repo's blobs/."""
     repo = tmp_path / "hub" / "models--org--tiny"
     snapshot = copy_tree(tiny_folder, repo / "snapshots" / "0123abc")

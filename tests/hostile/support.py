@@ -1,6 +1,6 @@
-"""Shared by the hostile-input corpus (tests/test_hostile_*.py): the one tiny model and bundle every case copies,
-and the contract each case asserts: its exit code, exactly one `error:` line on stderr, no traceback, no colour
-codes, and nothing left behind that looks complete."""
+"""What every case of the hostile-input corpus asserts: its exit code, exactly one `error:` line on stderr, no
+traceback, no colour codes, and nothing left behind that looks complete; plus helpers to run the CLI as its own
+process and to edit (and re-seal) copies of the tiny model and bundle that conftest.py builds once."""
 
 from __future__ import annotations
 
@@ -13,27 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONVERT_FAST = ["--no-profile", "--set", "verify.samples=1", "--set", "pipeline.num_inference_steps=2"]
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory) -> Path:
-    """A real tiny diffusers pipeline folder (built once; cases copy it)."""
-    from tests.tiny import write_tiny_pipeline
-
-    return write_tiny_pipeline(tmp_path_factory.mktemp("hostile-model") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tiny_folder, tmp_path_factory) -> Path:
-    """A real ONNX Runtime bundle of the tiny pipeline, converted once (cases copy it)."""
-    out = tmp_path_factory.mktemp("hostile-bundle")
-    done = run_cli(["convert", str(tiny_folder), "--target", "onnxruntime", "-o", str(out), *CONVERT_FAST])
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out / "onnxruntime"
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300,

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from edgediff.cli import main
-from tests.hostile_support import ROOT, copy_tree, edit_json, nothing_complete, one_error, reseal
-from tests.hostile_support import tiny_bundle, tiny_folder  # noqa: F401 (session fixtures)
+from tests.hostile.support import ROOT, copy_tree, edit_json, nothing_complete, one_error, reseal
 
 
 @pytest.fixture
-def bundle(tiny_bundle, tmp_path) -> Path:  # noqa: F811
+def bundle(tiny_bundle, tmp_path) -> Path:
     return copy_tree(tiny_bundle, tmp_path / "bundle")
 
 
