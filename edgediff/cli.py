@@ -94,11 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     for key, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(key, value)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a bad flag (2, already reported)
-        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-    return run_guarded(lambda: args.func(args), debug=debug, command=args.command)
+    command = next((a for a in argv if not a.startswith("-")), "")
+
+    def parse_and_run() -> int:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help (0) or a bad flag (2, already reported)
+            return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+        return args.func(args)
+
+    return run_guarded(parse_and_run, debug=debug, command=command)
 
 
 def run_guarded(func: Callable[[], Any], debug: bool = False, command: str = "") -> int:

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_flags.threads, default=1,
                    help="torch CPU threads for the diffusers path (default: %(default)s; tiny models run best on one)")
     p.add_argument("--grid", type=Path, default=None, help="also save the first 32 generated images as a PNG grid")
+    _flags.add_checksum_flag(p)
     p.set_defaults(func=run)
 
 
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings(steps=args.steps if args.steps is not None else steps,
                             guidance=args.guidance if args.guidance is not None else guidance,
                             prompts=args.prompts, seed=args.seed)
-    result, images = evaluate(model, settings, judge_dir=args.judge, keep_images=args.grid is not None)
+    result, images = evaluate(model, settings, judge_dir=args.judge, keep_images=args.grid is not None,
+                              verify_checksums=_flags.checksums_wanted(args) if (model / "manifest.json").is_file()
+                              else True)
     print(f"model:             {result.model} ({result.kind}, {result.scheduler})")
     print(f"settings:          steps={settings.steps} guidance={settings.guidance} prompts={settings.prompts} seed={settings.seed}")
     print(f"prompt_accuracy:   {result.prompt_accuracy:.4f}  (shape, shape colour and background colour all match)")

@@ -264,17 +264,37 @@ def test_an_output_that_cannot_work_is_refused_up_front(bundle, tmp_path, capsys
             assert ".partial" not in path.name and not path.is_file() or path.name == "a-file", path
 
 
+def _tmpfs(mount_point: Path, options: str):
+    """A real tmpfs at `mount_point` (needs root and mount rights; skipped elsewhere), unmounted afterwards."""
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
 @pytest.fixture
 def small_filesystem(tmp_path):
-    """A real 256 KB tmpfs (needs root and mount rights; skipped elsewhere), unmounted afterwards."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()})")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], capture_output=True)
+    yield from _tmpfs(tmp_path / "small", "size=256k")
+
+
+@pytest.fixture
+def read_only_filesystem(tmp_path):
+    yield from _tmpfs(tmp_path / "read-only-mount", "ro,size=64k")
+
+
+@pytest.mark.parametrize("command", ["generate", "convert", "bundle-golden"])
+def test_a_read_only_filesystem_is_refused_up_front(bundle, read_only_filesystem, capsys, command):
+    target = read_only_filesystem / "out"
+    args = {"generate": ["generate", str(bundle), "-p", "x", "-o", str(target / "x.png")],
+            "convert": ["convert", "-o", str(target)],
+            "bundle-golden": ["bundle-golden", str(bundle), "-o", str(target)]}[command]
+    capsys.readouterr()
+    assert "read-only filesystem" in one_error(main(args), capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("command", ["generate", "convert"])
