@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgediff.cli import main
+from edgediff.errors import RecipeError
 from tests.hostile.support import ROOT, copy_tree, edit_json, nothing_complete, one_error, run_cli, wrap_json_in_list
 
 
@@ -258,3 +259,58 @@ def test_the_default_model_fails_in_seconds(tmp_path, case):
     one_error(done.returncode, done.stderr, match="truncated" if case == "truncated-weights" else "pipeline.height")
     assert elapsed < 10, f"{elapsed:.1f} s to the error"
     print(f"time to the error ({case}): {elapsed:.2f} s")
+
+
+# ---- the exit path itself ----------------------------------------------------------------------------------------
+
+NOISY = """import logging, warnings
+warnings.warn("noisylib: this API is deprecated", DeprecationWarning)
+warnings.warn("noisylib: \\x1b[33myellow\\x1b[0m advice", UserWarning)
+logging.getLogger("noisylib").warning("noisylib logged a warning")
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
+def test_library_warnings_never_come_before_the_error_line(tmp_path, debug):
+    """A module that warns (Python warnings and logging) on import, then is missing the class asked for: the error
+    line is all a user sees; --debug shows the warnings and the traceback (so the quiet case could fail)."""
+    (tmp_path / "noisylib.py").write_text(NOISY)
+    args = ["convert", "--module", "noisylib:Missing", "--random-weights", "-o", str(tmp_path / "out"),
+            *(["--debug"] if debug else [])]
+    done = run_cli(args, env={"PYTHONPATH": f"{ROOT}:{tmp_path}", "PYTHONWARNINGS": "always"})
+    if debug:
+        assert done.returncode != 0 and "noisylib logged a warning" in done.stderr and "Traceback" in done.stderr
+    else:
+        line = one_error(done.returncode, done.stderr)
+        assert "cannot import noisylib:Missing" in line
+        assert [text for text in done.stderr.splitlines() if text.strip()] == [line]  # nothing else at all
+    nothing_complete(tmp_path / "out")
+
+
+@pytest.mark.parametrize("raised,code,words", [
+    (ZeroDivisionError("division by zero"), 70, "internal error (ZeroDivisionError: division by zero); rerun with --debug"),
+    (KeyboardInterrupt(), 130, "interrupted (SIGINT)"),
+    (PermissionError(13, "Permission denied", "/root/secret"), 2, "/root/secret: Permission denied"),
+    (OSError(28, "No space left on device", "/data/out"), 2, "No space left on device"),
+    (MemoryError(), 2, "out of memory"),
+    (ModuleNotFoundError("No module named 'torch'", name="torch"), 2, "needs torch"),
+    (RecipeError("\x1b[31mred\x1b[0m\nsecond line"), 2, "red | second line"),
+    (RuntimeError("\x1b[31mred\x1b[0m\nsecond line"), 70, "(RuntimeError: red); rerun"),
+], ids=["bug", "ctrl-c", "permission", "disk-full", "memory", "missing-extra", "colour-and-newlines", "colour-bug"])
+def test_every_way_a_command_ends_is_one_line(monkeypatch, capsys, raised, code, words):
+    """The exit path alone: each kind of failure a command can raise becomes its exit code and one clean line."""
+    from edgediff.commands import targets
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(targets, "run", fail)
+    capsys.readouterr()
+    line = one_error(main(["targets"]), capsys.readouterr().err, expected_code=code)
+    assert words in line and "\x1b" not in line and "\n" not in line.strip(), line
+
+
+def test_a_colour_code_in_a_path_does_not_reach_the_terminal(tmp_path, capsys):
+    capsys.readouterr()
+    line = one_error(main(["convert", str(tmp_path / "\x1b[2J\x1b[31mred"), "--dry-run"]), capsys.readouterr().err)
+    assert "not found" in line and "/red'" in line  # the escape sequences are gone, the rest stays readable
