@@ -1,6 +1,6 @@
 """The bundle stage: `DIR/<backend>/` with the artifacts, `manifest.json`, `recipe.toml`, the tokenizer files and
-the int8 plan, written into a hidden staging folder and moved into place only when complete, so a failed or
-interrupted run never leaves a folder that looks finished.
+the int8 plan, written into a hidden staging folder (edgediff.outputs.staged_output) and moved into place only
+when complete, so a failed or interrupted run never leaves a folder that looks finished.
 
 The manifest itself is the contract's `Manifest` (edgediff/contract.py); this module fills it from the stages'
 results.
@@ -8,13 +8,10 @@ results.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -22,8 +19,10 @@ from PIL import Image
 from edgediff.contract import Artifact, Manifest, PrecisionPlan, write_json
 from edgediff.errors import EdgediffError
 from edgediff.model.components import Component, vae_scale_factor, vae_scaling_factor
+from edgediff.model.folder import read_json_object
 from edgediff.model.load import LoadedModel
 from edgediff.model.sampling import to_uint8
+from edgediff.outputs import staged_output
 from edgediff.profile.record import ProfileRecord
 from edgediff.recipe import Recipe, to_toml
 from edgediff.runtime.schedulers import scheduler_tables
@@ -66,6 +65,10 @@ def build_manifest(recipe: Recipe, model: LoadedModel, backend_name: str, backen
     if plans:
         manifest.precision_plan = write_plans(plans, bundle_dir)
     (bundle_dir / RECIPE_FILE).write_text(to_toml(recipe))
+    manifest.side_files = [RECIPE_FILE, *(f"tokenizer/{name}" for name in TOKENIZER_FILES
+                                          if (bundle_dir / "tokenizer" / name).is_file())]
+    if plans:
+        manifest.side_files.append(PLAN_FILE)
     return manifest
 
 
@@ -147,41 +150,11 @@ def copy_tokenizer(tokenizer_dir: Path | None, bundle_dir: Path) -> dict[str, An
             shutil.copy2(tokenizer_dir / name, target / name)
     config = {}
     if (tokenizer_dir / "tokenizer_config.json").exists():
-        config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+        config = read_json_object(tokenizer_dir / "tokenizer_config.json")
     max_length = config.get("model_max_length", 77)
     return {"vocab": "tokenizer/vocab.json", "merges": "tokenizer/merges.txt",
             "max_length": int(max_length) if isinstance(max_length, (int, float)) and max_length < 10**6 else 77,
             "config": "tokenizer/tokenizer_config.json"}
 
 
-@contextmanager
-def staged_output(final_dir: Path) -> Iterator[Path]:
-    """Yield a staging folder beside `final_dir`; on success it replaces `final_dir`, on failure it is removed.
-
-    A run that fails verification keeps its files for inspection, but under `<name>.failed`, never `<name>`.
-    """
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = final_dir.parent / f".{final_dir.name}.partial-{os.getpid()}-{int(time.time())}"
-    staging.mkdir()
-    try:
-        yield staging
-    except EdgediffError as exc:
-        if getattr(exc, "keep_output", False):
-            failed = final_dir.parent / f"{final_dir.name}.failed"
-            shutil.rmtree(failed, ignore_errors=True)
-            staging.rename(failed)
-            exc.args = (f"{exc.args[0]} (artifacts and report kept in {failed})",)
-        else:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if final_dir.exists():
-        old = final_dir.parent / f".{final_dir.name}.old-{os.getpid()}"
-        final_dir.rename(old)
-    staging.rename(final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+__all__ = ["build_manifest", "copy_tokenizer", "pipeline_entry", "staged_output", "write_plans"]

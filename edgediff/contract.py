@@ -22,6 +22,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 BackendName = Literal["onnxruntime", "litert", "coreml"]
 BACKEND_NAMES: tuple[BackendName, ...] = get_args(BackendName)
+TENSOR_DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")  # the schema's enum
 
 BUNDLE_FORMAT = "edgediff-bundle/2"
 READABLE_FORMATS = ("edgediff-bundle/1", BUNDLE_FORMAT)
@@ -60,8 +61,8 @@ class TensorSpec:
             raise ModelLoadError(f"{where} '{data['name']}': shape must be a list of sizes >= 0 or axis names, "
                                  f"got {_short(shape)}")
         dtype = data.get("dtype", "float32")
-        if not isinstance(dtype, str):
-            raise ModelLoadError(f"{where} '{data['name']}': dtype must be a string, got {_short(dtype)}")
+        if dtype not in TENSOR_DTYPES:
+            raise ModelLoadError(f"{where} '{data['name']}': dtype {_short(dtype)} is not one of {TENSOR_DTYPES}")
         return cls(data["name"], tuple(shape), dtype)
 
     @property
@@ -160,9 +161,9 @@ class Artifact:
         if "chunks" in entry and entry["chunks"]:
             chunks = [one(c, f"{where}.chunks[{i}]") for i, c in enumerate(_list(entry, "chunks", where))]
             first = chunks[0]
-            inputs = tuple(TensorSpec.from_dict(t, f"{where}.inputs") for t in entry.get("inputs", [])) \
+            inputs = tuple(TensorSpec.from_dict(t, f"{where}.inputs") for t in _list(entry, "inputs", where)) \
                 or first.inputs
-            outputs = tuple(TensorSpec.from_dict(t, f"{where}.outputs") for t in entry.get("outputs", [])) \
+            outputs = tuple(TensorSpec.from_dict(t, f"{where}.outputs") for t in _list(entry, "outputs", where)) \
                 or chunks[-1].outputs
             artifact = cls(name, first.path, inputs, outputs, chunks=chunks, sha256=entry.get("sha256"),
                            bytes=entry.get("bytes"))
@@ -308,6 +309,7 @@ class Manifest:
     verify: dict[str, Any] = field(default_factory=dict)
     precision_plan: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    side_files: list[str] = field(default_factory=list)  # recipe.toml, tokenizer: `files`, checked like artifacts
     edgediff_version: str = __version__
     format: str = BUNDLE_FORMAT
     root: Path = field(default_factory=Path)  # the bundle folder, set by `read`
@@ -322,7 +324,7 @@ class Manifest:
         root = manifest_path.parent.resolve()
         try:
             raw = json.loads(manifest_path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
             raise ModelLoadError(f"{manifest_path} is not valid JSON ({exc}); re-create the bundle with "
                                  "`edgediff convert`") from None
         if not isinstance(raw, dict):
@@ -356,14 +358,20 @@ class Manifest:
                 if not isinstance(tokenizer.get(key), str):
                     raise ModelLoadError(f"{manifest_path}: tokenizer.{key} must name a file in the bundle")
                 inside(root, tokenizer[key], f"tokenizer.{key}")
+        files = raw.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(entry, dict) for entry in files.values()):
+            raise ModelLoadError(f"{manifest_path}: 'files' must be an object of name -> {{sha256, bytes}}")
+        for name, entry in files.items():
+            _checked_file(root, {**entry, "file": name}, f"files.{name}", verify_checksums)
         known = {"format", "edgediff_version", "backend", "backend_version", "precision", "created", "components",
-                 "source", "pipeline", "tokenizer", "verify", "precision_plan"}
+                 "source", "pipeline", "tokenizer", "verify", "precision_plan", "files"}
         return cls(backend=backend_name, precision=precision, components=artifacts,
                    source=sections["source"] or {}, backend_version=str(raw.get("backend_version", "")),
                    created=str(raw.get("created", "")), pipeline=sections["pipeline"], tokenizer=tokenizer,
                    verify=sections["verify"] or {}, precision_plan=sections["precision_plan"],
                    extra={k: v for k, v in raw.items() if k not in known},
-                   edgediff_version=str(raw.get("edgediff_version", "")), format=fmt, root=root)
+                   edgediff_version=str(raw.get("edgediff_version", "")), format=fmt, root=root,
+                   side_files=list(files))
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -380,6 +388,9 @@ class Manifest:
         data["verify"] = self.verify
         if self.precision_plan is not None:
             data["precision_plan"] = self.precision_plan
+        if self.side_files:
+            data["files"] = {n: {"sha256": sha256_file(bundle_dir / n), "bytes": path_bytes(bundle_dir / n)}
+                             for n in self.side_files}
         data.update(self.extra)
         return data
 
@@ -440,7 +451,7 @@ def inside(root: Path, relative: str, where: str) -> Path:
         raise ModelLoadError(f"{where}: {relative!r} is not a relative path inside the bundle; the manifest is "
                              "corrupt or hostile")
     root = Path(root).resolve()
-    path = (root / relative).resolve()
+    path = Path(os.path.realpath(root / relative))  # never raises: a symlink loop fails later as ELOOP, typed
     if path != root and root not in path.parents:
         raise ModelLoadError(f"{where}: {relative!r} points outside the bundle folder {root}; refusing to read it")
     return path
@@ -450,7 +461,7 @@ def _checked_file(root: Path, entry: Any, where: str, check_sha: bool, size_chec
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         raise ModelLoadError(f"{where}: expected an object with a string 'file', got {_short(entry)}")
     path = inside(root, entry["file"], where)
-    if not path.exists():
+    if not os.path.exists(path):  # never raises (an over-long name is simply not there)
         raise ModelLoadError(f"bundle file {entry['file']} ({where}) is missing from {root}; copy the whole bundle "
                              "folder, not just manifest.json")
     size = entry.get("bytes")

@@ -100,11 +100,11 @@ def diffusers_generator(model_dir: Path, settings: EvalSettings) -> tuple[Genera
     return generate, type(pipe.scheduler).__name__
 
 
-def bundle_generator(bundle_dir: Path, settings: EvalSettings) -> tuple[Generator, str]:
+def bundle_generator(bundle_dir: Path, settings: EvalSettings, verify_checksums: bool = True) -> tuple[Generator, str]:
     """One image at a time through the torch-free runtime (same seed convention)."""
     from edgediff.runtime import BundlePipeline
 
-    pipe = BundlePipeline.load(bundle_dir)
+    pipe = BundlePipeline.load(bundle_dir, verify_checksums=verify_checksums)
 
     def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
         return np.stack([pipe(p, seed=s, steps=settings.steps, guidance=settings.guidance) for p, s in zip(prompts, seeds)])
@@ -120,7 +120,8 @@ def find_judge(model: Path, judge: Path | None) -> Path:
 
 
 def evaluate(model: str | Path, settings: EvalSettings = EvalSettings(), judge_dir: Path | None = None,
-             progress: bool = True, keep_images: bool = False) -> tuple[EvalResult, np.ndarray | None]:
+             progress: bool = True, keep_images: bool = False,
+             verify_checksums: bool = True) -> tuple[EvalResult, np.ndarray | None]:
     """Generate the fixed prompt set, judge it, and compare features with real renders of the same task."""
     from tqdm import tqdm
 
@@ -136,7 +137,8 @@ def evaluate(model: str | Path, settings: EvalSettings = EvalSettings(), judge_d
 
     judge = load_judge(judge_path)
     started = time.perf_counter()
-    generate, scheduler = (bundle_generator if kind == "bundle" else diffusers_generator)(path, settings)
+    generate, scheduler = (bundle_generator(path, settings, verify_checksums) if kind == "bundle"
+                           else diffusers_generator(path, settings))
     pairs = prompt_set(settings)
     chunk = settings.batch_size if kind == "diffusers" else 1
     images = []

@@ -8,7 +8,6 @@ and the profiler's PyTorch side rebuild the same components from a bundle's reci
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from edgediff.model.components import (
     custom_component,
     native_resolution,
 )
+from edgediff.model.folder import FolderFacts, check_model_folder
 from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
 from edgediff.recipe import Recipe, SlimStep
 from edgediff.slim.steps import apply_slim_steps
@@ -63,11 +63,14 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
         recipe.model.source = str(folder)
         if folder.is_file():
             _resolve_single_file_defaults(recipe, folder)
-        elif recipe.model.prediction_type:
-            raise RecipeError("model.prediction_type applies to single-file checkpoints; a model folder's "
-                              "scheduler/scheduler_config.json says it")
-        elif (folder / "model_index.json").exists():
-            _resolve_pipeline_defaults(recipe, folder)
+        else:
+            if recipe.model.prediction_type:
+                raise RecipeError("model.prediction_type applies to single-file checkpoints; a model folder's "
+                                  "scheduler/scheduler_config.json says it")
+            facts = check_model_folder(folder)  # every config, tokenizer file and weights header, before torch
+            if facts.kind == "pipeline":
+                _resolve_pipeline_defaults(recipe, facts)
+            _check_sizes(recipe, facts)
     _resolve_loras(recipe)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
@@ -107,10 +110,9 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
     return steps
 
 
-def _resolve_pipeline_defaults(recipe: Recipe, folder: Path) -> None:
-    _apply_pipeline_defaults(recipe, _json(folder / "edgediff.json"), _json(folder / "unet" / "config.json"),
-                             _json(folder / "vae" / "config.json"),
-                             _json(folder / "scheduler" / "scheduler_config.json"))
+def _resolve_pipeline_defaults(recipe: Recipe, facts: FolderFacts) -> None:
+    _apply_pipeline_defaults(recipe, facts.configs.get("edgediff", {}), facts.configs.get("unet", {}),
+                             facts.configs.get("vae", {}), facts.configs.get("scheduler", {}))
 
 
 def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
@@ -129,8 +131,7 @@ def _apply_pipeline_defaults(recipe: Recipe, model_defaults: dict[str, Any], une
     if not p.height or not p.width:
         size = unet_cfg.get("sample_size", 64)
         size = size[0] if isinstance(size, list) else size
-        channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
-        native = model_defaults.get("resolution") or int(size) * 2 ** (len(channels) - 1)
+        native = model_defaults.get("resolution") or int(size) * _vae_scale(vae_cfg)
         p.height, p.width = p.height or native, p.width or native
     if p.num_inference_steps <= 0:
         p.num_inference_steps = int(model_defaults.get("steps", defaults.STEPS))
@@ -142,8 +143,19 @@ def _apply_pipeline_defaults(recipe: Recipe, model_defaults: dict[str, Any], une
         p.scheduler = model_defaults.get("scheduler") or scheduler_cfg.get("_class_name") or defaults.SCHEDULER
 
 
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+def _vae_scale(vae_cfg: dict[str, Any]) -> int:
+    channels = vae_cfg.get("block_out_channels") or vae_cfg.get("encoder_block_out_channels") or [0] * 4
+    return 2 ** (len(channels) - 1)
+
+
+def _check_sizes(recipe: Recipe, facts: FolderFacts) -> None:
+    """Sizes the model cannot take fail here, from its configs, not after loading it."""
+    p = recipe.pipeline
+    scale = _vae_scale(facts.configs.get("vae", {}))
+    for key, side in (("height", p.height), ("width", p.width)):
+        if side and side % scale:
+            raise RecipeError(f"pipeline.{key} must be a multiple of {scale} for {facts.root.name} (its VAE "
+                              f"downscales by {scale}), got {side}")
 
 
 def resolve(recipe: Recipe) -> Plan:

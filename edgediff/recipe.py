@@ -7,6 +7,8 @@ resolved recipe (valid TOML, so it can be saved and reused). Unknown keys are er
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,15 @@ import tomllib
 from edgediff.errors import RecipeError
 
 RECIPE_VERSION = 1
+COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+TENSOR_DTYPES = ("float32", "float16", "int64", "int32")
+SLIM_KINDS = ("prune", "distill", "quantize")  # edgediff.slim.steps.STEP_FUNCTIONS, without importing it
+BACKEND_NAMES = ("onnxruntime", "litert", "coreml")  # edgediff.contract.BACKEND_NAMES
+MAX_SIDE = 8192  # pixels: beyond this no device runs the model; a typo, not a request
+MAX_STEPS = 1000  # a scheduler with 1000 training timesteps cannot take more
+MAX_SEED = 2**63 - 1  # seeds are signed 64-bit in the apps (Kotlin Long, Swift Int64)
+_MODULE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_SCHEDULER = re.compile(r"^[A-Za-z_]\w*Scheduler$")
 
 
 @dataclass
@@ -117,8 +128,11 @@ def build_section(cls: type, data: Any, where: str):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     if cls is SlimStep:  # `[[slim.steps]] kind = "prune"  preset = "bk-small"`: a step's own keys are its options
+        options = data.get("options", {})
+        if not isinstance(options, dict):
+            raise RecipeError(f"{where}.options must be a table, got {options!r}")
         data = {"kind": data.get("kind", ""),
-                "options": {**{k: v for k, v in data.items() if k not in names}, **data.get("options", {})}}
+                "options": {**{k: v for k, v in data.items() if k not in names}, **options}}
     unknown = sorted(set(data) - names)
     if unknown:
         raise RecipeError(f"unknown key(s) {', '.join(unknown)} in [{where or 'recipe'}] "
@@ -142,26 +156,92 @@ def _coerce(hint: Any, value: Any, where: str):
         if not isinstance(value, dict):
             raise RecipeError(f"{where} must be a table, got {value!r}")
         return dict(value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float:
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise RecipeError(f"{where} must be a finite number, got {value!r:.60}")
+        return number
     if hint in (int, str, bool) and type(value) is not hint:
         raise RecipeError(f"{where} must be {hint.__name__}, got {value!r}")
     return value
 
 
 def load_recipe(path: Path | None) -> Recipe:
+    """Read, type-check and range-check a recipe file; every problem is a RecipeError naming the file and key."""
     if path is None:
         return Recipe()
+    path = Path(path)
     try:
-        data = tomllib.loads(Path(path).read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RecipeError(f"recipe {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise RecipeError(f"recipe {path} is a folder; give a .toml file") from None
+    except OSError as exc:
+        raise RecipeError(f"recipe {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})") \
+            from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long to convert
         raise RecipeError(f"recipe {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"recipe {path} nests tables or arrays too deeply to be a recipe") from None
     version = data.get("version", RECIPE_VERSION)
-    if version != RECIPE_VERSION:
-        raise RecipeError(f"recipe {path} has version {version}; this edgediff reads version {RECIPE_VERSION}")
-    return build_section(Recipe, data, "")
+    if version != RECIPE_VERSION or type(version) is not int:
+        raise RecipeError(f"recipe {path} has version {version!r}; this edgediff reads version {RECIPE_VERSION}")
+    try:
+        return check_recipe(build_section(Recipe, data, ""))
+    except RecipeError as exc:
+        raise RecipeError(f"recipe {path}: {exc}") from None
+
+
+def check_recipe(recipe: Recipe) -> Recipe:
+    """Ranges and names the types alone do not catch, checked before anything is loaded: sizes, steps, seeds,
+    counts, component / backend / step names, and names of code (which only the user may give)."""
+    p, v, m = recipe.pipeline, recipe.verify, recipe.model
+
+    def need(ok: bool, key: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise RecipeError(f"{key} must be {expected}, got {value!r}")
+
+    for key, side in (("pipeline.height", p.height), ("pipeline.width", p.width)):
+        need(side == 0 or (0 < side <= MAX_SIDE and side % 8 == 0), key,
+             f"a positive multiple of 8 up to {MAX_SIDE} (or 0 for the model's native size)", side)
+    need(0 <= p.num_inference_steps <= MAX_STEPS, "pipeline.num_inference_steps",
+         f"between 1 and {MAX_STEPS} (or 0 for the model's default)", p.num_inference_steps)
+    need(p.guidance_scale <= 100, "pipeline.guidance_scale", "at most 100 (negative: the model's default)",
+         p.guidance_scale)
+    need(not p.scheduler or bool(_SCHEDULER.match(p.scheduler)), "pipeline.scheduler",
+         "a diffusers scheduler class name such as EulerDiscreteScheduler (or empty for the model's own)",
+         p.scheduler)
+    need(bool(p.components), "pipeline.components", "a non-empty list", p.components)
+    for name in p.components:
+        need(name in COMPONENT_NAMES, "pipeline.components", f"a list of {', '.join(COMPONENT_NAMES)}", name)
+    need(len(set(p.components)) == len(p.components), "pipeline.components", "a list without repeats",
+         p.components)
+    need(not m.module or bool(_MODULE.match(m.module)), "model.module", "'package.module:ClassName'", m.module)
+    for i, tensor in enumerate(m.inputs):
+        need(bool(tensor.name), f"model.inputs[{i}].name", "a non-empty string", tensor.name)
+        need(bool(tensor.shape) and all(0 < d <= 1 << 20 for d in tensor.shape), f"model.inputs[{i}].shape",
+             "a non-empty list of positive sizes", tensor.shape)
+        need(tensor.dtype in TENSOR_DTYPES, f"model.inputs[{i}].dtype", f"one of {', '.join(TENSOR_DTYPES)}",
+             tensor.dtype)
+    for i, step in enumerate(recipe.slim.steps):
+        need(step.kind in SLIM_KINDS, f"slim.steps[{i}].kind", f"one of {', '.join(SLIM_KINDS)}", step.kind)
+    b = recipe.backend
+    need(b.name in BACKEND_NAMES, "backend.name", f"one of {', '.join(BACKEND_NAMES)}", b.name)
+    need(b.precision in ("", "fp32", "fp16", "int8"), "backend.precision", "fp32, fp16 or int8", b.precision)
+    need(1 <= v.samples <= 1000, "verify.samples", "between 1 and 1000", v.samples)
+    need(v.min_cosine <= 1, "verify.min_cosine", "at most 1 (negative: the precision's default)", v.min_cosine)
+    need(0 <= v.seed <= MAX_SEED, "verify.seed", f"between 0 and {MAX_SEED}", v.seed)
+    need(1 <= recipe.profile.runs <= 100_000, "profile.runs", "between 1 and 100000", recipe.profile.runs)
+    need(0 <= recipe.profile.warmup <= 10_000, "profile.warmup", "between 0 and 10000", recipe.profile.warmup)
+    return recipe
 
 
 def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
@@ -173,7 +253,7 @@ def set_field(recipe: Recipe, dotted: str, raw: str) -> None:
                           f"{', '.join(f.name for f in dataclasses.fields(Recipe) if f.name != 'version')}")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         value = raw  # a bare word is a string
     key, _, subkey = key.partition(".")
     if subkey:  # a table field, e.g. backend.options.threads=2

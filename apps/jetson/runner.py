@@ -16,7 +16,6 @@ import json
 import statistics
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from io import BytesIO
 from pathlib import Path
@@ -27,7 +26,10 @@ try:
 except ImportError:  # running from a source checkout without `pip install`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from edgediff.cli import OneLineErrorParser, run_guarded  # noqa: E402
+from edgediff.commands import _flags  # noqa: E402
 from edgediff.errors import EdgediffError, RecipeError  # noqa: E402
+from edgediff.outputs import atomic_file, check_output  # noqa: E402
 from edgediff.runtime import BundlePipeline, SessionOptions  # noqa: E402
 
 PROVIDERS = {
@@ -79,7 +81,8 @@ class Runner:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=session_options(args))
+        self.pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=session_options(args),
+                                        verify_checksums=_flags.checksums_wanted(args))
         self.lock = threading.Lock()
         providers = self.providers()
         print(
@@ -118,8 +121,9 @@ class Runner:
     def save(self, result, output: Path) -> None:
         from PIL import Image
 
-        output.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(result.image).save(output)
+        with atomic_file(output) as tmp:  # a killed runner leaves no truncated image under the real name
+            Image.fromarray(result.image).save(tmp, format=Image.registered_extensions().get(output.suffix.lower(),
+                                                                                            "PNG"))
         print(f"wrote {output}", flush=True)
 
 
@@ -127,7 +131,8 @@ def run_once(runner: Runner, args: argparse.Namespace) -> int:
     result = runner.generate(args.prompt, args.seed, args.steps, args.guidance, args.negative_prompt)
     runner.save(result, args.output)
     if args.timings_json:
-        args.timings_json.write_text(json.dumps(_timing_record(args.prompt, args.seed, result), indent=2) + "\n")
+        with atomic_file(args.timings_json) as tmp:
+            tmp.write_text(json.dumps(_timing_record(args.prompt, args.seed, result), indent=2) + "\n")
     return 0
 
 
@@ -188,12 +193,13 @@ def make_handler(runner: Runner, args: argparse.Namespace, served: list[int]):
             try:
                 body = json.loads(self.rfile.read(length))
                 prompt = str(body["prompt"])[:MAX_PROMPT_CHARS]
-                seed = int(body.get("seed", 0))
+                seed = _flags.seed(str(body.get("seed", 0)))
                 steps = int(body["steps"]) if body.get("steps") is not None else None
-                guidance = float(body["guidance"]) if body.get("guidance") is not None else None
+                guidance = _flags.guidance(str(body["guidance"])) if body.get("guidance") is not None else None
                 negative = str(body.get("negative_prompt", ""))[:MAX_PROMPT_CHARS]
-            except (ValueError, KeyError, TypeError) as exc:
-                return self._json(400, {"error": f"expected JSON with a 'prompt' string ({exc})"})
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError, argparse.ArgumentTypeError) as exc:
+                return self._json(400, {"error": f"expected JSON with a 'prompt' string, an integer 'seed' >= 0 and "
+                                                 f"a finite 'guidance' ({exc})"})
             if steps is not None and not 1 <= steps <= args.max_steps:
                 return self._json(400, {"error": f"steps must be in 1..{args.max_steps}"})
             try:
@@ -236,7 +242,7 @@ def run_server(runner: Runner, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runner.py", description=__doc__.splitlines()[0])
+    p = OneLineErrorParser(prog="runner.py", description=__doc__.splitlines()[0])
     p.add_argument("bundle", type=Path, help="bundle folder (DIR/onnxruntime with manifest.json)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--prompt", help="generate one image")
@@ -245,36 +251,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("out.png"), help="image file for --prompt")
     p.add_argument("--output-dir", type=Path, help="folder for --loop images (default: images/)")
     p.add_argument("--negative-prompt", default="")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
+    p.add_argument("--seed", type=_flags.seed, default=0)
+    p.add_argument("--steps", type=_flags.steps)
+    p.add_argument("--guidance", type=_flags.guidance)
     p.add_argument("--scheduler", help="override the bundle's scheduler: ddim, euler, dpm++2m, lcm, pndm")
     p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
     p.add_argument("--provider", choices=["auto", *PROVIDERS], default="auto", help="onnxruntime execution provider")
     p.add_argument("--trt-fp16", action="store_true", help="let TensorRT build fp16 engines")
     p.add_argument("--trt-cache", help="TensorRT engine cache folder (default: ~/.cache/edgediff/trt)")
-    p.add_argument("--threads", type=int, help="CPU intra-op threads")
+    p.add_argument("--threads", type=_flags.threads, help="CPU intra-op threads")
     p.add_argument("--host", default="127.0.0.1", help="--serve address (default: localhost only)")
     p.add_argument("--port", type=int, default=8080, help="--serve port (0: any free port)")
     p.add_argument("--max-requests", type=int, help="--serve: exit after this many images")
     p.add_argument("--max-steps", type=int, default=100, help="--serve: largest steps a request may ask for")
     p.add_argument("--timings-json", type=Path, help="--prompt: write per-step timings here")
     p.add_argument("--quiet", action="store_true", help="no per-step lines")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    _flags.add_checksum_flag(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        runner = Runner(args)
-        if args.serve:
-            return run_server(runner, args)
-        if args.loop:
-            return run_loop(runner, args)
-        return run_once(runner, args)
-    except EdgediffError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag already reported as one `error:` line
+        return exc.code if isinstance(exc.code, int) else 2
+    return run_guarded(lambda: _run(args), debug=args.debug, command="runner")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Outputs are checked before the bundle is loaded, so a bad path fails in a second, not after the load."""
+    if args.prompt is not None:
+        check_output(args.output, "file")
+        if args.timings_json:
+            check_output(args.timings_json, "file", flag="--timings-json")
+    elif args.loop:
+        check_output(args.output_dir or Path("images"), "folder", flag="--output-dir")
+    runner = Runner(args)
+    if args.serve:
+        return run_server(runner, args)
+    if args.loop:
+        return run_loop(runner, args)
+    return run_once(runner, args)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ from pathlib import Path
 from edgediff.backends.base import BACKEND_MODULES
 from edgediff.contract import MANIFEST_FILE, read_strict_json
 from edgediff.errors import RecipeError
+from edgediff.model.folder import check_model_folder
 from edgediff.model.lora import parse_lora_argument
 from edgediff.orchestrator import convert
+from edgediff.outputs import MIN_FREE_BYTES, check_output, clean_leftovers
 from edgediff.plan import resolve, resolve_recipe
 from edgediff.profile.record import read_records
-from edgediff.recipe import LoraEntry, load_recipe, set_field, to_toml
+from edgediff.recipe import LoraEntry, check_recipe, load_recipe, set_field, to_toml
 from edgediff.report import HEADERS, component_rows, text_table
 
 
@@ -83,21 +85,34 @@ def recipe_from_args(args: argparse.Namespace):
         if not sep:
             raise RecipeError(f"--set expects SECTION.KEY=VALUE, got '{item}'")
         set_field(recipe, key.strip(), value.strip())
-    return recipe
+    try:
+        return check_recipe(recipe)
+    except RecipeError as exc:
+        source = f"--recipe {args.recipe}, the flags and --set" if args.recipe else "the flags and --set"
+        raise RecipeError(f"{exc} (from {source})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
+    resolved = resolve_recipe(recipe)  # every value and model file checked here, before torch is imported
     if args.dry_run:  # exactly what would run, every default and added step resolved (= the bundle's recipe.toml)
-        print(to_toml(resolve_recipe(recipe)), end="")
+        print(to_toml(resolved), end="")
         return 0
+    source = Path(resolved.model.source) if resolved.model.source else None
+    if source is None:  # a custom network named on the command line
+        name, need = resolved.model.module.split(":")[-1].lower(), MIN_FREE_BYTES
+    elif source.is_file():  # a single checkpoint file
+        name, need = source.stem, 2 * source.stat().st_size + MIN_FREE_BYTES
+    else:
+        name, need = source.name, check_model_folder(source).output_bytes_estimate()
+    output = args.output or Path("out") / name
+    check_output(output, "folder", need_bytes=need)
+    clean_leftovers(Path(output) / resolved.backend.name)  # a killed run's staging folder, reported on stderr
     start = time.perf_counter()
     plan = resolve(recipe)
     if plan.model.random_weights:
         print(f"note: {plan.model.source} uses seeded random weights (architecture test; images will be noise)",
               file=sys.stderr)
-    source = Path(plan.recipe.model.source or plan.model.source)
-    output = args.output or Path("out") / (source.stem if source.is_file() else source.name)
     final = convert(plan, output, log=lambda m: print(m, file=sys.stderr))
     manifest = read_strict_json(final / MANIFEST_FILE)
     records = read_records(final / "profile.json") if (final / "profile.json").exists() else []

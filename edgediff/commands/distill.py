@@ -104,13 +104,6 @@ def run(args: argparse.Namespace) -> int:
 if __name__ == "__main__":  # `accelerate launch -m edgediff.commands.distill ARGS` (same as `edgediff distill ARGS`)
     import sys
 
-    from edgediff.errors import EdgediffError
+    from edgediff.cli import main
 
-    parser = argparse.ArgumentParser(prog="edgediff")
-    register(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(["distill", *sys.argv[1:]])
-    try:
-        sys.exit(run(parsed))
-    except EdgediffError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    sys.exit(main(["distill", *sys.argv[1:]]))  # the one exit path of every command

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from edgediff.commands import _flags
 from edgediff.errors import RecipeError
+from edgediff.outputs import atomic_file, check_output
 from edgediff.runtime import BundlePipeline, SessionOptions
 from edgediff.runtime.schedulers import resolve_class_name
 
@@ -30,9 +32,8 @@ def register(sub) -> None:
                    "pndm or a diffusers class name (these run with the bundle's scheduler config), or a preset that also "
                    "sets config keys: euler-karras, heun-karras, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras, "
                    "unipc-karras")
-    p.add_argument("--threads", type=int, help="intra-op threads for the runtime")
+    p.add_argument("--threads", type=_flags.threads, help="intra-op threads for the runtime")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
-    p.add_argument("--no-verify-checksums", action="store_true", help="skip the sha256 check of the bundle files")
     p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -41,17 +42,24 @@ def register(sub) -> None:
 def add_sampling_args(p: argparse.ArgumentParser, seed_help: str = "seed of the initial noise") -> None:
     """The options every command that runs a bundle shares (generate, bundle-golden)."""
     p.add_argument("--negative-prompt", default="", help="negative prompt (default: empty)")
-    p.add_argument("--seed", type=int, default=0, help=seed_help)
-    p.add_argument("--steps", type=int, help="denoising steps (default: the manifest's)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the manifest's)")
+    p.add_argument("--seed", type=_flags.seed, default=0, help=seed_help)
+    p.add_argument("--steps", type=_flags.steps, help="denoising steps (default: the manifest's)")
+    p.add_argument("--guidance", type=_flags.guidance, help="classifier-free guidance scale (default: the manifest's)")
     p.add_argument("--backend", help="pick one backend when BUNDLE holds several")
+    _flags.add_checksum_flag(p)
 
 
 def read_prompts(path: Path) -> list[str]:
     """Non-empty lines that are not # comments."""
     if not path.is_file():
         raise RecipeError(f"prompts file {path} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"prompts file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start})") from None
+    prompts = [line.strip() for line in text.splitlines()]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
         raise RecipeError(f"{path} holds no prompts (one per line; lines starting with # are skipped)")
@@ -65,25 +73,30 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, int, Path]]:
         output = args.output or Path("image.png")
         if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
             raise RecipeError(f"--output {output} needs an image extension (.png, .jpg, ...)")
+        check_output(output, "file")
         return [(args.prompt, args.seed, output)]
     folder = args.output or Path("images")
     if folder.suffix:
         raise RecipeError(f"in batch mode --output is a folder, got {folder}")
+    check_output(folder, "folder")
     prompts = read_prompts(args.prompts_file)
+    if args.seed + len(prompts) - 1 > _flags.MAX_SEED:
+        raise RecipeError(f"--seed {args.seed} + {len(prompts)} prompts passes the largest seed {_flags.MAX_SEED}")
     return [(p, args.seed + i, folder / f"{i:04d}.png") for i, p in enumerate(prompts)]
 
 
 def run(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
-    if args.steps is not None and args.steps < 1:
-        raise RecipeError(f"--steps must be at least 1, got {args.steps}")
+    if args.timings_json:
+        check_output(args.timings_json, "file", flag="--timings-json")
     if args.scheduler:
         resolve_class_name(args.scheduler)  # fail before loading the bundle
     options = SessionOptions(
         threads=args.threads,
         providers=[p.strip() for p in args.providers.split(",")] if args.providers else None,
     )
-    pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=options, verify_checksums=not args.no_verify_checksums)
+    pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=options,
+                               verify_checksums=_flags.checksums_wanted(args))
     print(
         f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
         file=sys.stderr,
@@ -94,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
             prompt, seed=seed, steps=args.steps, guidance=args.guidance, negative_prompt=args.negative_prompt,
             scheduler=args.scheduler, progress=not args.quiet,
         )
-        output.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(result.image).save(output)
+        with atomic_file(output) as tmp:  # a killed run leaves no truncated image under the real name
+            Image.fromarray(result.image).save(tmp, format=Image.registered_extensions()[output.suffix.lower()])
         print(f"{output}: {prompt!r} seed {seed}, {result.steps} steps ({result.scheduler}), guidance {result.guidance}")
         print(f"  {result.timings.describe()}")
         records.append(
@@ -104,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
              **result.timings.summary()}
         )
     if args.timings_json:
-        args.timings_json.parent.mkdir(parents=True, exist_ok=True)
-        args.timings_json.write_text(json.dumps(records, indent=2) + "\n")
+        with atomic_file(args.timings_json) as tmp:
+            tmp.write_text(json.dumps(records, indent=2) + "\n")
     return 0

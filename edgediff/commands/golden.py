@@ -6,8 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgediff.commands import _flags
 from edgediff.commands.generate import add_sampling_args
-from edgediff.runtime import BundlePipeline
+from edgediff.contract import Manifest
+from edgediff.errors import ModelLoadError
+from edgediff.outputs import check_output, staged_output
+from edgediff.runtime import BundlePipeline, SessionOptions
 from edgediff.runtime.golden import DEFAULT_PROMPT, write_golden
 
 
@@ -26,9 +30,18 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pipe = BundlePipeline.load(args.bundle, backend=args.backend)
-    out = args.output or pipe.manifest.root / "golden"
-    path = write_golden(pipe, out, prompt=args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                        negative_prompt=args.negative_prompt)
-    print(f"wrote {path} ({len(list((out / 'tensors').iterdir()))} tensors, image {out / 'image.png'})", file=sys.stderr)
+    if args.output is not None:
+        check_output(args.output, "folder")
+    manifest = Manifest.read(args.bundle, backend=args.backend, verify_checksums=_flags.checksums_wanted(args))
+    out = args.output or manifest.root / "golden"
+    if args.output is None and out.is_symlink():  # the default is inside the bundle, and writes stay there
+        raise ModelLoadError(f"{out} is a symlink; bundle-golden does not write through links in a bundle: remove "
+                             "it or pass --output")
+    check_output(out, "folder")
+    pipe = BundlePipeline(manifest, SessionOptions())
+    with staged_output(out) as staging:  # a killed run leaves no golden folder that looks complete
+        write_golden(pipe, staging, prompt=args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                     negative_prompt=args.negative_prompt)
+    print(f"wrote {out / 'golden.json'} ({len(list((out / 'tensors').iterdir()))} tensors, image "
+          f"{out / 'image.png'})", file=sys.stderr)
     return 0

@@ -83,17 +83,21 @@ def run_device_profile(args: argparse.Namespace) -> int:
         for flag in ("tool", "component", "device", "backend", "precision"):
             if getattr(args, flag):
                 raise RecipeError(f"--{flag} only applies to --import")
-        if args.runs is not None and args.runs < 1:
-            raise RecipeError("--runs must be at least 1")
+        from edgediff.commands._flags import checksums_wanted
+
         components = [c for c in args.components.split(",") if c] if args.components else None
-        records = profile_on_target(args.bundle, load_target(args.target), runs=args.runs, warmup=args.warmup,
-                                    components=components, log=print)
+        target = load_target(args.target)
+        records = profile_on_target(args.bundle, target, runs=args.runs, warmup=args.warmup,
+                                    components=components, log=print, verify_checksums=checksums_wanted(args))
         header, rows = latency_table(records)
         print(text_table(header, rows))
         if any(r.median_ms is None for r in records):
             print("* mean: the tool reports no median")
     if args.json:
-        write_records(records, args.json)
+        from edgediff.outputs import atomic_file
+
+        with atomic_file(args.json) as tmp:
+            write_records(records, tmp)
         print(f"wrote {args.json}")
     if args.chart:
         print(f"wrote {latency_chart(records, args.chart)}")

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from edgediff import verify
-from edgediff.contract import Manifest
+from edgediff.commands import _flags
+from edgediff.contract import Manifest, inside
 from edgediff.errors import RecipeError
 from edgediff.plan import resolve
 from edgediff.recipe import load_recipe
@@ -19,15 +20,16 @@ def register(sub) -> None:
                                    "and the apps run it) against the PyTorch components rebuilt from the bundle's "
                                    "recipe.toml; exits 1 naming each failing component.")
     p.add_argument("bundle", type=Path)
-    p.add_argument("--samples", type=int, help="seeded inputs per component (default: the recipe's)")
+    p.add_argument("--samples", type=_flags.runs, help="seeded inputs per component (default: the recipe's)")
     p.add_argument("--module", help="the custom network class 'package.module:Class' a bundle of a custom network "
                                     "was made from: a bundle never names code to import, you do")
+    _flags.add_checksum_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    manifest = Manifest.read(args.bundle)  # every file inside the bundle, sizes and sha256 checked
-    recipe = load_recipe(manifest.root / "recipe.toml")
+    manifest = Manifest.read(args.bundle, verify_checksums=_flags.checksums_wanted(args))  # inside, sizes, sha256
+    recipe = load_recipe(inside(manifest.root, "recipe.toml", "recipe.toml"))  # checked by `read` via `files`
     if recipe.model.module and recipe.model.module != args.module:
         raise RecipeError(f"{args.bundle} was made from a custom network; a bundle cannot name code to run, so "
                           f"name it yourself if you trust it: --module {recipe.model.module!r}")

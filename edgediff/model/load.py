@@ -15,19 +15,17 @@ weights (how we test full-size models on a machine that cannot download any).
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 from edgediff.errors import ModelLoadError, UnsupportedError
+from edgediff.model.folder import PIPELINE_PARTS, check_model_folder, find_weights, read_json_object
 from edgediff.model.loaded import RANDOM_WEIGHTS_SEED, LoadedModel
 
 # Folder names of the default model and known recipes live under <repo>/models.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = "shapes-sd"
 
-WEIGHT_FILE_STEMS = ("diffusion_pytorch_model", "model")
-PIPELINE_PARTS = ("text_encoder", "unet", "vae")
 
 
 def _diffusers_class(name: str):
@@ -72,27 +70,7 @@ def resolve_model_path(model: str | Path | None) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing") from None
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def find_weights(folder: Path) -> list[Path]:
-    """Weight files of one model folder, safetensors first. Sharded checkpoints return every shard."""
-    for stem in WEIGHT_FILE_STEMS:
-        for suffix in ("safetensors", "bin"):
-            index = folder / f"{stem}.{suffix}.index.json"
-            if index.exists():
-                shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
-                return [folder / s for s in shards]
-    for stem in WEIGHT_FILE_STEMS:
-        for name in (f"{stem}.safetensors", f"{stem}.fp16.safetensors", f"{stem}.bin", f"{stem}.fp16.bin"):
-            if (folder / name).exists():
-                return [folder / name]
-    return []
+    return read_json_object(path)
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:
@@ -146,10 +124,14 @@ def _build_module(folder: Path, class_name: str, random_weights: bool):
             "pass --random-weights to build the architecture with random weights"
         )
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
-    if config_class is None:
-        module = cls.from_config(config)
-    else:
-        module = cls(loader(config_class).from_dict(config))
+    try:
+        if config_class is None:
+            module = cls.from_config(config)
+        else:
+            module = cls(loader(config_class).from_dict(config))
+    except (TypeError, ValueError, KeyError, AttributeError, AssertionError, IndexError, ZeroDivisionError) as exc:
+        raise ModelLoadError(f"{folder / 'config.json'}: {class_name} cannot be built from it "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     if weights and not random_weights:
         state: dict[str, Any] = {}
         for shard in weights:
@@ -157,7 +139,11 @@ def _build_module(folder: Path, class_name: str, random_weights: bool):
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         if not hasattr(module, "text_model"):  # CLIPTextModel saved by transformers < 5.6, loaded by a flattened one
             state = {k.removeprefix("text_model."): v for k, v in state.items()}
-        result = module.load_state_dict(state, strict=False)
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # size mismatches: the weights are another model's
+            raise ModelLoadError(f"{folder}: weights do not fit config.json: "
+                                 f"{' '.join(str(exc).split())[:300]}") from None
         missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
         if missing or result.unexpected_keys:
             raise ModelLoadError(
@@ -227,22 +213,14 @@ def load_custom(module_path: str, weights: Path | None, random_weights: bool = F
 
 
 def load_model(model: str | Path | None, random_weights: bool = False) -> LoadedModel:
-    """Dispatch on what the folder holds. Raises ModelLoadError with the fix when it holds nothing usable."""
+    """Check the folder at the door (edgediff.model.folder), then build what it holds; a single checkpoint file
+    goes to its own loader (edgediff/model/single_file.py)."""
     path = resolve_model_path(model)
-    if path.is_file():  # a CompVis / A1111 / ComfyUI checkpoint (edgediff/model/single_file.py)
+    if path.is_file():  # a CompVis / A1111 / ComfyUI checkpoint
         from edgediff.model.single_file import load_single_file
 
         return load_single_file(path, random_weights)
-    if (path / "model_index.json").exists():
-        return load_pipeline_folder(path, random_weights)
-    if (path / "config.json").exists():
-        return load_model_folder(path, random_weights)
-    parts = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file()) if path.is_dir() else []
-    if len(parts) == 1:  # a pipeline folder that ships one component only (e.g. bk-sdm-small/unet)
-        return load_model_folder(path / parts[0], random_weights)
-    hint = (f"; it holds the component folders {', '.join(parts)} without model_index.json: pass one of them"
-            if parts else "")
-    raise ModelLoadError(
-        f"{path} is not a model folder: expected model_index.json (a diffusers pipeline) or config.json "
-        f"(a single diffusers model){hint}"
-    )
+    facts = check_model_folder(path)
+    if facts.kind == "pipeline":
+        return load_pipeline_folder(facts.root, random_weights)
+    return load_model_folder(facts.root, random_weights)

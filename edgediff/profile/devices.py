@@ -325,13 +325,13 @@ def _find(session: RemoteSession, folder: str, prefix: str) -> str | None:
 # --------------------------------------------------------------------------------------------- whole bundle
 
 
-def resolve_bundle(bundle_dir: Path, target: Target) -> tuple[Path, Manifest]:
+def resolve_bundle(bundle_dir: Path, target: Target, verify_checksums: bool = True) -> tuple[Path, Manifest]:
     """Accept DIR/<backend>/ or DIR (then the target's backend subfolder). The one manifest reader checks that
     every file stays inside the bundle and matches its sha256 before anything is sent to a device."""
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / MANIFEST_FILE).exists() and (bundle_dir / target.backend / MANIFEST_FILE).exists():
         bundle_dir = bundle_dir / target.backend
-    manifest = Manifest.read(bundle_dir)
+    manifest = Manifest.read(bundle_dir, verify_checksums=verify_checksums)
     if manifest.backend != target.backend:
         raise RecipeError(f"{bundle_dir} holds {manifest.backend} artifacts but target {target.name!r} measures "
                           f"{target.backend}; convert for {target.backend} or pick another target")
@@ -355,7 +355,7 @@ def component_files(name: str, artifact: Artifact) -> list[tuple[str, list[Path]
 
 def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None, warmup: int | None = None,
                       components: list[str] | None = None,
-                      log: Callable[[str], None] = print) -> list[ProfileRecord]:
+                      log: Callable[[str], None] = print, verify_checksums: bool = True) -> list[ProfileRecord]:
     """Measure every component of a bundle on the target; one record per component (and chunk)."""
     method, tool = target.reach.method, target.benchmark.tool
     if method == "app":
@@ -363,16 +363,17 @@ def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None,
             f"{target.name} is measured by the edgediff app: open the bundle in the app, run its benchmark screen, "
             "export the report, then `edgediff profile --import report.json --tool app`")
     if tool == "host":
-        bundle_dir, _ = resolve_bundle(bundle_dir, target)
+        bundle_dir, _ = resolve_bundle(bundle_dir, target, verify_checksums)
         records = profile_bundle(bundle_dir, runs=runs or target.benchmark.runs,
                                  warmup=target.benchmark.warmup if warmup is None else warmup,
-                                 compare_pytorch=False, components=components, log=log)
+                                 compare_pytorch=False, components=components, log=log,
+                                 verify_checksums=verify_checksums)
         for r in records:
             r.settings["target"] = target.name
         return records
     if tool == "coreml":
-        return profile_coreml(bundle_dir, target, runs, warmup, components, log)
-    bundle_dir, manifest = resolve_bundle(bundle_dir, target)
+        return profile_coreml(bundle_dir, target, runs, warmup, components, log, verify_checksums)
+    bundle_dir, manifest = resolve_bundle(bundle_dir, target, verify_checksums)
     names = components or list(manifest.components)
     unknown = sorted(set(names) - set(manifest.components))
     if unknown:
@@ -407,14 +408,15 @@ _UNITS = {"all": "ALL", "cpuOnly": "CPU_ONLY", "cpuAndGPU": "CPU_AND_GPU", "cpuA
 
 
 def profile_coreml(bundle_dir: Path, target: Target, runs: int | None, warmup: int | None,
-                   components: list[str] | None, log: Callable[[str], None]) -> list[ProfileRecord]:
+                   components: list[str] | None, log: Callable[[str], None],
+                   verify_checksums: bool = True) -> list[ProfileRecord]:
     """Time each Core ML package through coremltools for each compute-unit setting of the target."""
     if platform.system() != "Darwin":
         raise BackendUnavailable("Core ML predictions need macOS: run this target on a Mac, or measure on the "
                                  "iPhone through the app")
     import coremltools as ct
 
-    bundle_dir, manifest = resolve_bundle(bundle_dir, target)
+    bundle_dir, manifest = resolve_bundle(bundle_dir, target, verify_checksums)
     runs = runs or target.benchmark.runs
     warmup = target.benchmark.warmup if warmup is None else warmup
     rng = np.random.default_rng(0)

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgediff.backends.base import get_backend, options_from_dict
-from edgediff.contract import Manifest
-from edgediff.errors import DeviceError
+from edgediff.contract import Manifest, inside
+from edgediff.errors import DeviceError, RecipeError
 from edgediff.profile.record import OpTime, ProfileRecord
 from edgediff.recipe import load_recipe
 from edgediff.runtime.sessions import open_session
@@ -63,20 +63,24 @@ def summarize(times_ms: list[float]) -> dict[str, float]:
 
 def profile_bundle(bundle_dir: Path, runs: int = 5, warmup: int = 1, compare_pytorch: bool = True,
                    op_profile: bool = True, components: list[str] | None = None, log=None,
-                   module: str | None = None) -> list[ProfileRecord]:
+                   module: str | None = None, verify_checksums: bool = True) -> list[ProfileRecord]:
     """Backend (and PyTorch) records for each component; ratio_to_pytorch in the backend record's extra.
 
     `module`: the custom network class the user named (a bundle of a custom network is timed against PyTorch
     only when the user names its class: a bundle never names code to import)."""
-    manifest = Manifest.read(bundle_dir)  # files inside the bundle, checksums checked, before anything runs
+    manifest = Manifest.read(bundle_dir, verify_checksums=verify_checksums)  # inside, sizes, sha256, before any run
     runnable, why = get_backend(manifest.backend).can_run_here()
-    named = load_recipe(Path(bundle_dir) / "recipe.toml").model.module
+    named = load_recipe(inside(manifest.root, "recipe.toml", "recipe.toml")).model.module
+    names = components or list(manifest.components)
+    unknown = sorted(set(names) - set(manifest.components))
+    if unknown:
+        raise RecipeError(f"no component(s) {', '.join(unknown)} in {manifest.root}; it has "
+                          f"{', '.join(manifest.components)}")
     if compare_pytorch and named and named != module:
         compare_pytorch = False
         if log:
             log(f"note: PyTorch is not timed: the bundle was made from custom network {named!r}, which only "
                 "runs when you name it (--module)")
-    names = components or list(manifest.components)
     records: list[ProfileRecord] = []
     jobs = [(n, "backend") for n in names] if runnable else []
     if compare_pytorch:
@@ -97,8 +101,8 @@ def profile_bundle(bundle_dir: Path, runs: int = 5, warmup: int = 1, compare_pyt
 
 def _run_worker(bundle_dir: Path, component: str, engine: str, runs: int, warmup: int, ops: bool,
                 module: str | None = None) -> ProfileRecord:
-    cmd = [sys.executable, "-m", "edgediff.profile.host", "--bundle", str(bundle_dir), "--component", component,
-           "--engine", engine, "--runs", str(runs), "--warmup", str(warmup)]
+    cmd = [sys.executable, "-m", "edgediff.profile.host", f"--bundle={bundle_dir}", f"--component={component}",
+           "--engine", engine, "--runs", str(runs), "--warmup", str(warmup)]  # `=`: a name may start with "-"
     if module:
         cmd += ["--module", module]
     if ops:
@@ -131,7 +135,7 @@ def _worker(args: argparse.Namespace) -> ProfileRecord:
     the bundle's recipe."""
     bundle_dir = Path(args.bundle)
     manifest = Manifest.read(bundle_dir, verify_checksums=False)  # the parent checked them before starting us
-    recipe = load_recipe(bundle_dir / "recipe.toml")
+    recipe = load_recipe(inside(manifest.root, "recipe.toml", "recipe.toml"))
     start = time.perf_counter()
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     if args.engine == "pytorch":

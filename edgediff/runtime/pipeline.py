@@ -14,6 +14,7 @@ same generator, in step order. To reproduce an image with diffusers, pass that u
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgediff import defaults
-from edgediff.contract import Manifest, restore_nonfinite
+from edgediff.contract import Manifest, inside, restore_nonfinite
 from edgediff.errors import ModelLoadError
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
 from edgediff.runtime.schedulers.config import preset_overrides
@@ -119,6 +120,59 @@ def latents_to_image(decoded: np.ndarray) -> np.ndarray:
     return np.round(img.transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
+def _is_number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low <= value <= high)
+
+
+def check_pipeline_section(manifest: Manifest) -> dict[str, Any]:
+    """The manifest's `pipeline` and `tokenizer` sections type-checked (manifest.json carries the checksums, so
+    nothing else vouches for it): each problem names the key and what was expected."""
+    pipe = manifest.require_pipeline()
+
+    def need(ok: bool, key: str, expected: str, value: Any) -> None:
+        if not ok:
+            text = repr(value)
+            raise ModelLoadError(f"{manifest.root / 'manifest.json'}: {key} must be {expected}, got "
+                                 f"{text if len(text) <= 60 else text[:57] + '...'}; re-create the bundle")
+
+    shape = pipe.get("latent_shape")
+    need(isinstance(shape, list) and len(shape) == 4 and all(type(d) is int and 0 < d <= 4096 for d in shape),
+         "pipeline.latent_shape", "[1, channels, height, width] (positive integers)", shape)
+    need(_is_number(pipe.get("vae_scaling_factor", 1.0), 1e-6, 1e6), "pipeline.vae_scaling_factor",
+         "a finite positive number", pipe.get("vae_scaling_factor"))
+    need(pipe.get("vae_shift_factor") is None or _is_number(pipe.get("vae_shift_factor")), "pipeline.vae_shift_factor",
+         "a finite number or null", pipe.get("vae_shift_factor"))
+    guidance = pipe.get("guidance", {})
+    need(isinstance(guidance, dict), "pipeline.guidance", "an object", guidance)
+    need(_is_number(guidance.get("scale", 7.5), 0, 100), "pipeline.guidance.scale", "a finite number in [0, 100]",
+         guidance.get("scale"))
+    sched: dict[str, Any] = pipe.get("scheduler")  # type: ignore[assignment]
+    need(isinstance(sched, dict), "pipeline.scheduler", "an object", sched)
+    need(isinstance(sched.get("class_name"), str), "pipeline.scheduler.class_name", "a scheduler class name",
+         sched.get("class_name"))
+    need(isinstance(sched.get("config", {}), dict), "pipeline.scheduler.config", "an object", sched.get("config"))
+    steps = sched.get("num_inference_steps")
+    need(steps is None or (type(steps) is int and 1 <= steps <= 1000), "pipeline.scheduler.num_inference_steps",
+         "an integer in [1, 1000]", steps)
+    need(sched.get("tables") is None or isinstance(sched["tables"], dict), "pipeline.scheduler.tables", "an object",
+         sched.get("tables"))
+    length = (manifest.tokenizer or {}).get("max_length", 77)
+    need(type(length) is int and 3 <= length <= 4096, "tokenizer.max_length", "an integer in [3, 4096]", length)
+    return pipe
+
+
+def _tables_or_error(tables: dict[str, Any], where: str) -> TableScheduler:
+    try:
+        scheduler = TableScheduler(tables)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelLoadError(f"{where} are malformed ({type(exc).__name__}: {exc}); re-create the bundle") from None
+    if not len(scheduler) or not all(np.isfinite(row.update).all() and np.isfinite(row.convert).all()
+                                     for row in scheduler.steps):
+        raise ModelLoadError(f"{where} hold no steps or non-finite coefficients; re-create the bundle")
+    return scheduler
+
+
 class BundlePipeline:
     """A converted bundle, ready to turn prompts into images. Build it with `BundlePipeline.load(dir)`."""
 
@@ -126,15 +180,13 @@ class BundlePipeline:
         self.manifest = manifest
         self.options = options
         start = time.perf_counter()
-        pipe = manifest.require_pipeline()
+        pipe = check_pipeline_section(manifest)
         tok = manifest.tokenizer or {}
-        vocab = manifest.root / tok["vocab"]
+        vocab, merges = (inside(manifest.root, tok[k], f"tokenizer.{k}") for k in ("vocab", "merges"))
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):  # read beside vocab.json: inside too
+            inside(manifest.root, str(Path(tok["vocab"]).parent / name), f"tokenizer {name}")
         special = read_special_tokens(vocab.parent, overrides=tok)
-        self.tokenizer = CLIPTokenizer(vocab, manifest.root / tok["merges"], int(tok.get("max_length", 77)), special)
-        self.text_encoder: Session = open_component(manifest, "text_encoder", options)
-        self.unet: Session = open_component(manifest, "unet", options)
-        self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
-        self.load_ms = load_ms + (time.perf_counter() - start) * 1000
+        self.tokenizer = CLIPTokenizer(vocab, merges, int(tok.get("max_length", 77)), special)
         self.latent_shape = manifest.latent_shape
         self.vae_scaling_factor = float(pipe.get("vae_scaling_factor", 0.18215))
         self.vae_shift_factor = float(pipe.get("vae_shift_factor") or 0.0)
@@ -145,20 +197,35 @@ class BundlePipeline:
         self.scheduler_config = restore_nonfinite(dict(sched.get("config") or {}))  # strict JSON wrote -inf as null
         self.default_steps = int(sched.get("num_inference_steps") or (sched.get("tables") or {}).get("num_inference_steps") or defaults.STEPS)
         self._manifest_tables = sched.get("tables")
+        if self._manifest_tables is not None:
+            _tables_or_error(self._manifest_tables, "manifest.json: pipeline.scheduler.tables")
         unet_spec = manifest.component("unet")
         sample = unet_spec.input("sample")
         if sample is None:
             raise ModelLoadError("the unet component has no `sample` input; the bundle does not follow the edgediff bundle contract")
+        text_encoder, vae_decoder = manifest.component("text_encoder"), manifest.component("vae_decoder")
+        if not (text_encoder.inputs and text_encoder.outputs and unet_spec.outputs and vae_decoder.inputs
+                and vae_decoder.outputs):
+            raise ModelLoadError("manifest.json: the text_encoder, unet and vae_decoder must each list their inputs "
+                                 "and outputs; the bundle does not follow the edgediff bundle contract")
+        for spec in (sample, vae_decoder.inputs[0]):
+            dims = list(spec.shape[1:])
+            if len(spec.shape) == 4 and all(isinstance(d, int) for d in dims) and dims != list(self.latent_shape[1:]):
+                raise ModelLoadError(f"manifest.json: pipeline.latent_shape {list(self.latent_shape)} disagrees with "
+                                     f"the {spec.name} input {list(spec.shape)}; the manifest was altered")
         self._unet_batch = sample.fixed_dim(0)
         self._batched_cfg = bool(guidance.get("batched_cfg", True)) if self._unet_batch is None else self._unet_batch == 2
         cond = unet_spec.input("timestep_cond")
         self._time_cond_dim = int(cond.shape[-1]) if cond is not None else None
-        enc = manifest.component("text_encoder")
-        self._text_input = enc.inputs[0].name
-        self._text_output = enc.outputs[0].name
+        self._text_input = text_encoder.inputs[0].name
+        self._text_output = text_encoder.outputs[0].name
         self._unet_output = unet_spec.outputs[0].name
-        self._vae_input = manifest.component("vae_decoder").inputs[0].name
-        self._vae_output = manifest.component("vae_decoder").outputs[0].name
+        self._vae_input = vae_decoder.inputs[0].name
+        self._vae_output = vae_decoder.outputs[0].name
+        self.text_encoder: Session = open_component(manifest, "text_encoder", options)
+        self.unet: Session = open_component(manifest, "unet", options)
+        self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
+        self.load_ms = load_ms + (time.perf_counter() - start) * 1000
         self.last_timings: StageTimings | None = None
 
     @classmethod
@@ -184,8 +251,12 @@ class BundlePipeline:
         if class_name and preset_overrides(class_name):  # a preset changes the config: never the manifest's tables
             return TableScheduler(scheduler_tables(class_name, self.scheduler_config, steps))
         if tables and tables.get("num_inference_steps") == steps and tables.get("class_name") == name:
-            return TableScheduler(tables)
-        return TableScheduler(scheduler_tables(name, self.scheduler_config, steps))
+            return _tables_or_error(tables, "manifest.json: pipeline.scheduler.tables")
+        try:
+            return TableScheduler(scheduler_tables(name, self.scheduler_config, steps))
+        except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as exc:
+            raise ModelLoadError(f"{self.manifest.root / 'manifest.json'}: pipeline.scheduler.config cannot make "
+                                 f"{name} tables for {steps} steps ({type(exc).__name__}: {exc})") from None
 
     def token_ids(self, prompt: str) -> np.ndarray:
         return np.array([self.tokenizer(prompt)], dtype=np.int64)

@@ -111,7 +111,15 @@ class OnnxRuntimeSession:
         unknown = [t.name for t in self.inputs if t.name not in names]
         if unknown:
             raise ModelLoadError(f"{chunk.path.name} has inputs {sorted(names)}, the manifest names {unknown}; the bundle is inconsistent")
+        declared = {i.name: i.shape for i in self._session.get_inputs()}
+        for spec in self.inputs:  # sizes both sides fix must agree (a dynamic axis is a name or None in ORT)
+            model_shape = declared[spec.name]
+            if len(model_shape) != len(spec.shape) or any(
+                    isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(model_shape, spec.shape)):
+                raise ModelLoadError(f"{chunk.path.name} takes {spec.name} of shape {list(model_shape)} but the "
+                                     f"manifest says {list(spec.shape)}; the bundle is inconsistent")
         self._output_names = [t.name for t in self.outputs] or [o.name for o in self._session.get_outputs()]
+        self._path = chunk.path
 
     @property
     def active_providers(self) -> list[str]:
@@ -123,7 +131,11 @@ class OnnxRuntimeSession:
         for spec in self.inputs:
             dtype = self._types.get(spec.name) or numpy_dtype(spec.dtype)
             cast[spec.name] = np.ascontiguousarray(chosen[spec.name], dtype=dtype)
-        values = self._session.run(self._output_names, cast)
+        try:
+            values = self._session.run(self._output_names, cast)
+        except Exception as exc:  # onnxruntime's own types: wrong shapes or names, a graph that cannot run
+            raise ModelLoadError(f"onnxruntime could not run {self._path.name}: {' '.join(str(exc).split())[:300]}; "
+                                 "the manifest and the model file disagree") from None
         return {name: _as_float32(v) for name, v in zip(self._output_names, values)}
 
 
@@ -172,7 +184,11 @@ class LiteRTSession:
         kwargs = {
             self._in_map[n]: np.ascontiguousarray(v, dtype=self._types[self._in_map[n]]) for n, v in chosen.items()
         }
-        result = self._runner(**kwargs)
+        try:
+            result = self._runner(**kwargs)
+        except Exception as exc:  # LiteRT raises ValueError / RuntimeError with its own text
+            raise ModelLoadError(f"LiteRT could not run the artifact: {' '.join(str(exc).split())[:300]}; the "
+                                 "manifest and the model file disagree") from None
         return {name: _as_float32(result[sig]) for name, sig in self._out_map.items()}
 
 

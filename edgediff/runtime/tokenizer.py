@@ -47,9 +47,27 @@ class SpecialTokens:
 def _token_entry(value: Any) -> tuple[str, bool] | None:
     if value is None:
         return None
-    if isinstance(value, dict):
-        return str(value.get("content")), bool(value.get("normalized", False))
-    return str(value), False
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"], bool(value.get("normalized", False))
+    if isinstance(value, str):
+        return value, False
+    raise ModelLoadError(f"a special token must be a string or an object with a string 'content', got {value!r:.60}")
+
+
+def _read_text(path: Path) -> str:
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"tokenizer file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                             f"{exc.start})") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON ({exc}); restore it from the model's tokenizer folder") from None
 
 
 def read_special_tokens(folder: Path, overrides: dict[str, Any] | None = None) -> SpecialTokens:
@@ -60,10 +78,10 @@ def read_special_tokens(folder: Path, overrides: dict[str, Any] | None = None) -
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         path = folder / name
         if path.is_file():
-            try:
-                sources.append(json.loads(path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError as exc:
-                raise ModelLoadError(f"{path} is not valid JSON ({exc}); restore it from the model's tokenizer folder") from exc
+            data = _read_json(path)
+            if not isinstance(data, dict):
+                raise ModelLoadError(f"{path}: expected a JSON object; restore it from the model's tokenizer folder")
+            sources.append(data)
     sources.append(overrides or {})
     for data in sources:
         for role in _ROLES:
@@ -90,16 +108,15 @@ class CLIPTokenizer:
                 raise ModelLoadError(f"tokenizer file {path} is missing; a bundle carries tokenizer/vocab.json and merges.txt")
         self.max_length = int(max_length)
         self.special = special or read_special_tokens(Path(vocab_path).parent)
-        vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+        vocab = _read_json(Path(vocab_path))
+        if not isinstance(vocab, dict) or not vocab or not all(type(v) is int and v >= 0 for v in vocab.values()):
+            raise ModelLoadError(f"{vocab_path}: expected a non-empty object of token -> id (integers >= 0)")
         merges = _read_merges(Path(merges_path))
-        model = BPE(
-            vocab=vocab,
-            merges=merges,
-            continuing_subword_prefix="",
-            end_of_word_suffix="</w>",
-            fuse_unk=False,
-            unk_token=self.special.unk,
-        )
+        try:
+            model = BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                        fuse_unk=False, unk_token=self.special.unk)
+        except Exception as exc:  # the tokenizers library raises its own exception types
+            raise ModelLoadError(f"{vocab_path} and {merges_path} do not make a BPE tokenizer ({exc})") from None
         tok = Tokenizer(model)
         tok.normalizer = normalizers.Sequence(
             [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
@@ -147,7 +164,7 @@ class CLIPTokenizer:
 
 def _read_merges(path: Path) -> list[tuple[str, str]]:
     merges = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_text(path).splitlines():
         if not line or line.startswith("#version"):
             continue
         parts = line.split()
