@@ -94,6 +94,7 @@ def _files(manifest: Manifest) -> list[str]:
     """Every file the manifest names (already checked to be inside the bundle), relative to the bundle folder."""
     rel = [path.relative_to(manifest.root).as_posix() for comp in manifest.components.values() for path in comp.files()]
     rel += [c.path.relative_to(manifest.root).as_posix() for c in manifest.components.values() if c.chunks]
+    rel += manifest.side_files  # recipe.toml, the tokenizer files, the int8 plan: checksummed like the models
     return list(dict.fromkeys(rel))
 
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             src = root / rel
             shutil.copytree(src, staging / rel) if src.is_dir() else shutil.copy2(src, staging / rel)
-        shutil.copytree(root / "tokenizer", staging / "tokenizer")
+        shutil.copytree(root / "tokenizer", staging / "tokenizer", dirs_exist_ok=True)
         Manifest.read(staging)  # the copy, every sha256 checked again
         golden_note = "golden: skipped (--no-golden)"
         if manifest.backend == "coreml" and platform.system() != "Darwin" and not args.no_golden:

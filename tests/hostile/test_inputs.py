@@ -165,7 +165,7 @@ def test_what_is_not_a_model_folder(tmp_path, capsys, case):
         target.mkdir()
     if case == "bare-class":
         (target / "config.json").write_text(json.dumps({"_class_name": "EvilNet", "in_channels": 4}))
-    words = {"file": "single file", "empty": "not a model folder", "bare-class": "'EvilNet' is not supported"}[case]
+    words = {"file": "unknown weights format", "empty": "not a model folder", "bare-class": "'EvilNet' is not supported"}[case]
     assert words in _convert(capsys, target, tmp_path / "out")
 
 

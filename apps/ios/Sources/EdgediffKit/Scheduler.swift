@@ -32,6 +32,8 @@ public struct SchedulerTables: Sendable, Equatable {
     /// The diffusers classes the tables can express (edgediff/runtime/schedulers.py DEFAULTS).
     public static let knownClasses = [
         "DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "LCMScheduler", "PNDMScheduler",
+        "EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler", "TCDScheduler", "HeunDiscreteScheduler",
+        "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
     ]
 
     public let className: String

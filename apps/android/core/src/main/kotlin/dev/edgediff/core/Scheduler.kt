@@ -38,6 +38,8 @@ data class SchedulerTables(
         /** The diffusers classes the tables can express (edgediff/runtime/schedulers.py DEFAULTS). */
         val KNOWN_CLASSES = listOf(
             "DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "LCMScheduler", "PNDMScheduler",
+            "EulerAncestralDiscreteScheduler", "UniPCMultistepScheduler", "TCDScheduler", "HeunDiscreteScheduler",
+            "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
         )
 
         internal fun parse(node: JsonNode): SchedulerTables {
