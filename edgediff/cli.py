@@ -15,7 +15,6 @@ import argparse
 import errno
 import importlib
 import logging
-import os
 import re
 import signal
 import sys
@@ -25,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 from edgediff import __version__
 from edgediff.errors import EdgediffError
-from edgediff.quiet import silence_library_noise
+from edgediff.quiet import quiet_environment, silence_library_noise
 
 COMMAND_MODULES = [
     "edgediff.commands.convert",
@@ -49,10 +48,6 @@ USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUO
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|[\x00-\x08\x0b-\x1f\x7f]")
 # Libraries read these once at import: keep their own log chatter (TensorFlow/LiteRT C++, transformers,
 # diffusers) to errors, so nothing they print can look like part of our output.
-QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "2", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
-                   "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every `finally` and staging folder unwinds the same way."""
 
@@ -98,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     if not debug:
         silence_library_noise()
-    for key, value in QUIET_LIBRARIES.items():
-        os.environ.setdefault(key, value)
+    quiet_environment()
     command = next((a for a in argv if not a.startswith("-")), "")
 
     def parse_and_run() -> int:

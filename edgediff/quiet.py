@@ -20,10 +20,19 @@ NOISY_WARNINGS = (
 )
 
 
+# Log levels of libraries that log from C/C++ or at import, set before they load (also under --debug: the
+# warnings that matter are held and shown by the CLI, not printed by the libraries themselves).
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error",
+                     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
+
+def quiet_environment() -> None:
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
 def silence_library_noise() -> None:
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_environment()
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -117,7 +117,7 @@ def check_component(name: str, reference_fn, candidate_fn, inputs_list: list[Map
 
 def gate(results: list[ComponentResult], limits: Mapping[str, Thresholds]) -> None:
     """Raise ParityError naming every failing component and its shortfall."""
-    found = [r.shortfall(limits[r.component]) for r in results if r.status == "failed"]
+    found = failures(results, limits, {})
     if found:
         raise ParityError(found)
 

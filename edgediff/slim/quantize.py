@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgediff import defaults
-from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan
+from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan, sha256_file
 from edgediff.errors import RecipeError
 from edgediff.recipe import build_section
 from edgediff.slim import calibration as calib
@@ -356,12 +356,6 @@ def _digest(data: Any) -> str:
 
 
 def _file_digest(path: str) -> str:
-    if not path:
-        return ""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(Path(path)) if path else ""
 
 

@@ -122,20 +122,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_spacing": "leading",
         "timestep_scaling": 10.0,
     },
-    "TCDScheduler": {
-        **_COMMON,
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "original_inference_steps": 50,
-        "clip_sample": False,
-        "clip_sample_range": 1.0,
-        "set_alpha_to_one": True,
-        "thresholding": False,
-        "timestep_spacing": "leading",
-        "timestep_scaling": 10.0,
-        "gamma": 0.3,  # edgediff's key: diffusers passes it to step() as `eta`
-    },
+
     "PNDMScheduler": {
         **{k: v for k, v in _COMMON.items() if k != "rescale_betas_zero_snr"},
         "skip_prk_steps": False,
@@ -143,6 +130,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timestep_spacing": "leading",
     },
 }
+# TCD samples on LCM's distilled timesteps; gamma is edgediff's key (diffusers passes it to step() as `eta`).
+DEFAULTS["TCDScheduler"] = {**DEFAULTS["LCMScheduler"], "gamma": 0.3}
+
 # Short names for the CLI (`edgediff generate --scheduler euler`).
 ALIASES = {
     "ddim": "DDIMScheduler",
