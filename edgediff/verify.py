@@ -20,7 +20,7 @@ from edgediff import defaults
 from edgediff.contract import Artifact, Precision
 from edgediff.errors import ParityError, RecipeError
 from edgediff.model import sampling
-from edgediff.model.components import Component
+from edgediff.model.components import Component, vae_scaling_factor
 from edgediff.runtime.sessions import SessionOptions, open_session
 
 
@@ -172,8 +172,6 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
                session_options: SessionOptions, settings: EndToEndSettings,
                runnable: tuple[bool, str] = (True, "")) -> dict[str, Any]:
     """Full text -> image through the artifacts vs. through PyTorch, same tokens, scheduler and noise."""
-    from edgediff.model.components import vae_scaling_factor
-
     needed = {"text_encoder", "unet", "vae_decoder"}
     if model.kind != "pipeline" or model.tokenizer_dir is None or not needed <= set(artifacts):
         return {"status": "skipped", "reason": "needs a full pipeline (tokenizer, text_encoder, unet, vae_decoder)"}
