@@ -481,10 +481,10 @@ def test_lcm_pipeline_matches_diffusers(tmp_path):
     assert "timestep_cond" in [t.name for t in pipe.manifest.component("unet").inputs]
     result = pipe.generate(PROMPT, seed=4, guidance=3.0)
     rng = np.random.default_rng(4)
-    rng.standard_normal(pipe.latent_shape)  # the initial latent; then one draw per noisy step, as the runtime does
+    initial_noise(rng, pipe.latent_shape)  # the initial latent; then one float32 draw per noisy step, as the runtime does
 
     def same_noise(shape, **kwargs):
-        return torch.from_numpy(rng.standard_normal(pipe.latent_shape).astype(np.float32))
+        return torch.from_numpy(rng.standard_normal(pipe.latent_shape, dtype=np.float32))
 
     p = pipe.manifest.pipeline
     with mock.patch("diffusers.schedulers.scheduling_lcm.randn_tensor", same_noise):
