@@ -69,6 +69,15 @@ def build_manifest(recipe: Recipe, model: LoadedModel, backend_name: str, backen
                                           if (bundle_dir / "tokenizer" / name).is_file())]
     if plans:
         manifest.side_files.append(PLAN_FILE)
+    if manifest.pipeline is not None and getattr(model, "text_encoder_2", None) is not None:  # SDXL: model/sdxl.py
+        from edgediff.model.sdxl import manifest_section
+
+        manifest.pipeline["sdxl"], files = manifest_section(model, recipe.pipeline.height, recipe.pipeline.width,
+                                                            [c.name for c in components], recipe.backend.precision,
+                                                            bundle_dir)
+        manifest.side_files += [f for f in files if f not in manifest.side_files]
+        if manifest.tokenizer is None:  # the refiner has tokenizer_2 only
+            manifest.tokenizer = dict(manifest.pipeline["sdxl"]["tokenizers"]["text_encoder_2"])
     return manifest
 
 

@@ -111,6 +111,11 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
 
 
 def _resolve_pipeline_defaults(recipe: Recipe, facts: FolderFacts) -> None:
+    from edgediff.model import sdxl
+
+    if sdxl.is_sdxl_config(facts.configs.get("unet", {})):  # both text encoders condition it (model/sdxl.py)
+        recipe.pipeline.components = sdxl.resolve_components(recipe.pipeline.components,
+                                                             "text_encoder" in facts.configs)
     _apply_pipeline_defaults(recipe, facts.configs.get("edgediff", {}), facts.configs.get("unet", {}),
                              facts.configs.get("vae", {}), facts.configs.get("scheduler", {}))
 

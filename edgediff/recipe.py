@@ -19,7 +19,7 @@ import tomllib
 from edgediff.errors import RecipeError
 
 RECIPE_VERSION = 1
-COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
 TENSOR_DTYPES = ("float32", "float16", "int64", "int32")
 SLIM_KINDS = ("prune", "distill", "quantize")  # edgediff.slim.steps.STEP_FUNCTIONS, without importing it
 BACKEND_NAMES = ("onnxruntime", "litert", "coreml")  # edgediff.contract.BACKEND_NAMES

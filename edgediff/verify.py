@@ -172,6 +172,10 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
                session_options: SessionOptions, settings: EndToEndSettings,
                runnable: tuple[bool, str] = (True, "")) -> dict[str, Any]:
     """Full text -> image through the artifacts vs. through PyTorch, same tokens, scheduler and noise."""
+    if getattr(model, "text_encoder_2", None) is not None and model.kind == "pipeline":  # SDXL: model/sdxl.py
+        from edgediff.model.sdxl import end_to_end as sdxl_end_to_end
+
+        return sdxl_end_to_end(model, components, artifacts, backend, session_options, settings, runnable)
     needed = {"text_encoder", "unet", "vae_decoder"}
     if model.kind != "pipeline" or model.tokenizer_dir is None or not needed <= set(artifacts):
         return {"status": "skipped", "reason": "needs a full pipeline (tokenizer, text_encoder, unet, vae_decoder)"}
@@ -196,6 +200,11 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
             unet_batch=unet_spec.dims[0], time_cond_dim=int(time_cond),
             progress=lambda steps, side=side: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False),
         )
+    return image_psnr_record(images, settings)
+
+
+def image_psnr_record(images: dict[str, Any], settings: EndToEndSettings) -> dict[str, Any]:
+    """The end-to-end record of two decoded images (PyTorch's, the artifacts'), judged against the threshold."""
     ref, got = (sampling.to_uint8(images[k]).astype(np.float64) for k in ("pytorch", "artifact"))
     mse = float(np.mean((ref - got) ** 2))
     psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

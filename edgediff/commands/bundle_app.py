@@ -61,6 +61,9 @@ def check_app_can_run(manifest: Manifest, app: str = "android") -> list[str]:
                 f"bundles ({manifest.backend} bundles run in the {APP_NAMES[other]} app); convert with {targets}"]
     if manifest.pipeline is None:
         return ["the bundle holds components only: the app needs a text-to-image bundle (convert a full pipeline)"]
+    if manifest.pipeline.get("sdxl") is not None:
+        return ["SDXL: the app cores do not feed text_encoder_2, text_embeds or time_ids yet (SDXL's added "
+                "conditioning); run this bundle with `edgediff generate` (the torch-free runtime)"]
     for name in PIPELINE:
         if name not in manifest.components:
             problems.append(f"component {name}: missing; re-run edgediff convert with --components "

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelLoadError(f"{out} is a symlink; bundle-golden does not write through links in a bundle: remove "
                              "it or pass --output")
     check_output(out, "folder")
-    pipe = BundlePipeline(manifest, SessionOptions())
+    pipe = BundlePipeline.for_manifest(manifest, SessionOptions())
     with staged_output(out) as staging:  # a killed run leaves no golden folder that looks complete
         write_golden(pipe, staging, prompt=args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance,
                      negative_prompt=args.negative_prompt)

@@ -16,7 +16,7 @@ from edgediff.contract import Int8Inputs, TensorSpec
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.load import LoadedModel
 
-COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
 TEXT_LENGTH = 77
 
 
@@ -152,10 +152,17 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
                           f"got {shapes.height}x{shapes.width}")
     h, w = shapes.height // scale, shapes.width // scale
     built = []
+    from edgediff.model import sdxl
+
     for name in names:
         if name not in COMPONENT_NAMES:
             raise RecipeError(f"unknown component '{name}' (valid: {', '.join(COMPONENT_NAMES)})")
-        if name == "text_encoder":
+        if name in ("text_encoder", "text_encoder_2", "unet") and sdxl.is_sdxl(model):  # added conditioning
+            built.append(sdxl.build_component(model, name, shapes, (h, w)))
+        elif name == "text_encoder_2":
+            raise UnsupportedError(f"text_encoder_2 is SDXL's second text encoder; {model.source} is not an SDXL "
+                                   "model (its UNet has no text_time conditioning)")
+        elif name == "text_encoder":
             te = _require(model.text_encoder, name, model)
             hidden = te.config.hidden_size
             built.append(Component(

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from edgediff.errors import ModelLoadError, UnsupportedError
 
-PIPELINE_PARTS = ("text_encoder", "unet", "vae")
+PIPELINE_PARTS = ("text_encoder", "text_encoder_2", "unet", "vae")
 LOADABLE_LIBRARIES = ("diffusers", "transformers")
 KNOWN_LIBRARIES = (*LOADABLE_LIBRARIES, "stable_diffusion")  # diffusers.pipelines.stable_diffusion (safety checker)
 MODEL_CLASS_NAMES = ("UNet2DConditionModel", "AutoencoderKL", "AutoencoderTiny", "CLIPTextModel",
@@ -186,6 +186,9 @@ UNET_FIELDS: dict[str, Check] = {
     "attention_head_dim": _optional(_int_or_ints()), "norm_num_groups": _optional(_pos_int(MAX_CHANNELS)),
     "down_block_types": _strings(), "up_block_types": _strings(), "time_cond_proj_dim": _optional(_pos_int(4096)),
     "conv_in_kernel": _pos_int(15), "mid_block_type": _optional(_string()),
+    "addition_embed_type": _optional(_string()), "addition_time_embed_dim": _optional(_pos_int(4096)),
+    "projection_class_embeddings_input_dim": _optional(_pos_int(1 << 16)),
+    "transformer_layers_per_block": _optional(_int_or_ints(64)),
 }
 VAE_KL_FIELDS: dict[str, Check] = {
     "in_channels": _pos_int(64), "out_channels": _pos_int(64), "latent_channels": _pos_int(1024),
@@ -258,7 +261,7 @@ def _check_pipeline(path: Path) -> FolderFacts:
             raise UnsupportedError(f"{index_path}: '{key}' names code from {entry[0]!r}; a model folder may only name "
                                    f"classes of {', '.join(KNOWN_LIBRARIES)} (edgediff never imports code a model "
                                    "folder names)")
-    for part in (*PIPELINE_PARTS, "tokenizer", "scheduler"):
+    for part in (*PIPELINE_PARTS, "tokenizer", "tokenizer_2", "scheduler"):
         entry = index.get(part)
         if entry is None or entry == [None, None]:
             continue
@@ -266,7 +269,7 @@ def _check_pipeline(path: Path) -> FolderFacts:
             raise ModelLoadError(f"{index_path}: '{part}' must be [library, class] (two strings) or [null, null], "
                                  f"got {_short(entry)}")
         library, class_name = entry
-        allowed = {"tokenizer": TOKENIZER_CLASSES}.get(part, MODEL_CLASS_NAMES)
+        allowed = TOKENIZER_CLASSES if part.startswith("tokenizer") else MODEL_CLASS_NAMES
         known = (SCHEDULER_NAME.match(class_name) is not None) if part == "scheduler" else class_name in allowed
         if library not in LOADABLE_LIBRARIES or not known:
             raise UnsupportedError(
@@ -289,8 +292,9 @@ def _check_pipeline(path: Path) -> FolderFacts:
     if (path / "edgediff.json").exists():
         facts.configs["edgediff"] = read_json_object(path / "edgediff.json")
         expect(facts.configs["edgediff"], path / "edgediff.json", EDGEDIFF_FIELDS)
-    if (path / "tokenizer").is_dir():
-        check_tokenizer(path / "tokenizer")
+    for tokenizer in ("tokenizer", "tokenizer_2"):
+        if (path / tokenizer).is_dir():
+            check_tokenizer(path / tokenizer)
     return facts
 
 

@@ -165,6 +165,9 @@ def load_pipeline_folder(path: Path, random_weights: bool = False) -> LoadedMode
         raise ModelLoadError(f"{path}: model_index.json names no unet folder; is this a diffusion pipeline?")
     if (path / "tokenizer" / "vocab.json").exists():
         model.tokenizer_dir = path / "tokenizer"
+    if (path / "tokenizer_2" / "vocab.json").exists():
+        model.tokenizer_2_dir = path / "tokenizer_2"
+    model.pipeline_config = {k: v for k, v in index.items() if not k.startswith("_") and not isinstance(v, list)}
     if (path / "scheduler" / "scheduler_config.json").exists():
         config = _read_json(path / "scheduler" / "scheduler_config.json")
         model.scheduler_class = config.get("_class_name") or (index.get("scheduler") or [None, None])[1]

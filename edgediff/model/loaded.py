@@ -18,15 +18,19 @@ class LoadedModel:
     kind: str  # "pipeline", "unet", "vae" or "custom"
     random_weights: bool = False
     text_encoder: Any = None
+    text_encoder_2: Any = None  # SDXL's second text encoder (CLIPTextModelWithProjection)
     unet: Any = None
     vae: Any = None
     custom: Any = None
     tokenizer_dir: Path | None = None
+    tokenizer_2_dir: Path | None = None  # SDXL's second tokenizer (pads with "!")
+    pipeline_config: dict[str, Any] = field(default_factory=dict)  # model_index.json's options (SDXL's below)
     scheduler_class: str | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)  # from an optional edgediff.json in the folder
     details: dict[str, Any] = field(default_factory=dict)  # provenance for the manifest's source (single file, LoRAs)
 
     def parameter_count(self) -> int:
-        modules = [m for m in (self.text_encoder, self.unet, self.vae, self.custom) if m is not None]
+        modules = [m for m in (self.text_encoder, self.text_encoder_2, self.unet, self.vae, self.custom)
+                   if m is not None]
         return sum(p.numel() for m in modules for p in m.parameters())

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from edgediff.errors import UnsupportedError
 
-UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states", "timestep_cond")
+UNET_INPUTS = ("sample", "timestep", "encoder_hidden_states", "timestep_cond", "text_embeds", "time_ids")
 OUTPUT = "noise_pred"
 
 
@@ -47,7 +47,8 @@ def _check_supported(unet) -> None:
     cfg = unet.config
     unsupported = {
         "class_embed_type": cfg.class_embed_type,
-        "addition_embed_type": getattr(cfg, "addition_embed_type", None),
+        "addition_embed_type": None if getattr(cfg, "addition_embed_type", None) == "text_time"  # SDXL: prelude
+        else getattr(cfg, "addition_embed_type", None),
         "encoder_hid_dim_type": getattr(cfg, "encoder_hid_dim_type", None),
         "num_class_embeds": cfg.num_class_embeds,
     }
@@ -76,6 +77,10 @@ def _stage_classes():
             self.uses_cond = bool(unet.config.time_cond_proj_dim)
             if self.uses_cond:
                 self.reads = ("sample", "timestep", "timestep_cond")
+            self.text_time = getattr(unet.config, "addition_embed_type", None) == "text_time"
+            if self.text_time:  # SDXL's added conditioning joins the time embedding, as get_aug_embed does
+                self.add_time_proj, self.add_embedding = unet.add_time_proj, unet.add_embedding
+                self.reads = (*self.reads, "text_embeds", "time_ids")
             self.writes = ("emb", "hidden", "skip_0")
 
         def forward(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -84,6 +89,10 @@ def _stage_classes():
             timesteps = (timesteps[None] if timesteps.dim() == 0 else timesteps).expand(sample.shape[0])
             t_emb = self.time_proj(timesteps).to(dtype=sample.dtype)
             emb = self.time_embedding(t_emb, state["timestep_cond"] if self.uses_cond else None)
+            if self.text_time:
+                text_embeds = state["text_embeds"]
+                time_embeds = self.add_time_proj(state["time_ids"].flatten()).reshape((text_embeds.shape[0], -1))
+                emb = emb + self.add_embedding(torch.concat([text_embeds, time_embeds], dim=-1).to(emb.dtype))
             if self.time_embed_act is not None:
                 emb = self.time_embed_act(emb)
             if self.center:

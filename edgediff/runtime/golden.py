@@ -97,8 +97,8 @@ def write_golden(
         "initial_noise", "initial_latents", "prompt_embeds", "negative_prompt_embeds", "timestep_cond",
         "step0_model_input", "step0_noise_pred", "final_latents", "decoded",
     ):
-        if keep.get(name) is not None:
-            tensors[name] = _write_tensor(tensors_dir, name, keep[name])
+        for key, value in _flat(name, keep.get(name)):
+            tensors[key] = _write_tensor(tensors_dir, key, value)
     for i, latents in enumerate(keep["latents_per_step"]):
         tensors[f"latents_after_step_{i:03d}"] = _write_tensor(tensors_dir, f"latents_after_step_{i:03d}", latents)
     for i, (noise_pred, step_noise) in enumerate(per_step):
@@ -129,9 +129,11 @@ def write_golden(
         "vae_scaling_factor": pipe.vae_scaling_factor,
         "step0_timestep": keep.get("step0_timestep"),
         "tokens": {
-            "input_ids": [int(v) for v in keep["input_ids"][0]],
-            "negative_input_ids": [int(v) for v in keep["uncond_input_ids"][0]] if keep.get("uncond_input_ids") is not None else None,
+            **_token_rows("input_ids", keep["input_ids"]),
+            **_token_rows("negative_input_ids", keep.get("uncond_input_ids")),
             "cases": tok_cases,
+            **({"cases_2": [{"text": text, "ids": pipe.tokenizers["text_encoder_2"](text)} for text in TOKENIZER_CASES]}
+               if len(getattr(pipe, "tokenizers", {})) > 1 else {}),
         },
         "scheduler_tables": "scheduler_tables.json",
         "tensors": tensors,
@@ -141,6 +143,25 @@ def write_golden(
     path = out_dir / "golden.json"
     path.write_text(json.dumps(golden, indent=1) + "\n")
     return path
+
+
+def _flat(name: str, value: Any) -> list[tuple[str, np.ndarray]]:
+    """One tensor, or SDXL's conditioning (a dict: encoder_hidden_states, text_embeds, time_ids) as
+    `<name>`, `<stem>_text_embeds`, `<stem>_time_ids` (stem: the name without `_embeds`)."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [(name, value)]
+    stem = name.removesuffix("_embeds")
+    return [(name if key == "encoder_hidden_states" else f"{stem}_{key}", v) for key, v in value.items()]
+
+
+def _token_rows(key: str, ids: Any) -> dict[str, Any]:
+    """Token ids per tokenizer: `key` for the first, `key_2` for SDXL's second."""
+    if ids is None:
+        return {key: None}
+    rows = list(ids.values()) if isinstance(ids, dict) else [ids]
+    return {(key if i == 0 else f"{key}_{i + 1}"): [int(v) for v in row[0]] for i, row in enumerate(rows)}
 
 
 def _generate_recording_steps(

@@ -176,6 +176,8 @@ def _tables_or_error(tables: dict[str, Any], where: str) -> TableScheduler:
 class BundlePipeline:
     """A converted bundle, ready to turn prompts into images. Build it with `BundlePipeline.load(dir)`."""
 
+    TEXT_ENCODER = "text_encoder"  # the component tokenized for and opened here (SDXL's refiner: text_encoder_2)
+
     def __init__(self, manifest: Manifest, options: SessionOptions, load_ms: float = 0.0):
         self.manifest = manifest
         self.options = options
@@ -203,7 +205,7 @@ class BundlePipeline:
         sample = unet_spec.input("sample")
         if sample is None:
             raise ModelLoadError("the unet component has no `sample` input; the bundle does not follow the edgediff bundle contract")
-        text_encoder, vae_decoder = manifest.component("text_encoder"), manifest.component("vae_decoder")
+        text_encoder, vae_decoder = manifest.component(self.TEXT_ENCODER), manifest.component("vae_decoder")
         if not (text_encoder.inputs and text_encoder.outputs and unet_spec.outputs and vae_decoder.inputs
                 and vae_decoder.outputs):
             raise ModelLoadError("manifest.json: the text_encoder, unet and vae_decoder must each list their inputs "
@@ -222,7 +224,7 @@ class BundlePipeline:
         self._unet_output = unet_spec.outputs[0].name
         self._vae_input = vae_decoder.inputs[0].name
         self._vae_output = vae_decoder.outputs[0].name
-        self.text_encoder: Session = open_component(manifest, "text_encoder", options)
+        self.text_encoder: Session = open_component(manifest, self.TEXT_ENCODER, options)
         self.unet: Session = open_component(manifest, "unet", options)
         self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
         self.load_ms = load_ms + (time.perf_counter() - start) * 1000
@@ -239,7 +241,16 @@ class BundlePipeline:
         """Read manifest.json (checking every file's sha256) and open the sessions on the bundle's backend."""
         start = time.perf_counter()
         manifest = Manifest.read(Path(bundle_dir), backend=backend, verify_checksums=verify_checksums)
-        return cls(manifest, options or SessionOptions(), load_ms=(time.perf_counter() - start) * 1000)
+        return cls.for_manifest(manifest, options or SessionOptions(), load_ms=(time.perf_counter() - start) * 1000)
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, options: SessionOptions, load_ms: float = 0.0) -> "BundlePipeline":
+        """The pipeline class the manifest needs: SDXL bundles (`pipeline.sdxl`) get runtime/sdxl.py's."""
+        if cls is BundlePipeline and (manifest.pipeline or {}).get("sdxl") is not None:
+            from edgediff.runtime.sdxl import SDXLBundlePipeline
+
+            return SDXLBundlePipeline(manifest, options, load_ms)
+        return cls(manifest, options, load_ms)
 
     # ---- stages -------------------------------------------------------------------------------------
 
@@ -264,30 +275,50 @@ class BundlePipeline:
     def encode(self, ids: np.ndarray) -> np.ndarray:
         return self.text_encoder.run({self._text_input: ids})[self._text_output]
 
-    def _unet(self, latents: np.ndarray, t: float, embeds: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
+    def condition(self, prompt: str, negative_prompt: str, do_cfg: bool, timings: StageTimings
+                  ) -> tuple[Any, Any, Any, Any]:
+        """(ids, uncond ids, cond, uncond) text conditioning; a hook SDXL overrides (runtime/sdxl.py)."""
+        t0 = time.perf_counter()
+        ids = self.token_ids(prompt)
+        uncond_ids = self.token_ids(negative_prompt or "") if do_cfg else None
+        timings.tokenize_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        cond_embeds = self.encode(ids)
+        uncond_embeds = self.encode(uncond_ids) if uncond_ids is not None else None
+        timings.text_encoder_ms = (time.perf_counter() - t0) * 1000
+        return ids, uncond_ids, cond_embeds, uncond_embeds
+
+    def _stack(self, parts: list[Any]) -> Any:
+        """Conditioning halves batched for one UNet call (SDXL's are dicts of tensors)."""
+        return np.concatenate(parts)
+
+    def _text_feeds(self, embeds: Any) -> dict[str, np.ndarray]:
+        return {"encoder_hidden_states": embeds}
+
+    def _unet(self, latents: np.ndarray, t: float, embeds: Any, cond: np.ndarray | None) -> np.ndarray:
         batch = latents.shape[0]
         feeds = {
             "sample": latents,
             "timestep": np.full((batch,), t, dtype=np.float32),
-            "encoder_hidden_states": embeds,
+            **self._text_feeds(embeds),
         }
         if cond is not None:
             feeds["timestep_cond"] = np.repeat(cond, batch, axis=0) if cond.shape[0] != batch else cond
         return self.unet.run(feeds)[self._unet_output]
 
     def predict_noise(
-        self, latent_input: np.ndarray, t: float, cond_embeds: np.ndarray, uncond_embeds: np.ndarray | None,
+        self, latent_input: np.ndarray, t: float, cond_embeds: Any, uncond_embeds: Any,
         guidance: float, time_cond: np.ndarray | None,
     ) -> np.ndarray:
         """The guided model output for one step (uncond first, then cond, as diffusers batches them)."""
         if uncond_embeds is None:
             if self._unet_batch == 2:  # a UNet exported for batched CFG, run without guidance
-                out = self._unet(np.concatenate([latent_input] * 2), t, np.concatenate([cond_embeds] * 2), time_cond)
+                out = self._unet(np.concatenate([latent_input] * 2), t, self._stack([cond_embeds] * 2), time_cond)
                 return out[:1]
             return self._unet(latent_input, t, cond_embeds, time_cond)
         if self._batched_cfg:
             out = self._unet(
-                np.concatenate([latent_input, latent_input]), t, np.concatenate([uncond_embeds, cond_embeds]), time_cond
+                np.concatenate([latent_input, latent_input]), t, self._stack([uncond_embeds, cond_embeds]), time_cond
             )
             uncond, cond = out[:1], out[1:2]
         else:
@@ -322,16 +353,8 @@ class BundlePipeline:
         n_steps = int(sched.tables["num_inference_steps"])
         keep: dict[str, Any] = {}
 
-        t0 = time.perf_counter()
-        ids = self.token_ids(prompt)
         do_cfg = guidance > 1.0 and self._time_cond_dim is None
-        uncond_ids = self.token_ids(negative_prompt or "") if do_cfg else None
-        timings.tokenize_ms = (time.perf_counter() - t0) * 1000
-
-        t0 = time.perf_counter()
-        cond_embeds = self.encode(ids)
-        uncond_embeds = self.encode(uncond_ids) if uncond_ids is not None else None
-        timings.text_encoder_ms = (time.perf_counter() - t0) * 1000
+        ids, uncond_ids, cond_embeds, uncond_embeds = self.condition(prompt, negative_prompt, do_cfg, timings)
 
         rng = np.random.default_rng(seed)
         if latents is None:

@@ -1,0 +1,168 @@
+"""SDXL end to end on tiny real pipelines (tests/sdxl_tiny.py): `edgediff convert` to ONNX Runtime and LiteRT
+verifies every component and one image against PyTorch, and the torch-free runtime's image matches diffusers'
+own StableDiffusionXLPipeline at the same initial latent (and, for SDXL-Turbo's ancestral sampler, the same
+per-step noise). Core ML converts and passes its structural checks (its predictions need macOS)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from edgediff.cli import main  # noqa: E402
+from edgediff.runtime import BundlePipeline  # noqa: E402
+from edgediff.runtime.golden import read_tensor  # noqa: E402
+from edgediff.runtime.sdxl import SDXLBundlePipeline, time_ids  # noqa: E402
+from tests.sdxl_tiny import write_tiny_sdxl  # noqa: E402
+
+PROMPT = "a red circle on a blue background"
+STEPS = 3
+MIN_PSNR_DB = 35.0  # runtime vs diffusers, 8-bit images (fp32 artifacts: typically > 45 dB)
+
+
+def convert(model: Path, out: Path, target: str, *extra: str) -> Path:
+    code = main(["convert", str(model), "--target", target, "--output", str(out), "--no-profile",
+                 "--set", "verify.samples=1", "--set", f"pipeline.num_inference_steps={STEPS}", *extra])
+    assert code == 0, f"edgediff convert {model.name} --target {target} failed with exit code {code}"
+    return out / target
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def reference_image(model: Path, seed: int, steps: int, guidance: float, negative_prompt: str | None,
+                    latent_shape, noisy_steps: int = 0) -> np.ndarray:
+    """diffusers' StableDiffusionXLPipeline from the folder, fed the runtime's seed convention: the same initial
+    latent and, where the scheduler draws noise, the runtime's per-step draws in order."""
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(model))
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng(seed)
+    initial = rng.standard_normal(latent_shape, dtype=np.float32)
+    draws = [rng.standard_normal(latent_shape, dtype=np.float32) for _ in range(noisy_steps)]
+    draws.append(np.zeros(latent_shape, np.float32))  # diffusers draws on the last step too and multiplies by 0
+    module = sys.modules[type(pipe.scheduler).__module__]
+    with mock.patch.object(module, "randn_tensor", lambda *a, **k: torch.from_numpy(draws.pop(0)), create=True):
+        out = pipe(PROMPT, negative_prompt=negative_prompt, num_inference_steps=steps, guidance_scale=guidance,
+                   latents=torch.from_numpy(initial), output_type="np").images[0]
+    return (out * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sdxl-models")
+    return {"base": write_tiny_sdxl(root / "tiny-sdxl"), "turbo": write_tiny_sdxl(root / "tiny-sdxl-turbo", turbo=True)}
+
+
+@pytest.fixture(scope="module")
+def ort_base(models, tmp_path_factory) -> Path:
+    return convert(models["base"], tmp_path_factory.mktemp("sdxl-ort"), "onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def ort_turbo(models, tmp_path_factory) -> Path:
+    return convert(models["turbo"], tmp_path_factory.mktemp("turbo-ort"), "onnxruntime",
+                   "--set", "pipeline.guidance_scale=0", "--set", "pipeline.num_inference_steps=2")
+
+
+def test_manifest_carries_sdxl(ort_base):
+    manifest = json.loads((ort_base / "manifest.json").read_text())
+    assert list(manifest["components"]) == ["text_encoder", "text_encoder_2", "unet", "vae_decoder"]
+    for name, entry in manifest["components"].items():
+        assert entry["verify"]["status"] == "passed" and entry["verify"]["psnr_db"] > 60, (name, entry["verify"])
+    te2 = manifest["components"]["text_encoder_2"]
+    assert [o["name"] for o in te2["outputs"]] == ["hidden_states", "text_embeds"]
+    unet = manifest["components"]["unet"]
+    assert [i["name"] for i in unet["inputs"]] == ["sample", "timestep", "encoder_hidden_states", "text_embeds",
+                                                   "time_ids"]
+    assert [i["shape"] for i in unet["inputs"][2:]] == [[2, 77, 64], [2, 32], [2, 6]]
+    pipe = manifest["pipeline"]
+    assert pipe["vae_scaling_factor"] == pytest.approx(0.13025)
+    sdxl = pipe["sdxl"]
+    assert sdxl["text_encoders"] == ["text_encoder", "text_encoder_2"] and sdxl["force_zeros_for_empty_prompt"]
+    assert sdxl["time_ids"] == {"original_size": [64, 64], "crops_coords_top_left": [0, 0], "target_size": [64, 64]}
+    assert sdxl["vae_force_upcast"] is True
+    assert "tokenizer_2/special_tokens_map.json" in manifest["files"]
+    assert manifest["verify"]["end_to_end"]["status"] == "passed"
+
+
+def test_time_ids_like_diffusers():
+    assert time_ids((1024, 1024), (0, 0), (1024, 1024)).tolist() == [[1024, 1024, 0, 0, 1024, 1024]]
+    refiner = diffusers.StableDiffusionXLImg2ImgPipeline
+    assert "aesthetic_score" in refiner._get_add_time_ids.__code__.co_varnames  # the refiner's variant exists
+    assert time_ids((768, 512), (8, 16), (768, 512), aesthetic_score=6.0).tolist() == [[768, 512, 8, 16, 6.0]]
+
+
+@pytest.mark.parametrize("negative_prompt, guidance", [(None, 5.0), ("blurry, grey", 5.0), (None, 1.0)])
+def test_runtime_matches_diffusers(models, ort_base, negative_prompt, guidance):
+    pipe = BundlePipeline.load(ort_base)
+    assert isinstance(pipe, SDXLBundlePipeline)
+    got = pipe.generate(PROMPT, seed=7, steps=STEPS, guidance=guidance, negative_prompt=negative_prompt or "").image
+    ref = reference_image(models["base"], 7, STEPS, guidance, negative_prompt, pipe.latent_shape)
+    assert got.shape == ref.shape == (64, 64, 3)
+    assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
+
+
+def test_turbo_one_unet_call_per_step_matches_diffusers(models, ort_turbo):
+    manifest = json.loads((ort_turbo / "manifest.json").read_text())
+    assert manifest["components"]["unet"]["inputs"][0]["shape"][0] == 1  # guidance 0: no CFG batch
+    sched = manifest["pipeline"]["scheduler"]
+    assert sched["class_name"] == "EulerAncestralDiscreteScheduler" and sched["config"]["timestep_spacing"] == "trailing"
+    pipe = BundlePipeline.load(ort_turbo)
+    result = pipe.generate(PROMPT, seed=11)
+    assert result.steps == 2 and len(result.timings.unet_step_ms) == 2
+    ref = reference_image(models["turbo"], 11, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
+    assert psnr(result.image, ref) >= MIN_PSNR_DB, psnr(result.image, ref)
+
+
+def test_generate_and_golden_cli(ort_base, tmp_path):
+    image = tmp_path / "sdxl.png"
+    assert main(["generate", str(ort_base), "--prompt", PROMPT, "--steps", "2", "-o", str(image)]) == 0
+    from PIL import Image
+
+    assert Image.open(image).size == (64, 64)
+    golden = tmp_path / "golden"
+    assert main(["bundle-golden", str(ort_base), "--output", str(golden)]) == 0
+    doc = json.loads((golden / "golden.json").read_text())
+    assert doc["tokens"]["input_ids_2"][-1] == 0  # the second tokenizer pads with "!" (id 0), the first does not
+    assert doc["tokens"]["input_ids"][-1] == 49407
+    ids = read_tensor(golden, doc["tensors"]["prompt_time_ids"])
+    assert ids.tolist() == [[64, 64, 0, 0, 64, 64]]
+    pooled = read_tensor(golden, doc["tensors"]["prompt_text_embeds"])
+    assert pooled.shape == (1, 32) and np.abs(pooled).max() > 0
+    negative = read_tensor(golden, doc["tensors"]["negative_prompt_embeds"])
+    assert negative.shape == (1, 77, 64) and not negative.any()  # force_zeros_for_empty_prompt
+
+
+def test_litert_converts_and_matches_diffusers(models, tmp_path):
+    pytest.importorskip("litert_torch")
+    bundle = convert(models["base"], tmp_path, "litert")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())
+    assert manifest["verify"]["end_to_end"]["status"] == "passed"
+    pipe = BundlePipeline.load(bundle)
+    got = pipe.generate(PROMPT, seed=5, steps=STEPS, guidance=5.0).image
+    ref = reference_image(models["base"], 5, STEPS, 5.0, None, pipe.latent_shape)
+    assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
+
+
+def test_coreml_converts_with_structural_checks(models, tmp_path):
+    pytest.importorskip("coremltools")
+    bundle = convert(models["turbo"], tmp_path, "coreml", "--set", "pipeline.guidance_scale=0")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["components"]) == {"text_encoder", "text_encoder_2", "unet", "vae_decoder"}
+    for name, entry in manifest["components"].items():
+        structural = entry["verify"]["structural"]
+        assert structural and all(c["ok"] for c in structural["checks"]), (name, structural)
+        if sys.platform != "darwin":
+            assert entry["verify"]["status"] == "skipped" and "macOS" in entry["verify"]["reason"]
+    unet_inputs = [i["name"] for i in manifest["components"]["unet"]["inputs"]]
+    assert unet_inputs == ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"]
