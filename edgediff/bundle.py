@@ -125,7 +125,8 @@ def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Componen
         scheduler["tables_error"] = str(exc)
     return {
         "height": p.height, "width": p.width,
-        "latent_shape": [1, model.unet.config.in_channels, p.height // scale, p.width // scale],
+        # the latents' channels: an inpainting UNet takes more (latents + mask + masked-image latents)
+        "latent_shape": [1, model.unet.config.out_channels, p.height // scale, p.width // scale],
         "vae_scaling_factor": vae_scaling_factor(model.vae),
         "guidance": {"scale": p.guidance_scale, "batched_cfg": batched,
                      "embedded": bool(model.unet.config.time_cond_proj_dim)},

@@ -26,6 +26,10 @@ class BackendUnavailable(EdgediffError):
     """A backend's SDK or platform is missing; the message says what to install or where it runs."""
 
 
+class ImageInputError(EdgediffError):
+    """An input image, mask or strength that the bundle cannot use (wrong size or mode, not an image, ...)."""
+
+
 class DeviceError(EdgediffError):
     """A device (adb, ssh, app report) could not be reached or returned unusable output."""
 

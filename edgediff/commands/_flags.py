@@ -42,6 +42,15 @@ runs = int_in(1, 100_000, "a number of runs between 1 and 100000")
 warmup = int_in(0, 10_000, "a number of warm-up runs between 0 and 10000")
 
 
+def strength(text: str) -> float:
+    """Image-to-image strength: (0, 1], as diffusers' pipelines accept it (0 would denoise nothing)."""
+    value = _float_in(0.0, 1.0, "a strength in (0, 1] (1 = ignore the image's content)")(text)
+    if value == 0.0:
+        raise argparse.ArgumentTypeError("expected a strength in (0, 1] (1 = ignore the image's content), got 0: "
+                                         "nothing would be denoised")
+    return value
+
+
 def add_checksum_flag(p: argparse.ArgumentParser) -> None:
     """`--no-checksums`, named the same in every command that reads a bundle (`--no-verify-checksums` is the
     older spelling of generate)."""

@@ -13,6 +13,7 @@ from edgediff.commands import _flags
 from edgediff.errors import RecipeError
 from edgediff.outputs import atomic_file, check_output
 from edgediff.runtime import BundlePipeline, SessionOptions
+from edgediff.runtime.images import ImageInputs
 from edgediff.runtime.schedulers import resolve_class_name
 
 
@@ -32,6 +33,11 @@ def register(sub) -> None:
                    "pndm or a diffusers class name (these run with the bundle's scheduler config), or a preset that also "
                    "sets config keys: euler-karras, heun-karras, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras, "
                    "unipc-karras")
+    p.add_argument("--image", type=Path, help="image-to-image: start from this picture (the bundle's exact size; "
+                   "RGB, greyscale or opaque RGBA); with --mask, inpainting")
+    p.add_argument("--mask", type=Path, help="inpainting: white repaints, black keeps (the image's size)")
+    p.add_argument("--strength", type=_flags.strength, help="how far from --image to go, in (0, 1] (default 0.8, "
+                   "inpainting 1)")
     p.add_argument("--threads", type=_flags.threads, help="intra-op threads for the runtime")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
     p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
@@ -91,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.timings_json, "file", flag="--timings-json")
     if args.scheduler:
         resolve_class_name(args.scheduler)  # fail before loading the bundle
+    if (args.mask or args.strength is not None) and not args.image:
+        raise RecipeError("--mask and --strength need --image")
     options = SessionOptions(
         threads=args.threads,
         providers=[p.strip() for p in args.providers.split(",")] if args.providers else None,
@@ -101,11 +109,12 @@ def run(args: argparse.Namespace) -> int:
         f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
         file=sys.stderr,
     )
+    images = ImageInputs.from_files(pipe, args.image, args.mask, args.strength) if args.image else None
     records = []
     for prompt, seed, output in jobs:
         result = pipe.generate(
             prompt, seed=seed, steps=args.steps, guidance=args.guidance, negative_prompt=args.negative_prompt,
-            scheduler=args.scheduler, progress=not args.quiet,
+            scheduler=args.scheduler, progress=not args.quiet, images=images,
         )
         with atomic_file(output) as tmp:  # a killed run leaves no truncated image under the real name
             Image.fromarray(result.image).save(tmp, format=Image.registered_extensions()[output.suffix.lower()])

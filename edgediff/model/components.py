@@ -117,7 +117,9 @@ def _torch_wrappers():
 
         def forward(self, image):
             encoded = self.vae.encode(image, return_dict=False)[0]
-            return getattr(encoded, "mean", encoded)  # AutoencoderKL gives a distribution; take its mean
+            # AutoencoderKL gives a distribution: its parameters (mean, log-variance on channels), so the runtime
+            # can sample it as diffusers' img2img does; AutoencoderTiny gives latents
+            return getattr(encoded, "parameters", encoded)
 
     return TextEncoder, UNet, VaeDecoder, VaeEncoder
 
@@ -199,10 +201,11 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
             ))
         else:
             vae = _require(model.vae, name, model)
+            moments = 1 if type(vae).__name__ == "AutoencoderTiny" else 2  # mean only, or mean and log-variance
             built.append(Component(
                 name, VaeEncoder(vae).eval(),
                 inputs=(TensorSpec("image", (1, vae.config.in_channels, shapes.height, shapes.width)),),
-                outputs=(TensorSpec("latent", (1, vae.config.latent_channels, h, w)),),
+                outputs=(TensorSpec("latent", (1, moments * vae.config.latent_channels, h, w)),),
                 input_ranges={"image": (-1.0, 1.0)},
             ))
     return built

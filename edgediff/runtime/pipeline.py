@@ -25,6 +25,7 @@ import numpy as np
 from edgediff import defaults
 from edgediff.contract import Manifest, inside, restore_nonfinite
 from edgediff.errors import ModelLoadError
+from edgediff.runtime.images import ImageInputs, check_bundle
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
 from edgediff.runtime.schedulers.config import preset_overrides
 from edgediff.runtime.sessions import Session, SessionOptions, open_component
@@ -210,9 +211,9 @@ class BundlePipeline:
                 and vae_decoder.outputs):
             raise ModelLoadError("manifest.json: the text_encoder, unet and vae_decoder must each list their inputs "
                                  "and outputs; the bundle does not follow the edgediff bundle contract")
-        for spec in (sample, vae_decoder.inputs[0]):
-            dims = list(spec.shape[1:])
-            if len(spec.shape) == 4 and all(isinstance(d, int) for d in dims) and dims != list(self.latent_shape[1:]):
+        for spec, first in ((sample, 2), (vae_decoder.inputs[0], 1)):  # an inpainting UNet's sample has more channels
+            dims = list(spec.shape[first:])
+            if len(spec.shape) == 4 and all(isinstance(d, int) for d in dims) and dims != list(self.latent_shape[first:]):
                 raise ModelLoadError(f"manifest.json: pipeline.latent_shape {list(self.latent_shape)} disagrees with "
                                      f"the {spec.name} input {list(spec.shape)}; the manifest was altered")
         self._unet_batch = sample.fixed_dim(0)
@@ -227,6 +228,8 @@ class BundlePipeline:
         self.text_encoder: Session = open_component(manifest, self.TEXT_ENCODER, options)
         self.unet: Session = open_component(manifest, "unet", options)
         self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
+        self.unet_channels = int(sample.shape[1]) if len(sample.shape) == 4 else int(self.latent_shape[1])
+        self.vae_encoder: Session | None = None  # opened by the first image in (edgediff/runtime/images.py)
         self.load_ms = load_ms + (time.perf_counter() - start) * 1000
         self.last_timings: StageTimings | None = None
 
@@ -344,12 +347,15 @@ class BundlePipeline:
         callback: StepCallback | None = None,
         progress: bool = False,
         keep_intermediates: bool = False,
+        images: ImageInputs | None = None,
     ) -> GenerationResult:
-        """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw."""
+        """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw; `images` makes it
+        image-to-image or inpainting (edgediff/runtime/images.py)."""
         t_total = time.perf_counter()
         timings = StageTimings(load_ms=self.load_ms)
         guidance = self.default_guidance if guidance is None else float(guidance)
         sched = self.scheduler(steps, scheduler)
+        check_bundle(self, images)
         n_steps = int(sched.tables["num_inference_steps"])
         keep: dict[str, Any] = {}
 
@@ -357,11 +363,14 @@ class BundlePipeline:
         ids, uncond_ids, cond_embeds, uncond_embeds = self.condition(prompt, negative_prompt, do_cfg, timings)
 
         rng = np.random.default_rng(seed)
-        if latents is None:
-            noise = initial_noise(rng, self.latent_shape)
+        if images is not None:  # image-to-image / inpainting: a later start, the image's latents
+            sched, noise, x = images.start(self, sched, rng, latents)
         else:
-            noise = np.asarray(latents, dtype=np.float32).reshape(self.latent_shape)
-        x = (noise * sched.init_noise_sigma).astype(np.float32)
+            if latents is None:
+                noise = initial_noise(rng, self.latent_shape)
+            else:
+                noise = np.asarray(latents, dtype=np.float32).reshape(self.latent_shape)
+            x = (noise * sched.init_noise_sigma).astype(np.float32)
         time_cond = guidance_scale_embedding(guidance - 1.0, self._time_cond_dim) if self._time_cond_dim else None
         if keep_intermediates:
             keep.update(
@@ -381,6 +390,8 @@ class BundlePipeline:
             t = float(sched.timesteps[i])
             t_s = time.perf_counter()
             model_in = sched.scale_model_input(x, i)
+            if images is not None:
+                model_in = images.unet_sample(model_in)
             timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
             t_u = time.perf_counter()
             noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond)
@@ -389,6 +400,8 @@ class BundlePipeline:
             t_s = time.perf_counter()
             step_noise = rng.standard_normal(self.latent_shape, dtype=np.float32) if sched.step_needs_noise(i) else None
             x_next = sched.step(noise_pred, i, x, noise=step_noise)
+            if images is not None:
+                x_next = images.after_step(i, len(sched), x_next)
             timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
             if keep_intermediates:
                 if i == 0:

@@ -175,8 +175,8 @@ def swift_component(component: Component, context_channels_first: bool = False) 
                 moments = self.vae.encoder(z)
                 return self.vae.quant_conv(moments) if getattr(self.vae, "quant_conv", None) is not None else moments
 
-        channels = latent.shape[1]
-        moments_shape = (latent.shape[0], 2 * channels) + tuple(latent.shape[2:])
+        channels = latent.shape[1]  # the contract's output is the moments already (mean, log-variance)
+        moments_shape = tuple(latent.shape)
         return SwiftComponent(
             Moments(vae), (TensorSpec(ENCODER_INPUT, image.shape, "float32"),),
             (TensorSpec(ENCODER_OUTPUT, moments_shape, "float32"),),

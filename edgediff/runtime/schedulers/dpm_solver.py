@@ -24,6 +24,31 @@ from edgediff.runtime.schedulers.noise_schedule import (
 )
 
 
+def _dpm_sigmas(cfg: dict[str, Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, sigmas with the final one appended) as diffusers' `set_timesteps` makes them; shared with the
+    partial start of image-to-image (`partial`), whose added noise is taken at these sigmas."""
+    ac = _alphas_cumprod(cfg)
+    if cfg.get("rescale_betas_zero_snr"):
+        ac[-1] = 2.0**-24
+    train = int(cfg["num_train_timesteps"])
+    lambdas = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
+    clipped_idx = int(np.searchsorted(lambdas[::-1], float(cfg["lambda_min_clipped"])))
+    last_t = train - clipped_idx
+    timesteps = _solver_timesteps(cfg, n, last_t)
+    full = _discrete_sigmas(ac)
+    if cfg["use_karras_sigmas"]:
+        sigmas = _karras(full[::-1].copy(), n, cfg)
+        t_frac = _sigma_to_t(sigmas, full)
+        timesteps = (t_frac.round() if cfg["beta_schedule"] != "squaredcos_cap_v2" else t_frac).astype(np.int64)
+    else:
+        sigmas = np.interp(timesteps, np.arange(len(full)), full)
+    if cfg["final_sigmas_type"] not in ("zero", "sigma_min"):
+        raise UnsupportedError(f"final_sigmas_type {cfg['final_sigmas_type']!r} is not supported; use zero or sigma_min")
+    last = float(full[0]) if cfg["final_sigmas_type"] == "sigma_min" else 0.0
+    sigmas = np.concatenate([sigmas, [last]]).astype(np.float32).astype(np.float64)
+    return timesteps, sigmas
+
+
 def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
     _no_thresholding(cfg)
     kind = _prediction(cfg, ("epsilon", "v_prediction", "sample"))
@@ -45,25 +70,7 @@ def _dpm_multistep(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients],
         raise UnsupportedError("third-order sde-dpmsolver++ is not supported; use solver_order=2")
     if cfg.get("variance_type") in ("learned", "learned_range"):
         raise UnsupportedError("variance_type learned/learned_range is not supported (SD UNets predict 4 channels)")
-    ac = _alphas_cumprod(cfg)
-    if cfg.get("rescale_betas_zero_snr"):
-        ac[-1] = 2.0**-24
-    train = int(cfg["num_train_timesteps"])
-    lambdas = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
-    clipped_idx = int(np.searchsorted(lambdas[::-1], float(cfg["lambda_min_clipped"])))
-    last_t = train - clipped_idx
-    timesteps = _solver_timesteps(cfg, n, last_t)
-    full = _discrete_sigmas(ac)
-    if cfg["use_karras_sigmas"]:
-        sigmas = _karras(full[::-1].copy(), n, cfg)
-        t_frac = _sigma_to_t(sigmas, full)
-        timesteps = (t_frac.round() if cfg["beta_schedule"] != "squaredcos_cap_v2" else t_frac).astype(np.int64)
-    else:
-        sigmas = np.interp(timesteps, np.arange(len(full)), full)
-    if cfg["final_sigmas_type"] not in ("zero", "sigma_min"):
-        raise UnsupportedError(f"final_sigmas_type {cfg['final_sigmas_type']!r} is not supported; use zero or sigma_min")
-    last = float(full[0]) if cfg["final_sigmas_type"] == "sigma_min" else 0.0
-    sigmas = np.concatenate([sigmas, [last]]).astype(np.float32).astype(np.float64)
+    timesteps, sigmas = _dpm_sigmas(cfg, n)
     count = len(timesteps)
 
     def alpha_sigma(sigma: float) -> tuple[float, float]:

@@ -12,7 +12,9 @@ from edgediff.runtime.schedulers.coefficients import StepCoefficients
 from edgediff.runtime.schedulers.noise_schedule import _alphas_cumprod, _check_spacing, _eps_coefficients, _prediction
 
 
-def _pndm(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
+def _pndm(cfg: dict[str, Any], n: int, begin: int = 0) -> tuple[list[StepCoefficients], float]:
+    """`begin` > 0: the rows of a run that starts at timesteps[begin] (image-to-image), whose step counter
+    restarts at 0 there as diffusers' does."""
     kind = _prediction(cfg, ("epsilon", "v_prediction"))
     if not cfg["skip_prk_steps"]:
         raise UnsupportedError(
@@ -39,7 +41,7 @@ def _pndm(cfg: dict[str, Any], n: int) -> tuple[list[StepCoefficients], float]:
     }
     steps = []
     stored = 0  # how many model outputs diffusers' `ets` holds (it keeps the last 4)
-    for counter, t in enumerate(timesteps):
+    for counter, t in enumerate(timesteps[begin:]):
         t_eff, prev = int(t), int(t) - stride
         base, save, push = "sample", False, True
         if counter == 1:
