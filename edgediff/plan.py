@@ -126,6 +126,11 @@ def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
 
     found = inspect(path, recipe.model.prediction_type)
     recipe.model.prediction_type = found.prediction_type  # pinned: verify and profile rebuild exactly this
+    if found.family.startswith("sdxl"):  # both text encoders condition the UNet (model/sdxl.py)
+        from edgediff.model import sdxl
+
+        recipe.pipeline.components = sdxl.resolve_components(recipe.pipeline.components,
+                                                             "text_encoder" in found.configs)
     _apply_pipeline_defaults(recipe, {}, found.configs["unet"], found.configs.get("vae", {}),
                              found.configs["scheduler"])
 

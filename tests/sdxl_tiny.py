@@ -25,7 +25,7 @@ def tiny_unet_config(refiner: bool = False) -> dict:
     cross = TE_HIDDEN if refiner else 2 * TE_HIDDEN
     cfg.update(block_out_channels=[32, 64], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
                up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], attention_head_dim=[2, 4],
-               transformer_layers_per_block=[1, 2], layers_per_block=1, norm_num_groups=8, sample_size=8,
+               transformer_layers_per_block=[1, 2], layers_per_block=1, norm_num_groups=32, sample_size=8,
                cross_attention_dim=cross, addition_time_embed_dim=8,
                projection_class_embeddings_input_dim=TE_HIDDEN + n_ids * 8)
     return cfg
@@ -41,7 +41,7 @@ def tiny_text_config(second: bool) -> dict:
 
 def tiny_vae_config() -> dict:
     cfg = _config("vae.json")
-    cfg.update(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=4, sample_size=64)
+    cfg.update(block_out_channels=[32, 32, 32, 32], layers_per_block=1, sample_size=64)  # SDXL's 32 groups
     return cfg
 
 
@@ -97,4 +97,27 @@ def write_tiny_sdxl(folder: Path, refiner: bool = False, turbo: bool = False, se
         if (folder / name).exists():
             shutil.rmtree(folder / name)
             write_tokenizer(folder / name, second)
+    return folder
+
+
+def write_full_size_configs(folder: Path, refiner: bool = False) -> Path:
+    """The real SDXL base (or refiner) folder from the configs shipped in edgediff, without weights: what
+    `edgediff convert --random-weights` builds the full architecture from (2.6B-parameter UNet for the base)."""
+    index = json.loads((CONFIGS / ("model_index_refiner.json" if refiner else "model_index.json")).read_text())
+    parts = {"unet": ("diffusers", "UNet2DConditionModel", "unet_refiner.json" if refiner else "unet.json"),
+             "vae": ("diffusers", "AutoencoderKL", "vae.json"),
+             "text_encoder_2": ("transformers", "CLIPTextModelWithProjection", "text_encoder_2.json"),
+             "scheduler": ("diffusers", "EulerDiscreteScheduler", "scheduler.json")}
+    if not refiner:
+        parts["text_encoder"] = ("transformers", "CLIPTextModel", "text_encoder.json")
+    for name, (library, class_name, config) in parts.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        file = "scheduler_config.json" if name == "scheduler" else "config.json"
+        shutil.copy2(CONFIGS / config, folder / name / file)
+        index[name] = [library, class_name]
+    for name, second in (("tokenizer", False), ("tokenizer_2", True)):
+        if second or not refiner:
+            write_tokenizer(folder / name, second)
+            index[name] = ["transformers", "CLIPTokenizer"]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     return folder

@@ -39,12 +39,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+_PIPES: dict[Path, object] = {}
+
+
+def _reference_pipeline(model: Path):
+    if model not in _PIPES:
+        _PIPES[model] = diffusers.StableDiffusionXLPipeline.from_pretrained(str(model))
+        _PIPES[model].set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
+    return _PIPES[model]
+
+
 def reference_image(model: Path, seed: int, steps: int, guidance: float, negative_prompt: str | None,
                     latent_shape, noisy_steps: int = 0) -> np.ndarray:
     """diffusers' StableDiffusionXLPipeline from the folder, fed the runtime's seed convention: the same initial
     latent and, where the scheduler draws noise, the runtime's per-step draws in order."""
-    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(model))
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _reference_pipeline(model)
     rng = np.random.default_rng(seed)
     initial = rng.standard_normal(latent_shape, dtype=np.float32)
     draws = [rng.standard_normal(latent_shape, dtype=np.float32) for _ in range(noisy_steps)]
@@ -144,13 +153,13 @@ def test_generate_and_golden_cli(ort_base, tmp_path):
 
 def test_litert_converts_and_matches_diffusers(models, tmp_path):
     pytest.importorskip("litert_torch")
-    bundle = convert(models["base"], tmp_path, "litert")
+    bundle = convert(models["turbo"], tmp_path, "litert", "--set", "pipeline.guidance_scale=0")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())
     assert manifest["verify"]["end_to_end"]["status"] == "passed"
     pipe = BundlePipeline.load(bundle)
-    got = pipe.generate(PROMPT, seed=5, steps=STEPS, guidance=5.0).image
-    ref = reference_image(models["base"], 5, STEPS, 5.0, None, pipe.latent_shape)
+    got = pipe.generate(PROMPT, seed=5, steps=2).image
+    ref = reference_image(models["turbo"], 5, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
     assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
 
 
@@ -161,8 +170,74 @@ def test_coreml_converts_with_structural_checks(models, tmp_path):
     assert set(manifest["components"]) == {"text_encoder", "text_encoder_2", "unet", "vae_decoder"}
     for name, entry in manifest["components"].items():
         structural = entry["verify"]["structural"]
-        assert structural and all(c["ok"] for c in structural["checks"]), (name, structural)
+        assert structural["passed"] and all(c["passed"] for c in structural["checks"]), (name, structural)
         if sys.platform != "darwin":
             assert entry["verify"]["status"] == "skipped" and "macOS" in entry["verify"]["reason"]
+    assert "force_upcast" in manifest["pipeline"]["sdxl"]["vae_note"]  # an fp16 SDXL VAE is flagged
     unet_inputs = [i["name"] for i in manifest["components"]["unet"]["inputs"]]
     assert unet_inputs == ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"]
+
+
+# ---- single-file checkpoints -----------------------------------------------------------------------------------
+
+
+def _plain(module) -> dict:
+    config = module.config.to_dict() if hasattr(module.config, "to_dict") else dict(module.config)
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"}
+
+
+@pytest.mark.parametrize("refiner", [False, True])
+def test_single_file_loads_bit_identical_to_its_folder(refiner, tmp_path):
+    from edgediff.model.load import load_model
+    from edgediff.model.single_file import load_single_file
+    from tests.ldm_layout_sdxl import tiny_sdxl_checkpoint
+
+    path, folder = tiny_sdxl_checkpoint(tmp_path, refiner)
+    single, reference = load_single_file(path), load_model(folder)
+    parts = ("text_encoder_2", "unet", "vae") + (() if refiner else ("text_encoder",))
+    for part in parts:
+        got, want = getattr(single, part), getattr(reference, part)
+        a, b = got.state_dict(), want.state_dict()
+        assert a.keys() == b.keys(), part
+        assert all(torch.equal(a[k], b[k]) for k in a), (part, [k for k in a if not torch.equal(a[k], b[k])][:3])
+    assert (single.text_encoder is None) == refiner
+    unet_got, unet_want = _plain(single.unet), _plain(reference.unet)
+    heads = ("attention_head_dim", "sample_size")  # heads are not in the shapes; the tiny widths are not SDXL's
+    assert {k: v for k, v in unet_got.items() if k not in heads} == {k: v for k, v in unet_want.items()
+                                                                     if k not in heads}
+    assert single.vae.config.scaling_factor == pytest.approx(0.13025) and single.vae.config.force_upcast
+    assert single.details["single_file"]["family"] == ("sdxl-refiner" if refiner else "sdxl")
+    assert single.pipeline_config.get("requires_aesthetics_score", False) == refiner
+    pad = json.loads((single.tokenizer_2_dir / "special_tokens_map.json").read_text())["pad_token"]
+    assert pad == "!"
+
+
+@pytest.mark.parametrize("refiner", [False, True])
+def test_full_size_sdxl_configs_come_back_from_shapes_alone(refiner):
+    """The real SDXL base / refiner architectures built on the meta device from the shipped configs, written in the
+    original layout: detection from names and shapes gives back every config value."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from edgediff.model.single_file import detect
+    from edgediff.model.single_file_sdxl import read_config
+    from edgediff.model.tensor_file import TensorFile
+    from tests.ldm_layout_sdxl import to_ldm_sdxl
+
+    configs = {"unet": read_config("unet_refiner.json" if refiner else "unet.json"), "vae": read_config("vae.json"),
+               "text_encoder_2": read_config("text_encoder_2.json")}
+    if not refiner:
+        configs["text_encoder"] = read_config("text_encoder.json")
+    with torch.device("meta"):
+        pipe = type("Pipe", (), {})()
+        pipe.unet = UNet2DConditionModel.from_config(configs["unet"])
+        pipe.vae = AutoencoderKL.from_config(configs["vae"])
+        pipe.text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(configs["text_encoder_2"]))
+        pipe.text_encoder = None if refiner else CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
+    shapes = {k: tuple(v.shape) for k, v in to_ldm_sdxl(pipe).items()}
+    found = detect(TensorFile(Path("sd_xl.safetensors"), shapes))
+    assert sum(p.numel() for p in pipe.unet.parameters()) > (2.5e9 if not refiner else 2.2e9)
+    for part, real in configs.items():
+        differ = {k: (found.configs[part].get(k), v) for k, v in real.items()
+                  if not k.startswith("_") and k != "architectures" and found.configs[part].get(k) != v}
+        assert not differ, (part, differ)

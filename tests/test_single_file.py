@@ -185,7 +185,7 @@ def test_a_file_of_no_family_lists_what_it_has_and_lacks(sd2_state, tmp_path, ca
     ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 32)}, "is a LoRA"),
     ({"conv_in.weight": (32, 4, 3, 3), "down_blocks.0.resnets.0.conv1.weight": (32, 32, 3, 3)}, "diffusers' own"),
     ({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
-      "conditioner.embedders.1.model.positional_embedding": (77, 1280)}, "SDXL base checkpoint"),
+      "conditioner.embedders.1.model.positional_embedding": (77, 1280)}, "SDXL checkpoint without its OpenCLIP"),
 ])
 def test_other_kinds_of_file_are_named(keys, expected, tmp_path, capsys):
     path = write_checkpoint({k: torch.zeros(s) for k, s in keys.items()}, tmp_path / "x.safetensors")

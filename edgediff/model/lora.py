@@ -123,8 +123,9 @@ def _normalise_prefixes(raw: dict[str, Any], path: Path) -> dict[str, Any]:
             raise UnsupportedError(f"LoRA {path.name} is a {kind} adapter ({hit}); edgediff fuses LoRA only "
                                    "(lora_down / lora_up or lora_A / lora_B)")
     if any(k.startswith(("text_encoder_2.", "lora_te2_")) for k in raw):
-        raise UnsupportedError(f"LoRA {path.name} changes a second text encoder: it is an SDXL LoRA; edgediff "
-                               "converts SD 1.x / 2.x")
+        raise UnsupportedError(f"LoRA {path.name} changes a second text encoder: it is an SDXL LoRA, and edgediff "
+                               "fuses SD 1.x / 2.x LoRAs only so far; fuse it into the SDXL checkpoint with "
+                               "another tool first")
     out = {}
     for key, value in raw.items():
         key = key.removeprefix("base_model.model.")  # PeftModel.save_pretrained of a bare UNet

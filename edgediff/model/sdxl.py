@@ -234,6 +234,7 @@ def generate(calls, encoders: list[str], tokens: Mapping[str, np.ndarray], sched
             out = calls[name]({"input_ids": tokens[name][row:row + 1]})
             states.append(out[HIDDEN])
             pooled = out.get(POOLED, pooled)
+        assert pooled is not None, "text_encoder_2 gives text_embeds"
         return {"encoder_hidden_states": np.concatenate(states, axis=-1), "text_embeds": pooled,
                 "time_ids": time_ids[1 if negative else 0]}
 

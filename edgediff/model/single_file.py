@@ -1,4 +1,5 @@
 """Single-file checkpoints (`model.safetensors` / `.ckpt` as CompVis, A1111 and ComfyUI save them), fully offline.
+SDXL base and refiner files are detected here and mapped by single_file_sdxl.py.
 
 The family is read from tensor names and shapes: SD 1.x carries a Hugging Face CLIP text encoder
 (`cond_stage_model.transformer.*`) and convolutional attention projections, SD 2.x an OpenCLIP one
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgediff.errors import ModelLoadError, RecipeError, UnsupportedError
+from edgediff.model import single_file_sdxl as sdxl_file
 from edgediff.model.tensor_file import SUFFIXES, TensorFile, open_tensor_file
 
 CONFIGS = Path(__file__).with_name("configs")
@@ -40,7 +42,7 @@ HEAD_CHANNELS = 64  # SD 2.x attention heads and every CLIP text encoder use 64 
 SD1_HEADS = 8  # SD 1.x uses 8 heads at every width
 V_PREDICTION_STD = 0.09  # ComfyUI's threshold on the spread of output_blocks.11's first norm bias
 V_PROBE = UNET + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
-FAMILIES = {"sd1": "SD 1.x", "sd2": "SD 2.x"}
+FAMILIES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL base", "sdxl-refiner": "SDXL refiner"}
 
 
 def is_single_file(path: Path) -> bool:
@@ -51,7 +53,7 @@ def is_single_file(path: Path) -> bool:
 class Detection:
     """What a checkpoint is, and the diffusers configs that rebuild it."""
 
-    family: str  # "sd1" or "sd2"
+    family: str  # "sd1", "sd2", "sdxl" or "sdxl-refiner"
     variant: str  # "" (text to image), "inpainting", or "<n>-channel input"
     prediction_type: str
     prediction_from: str
@@ -85,6 +87,8 @@ def detect(tf: TensorFile, prediction_type: str = "") -> Detection:
                           ", or \"\" to detect)")
     shapes = tf.shapes
     _refuse_other_formats(tf)
+    if sdxl_file.is_sdxl_file(shapes):
+        return _detect_sdxl(tf, prediction_type)
     keys = _split_parts(shapes)
     if "unet" not in keys:
         raise _no_family(tf, keys)
@@ -116,6 +120,28 @@ def detect(tf: TensorFile, prediction_type: str = "") -> Detection:
     return Detection(family, variant, prediction, reason, configs, keys, ignored, notes)
 
 
+def _detect_sdxl(tf: TensorFile, prediction_type: str) -> Detection:
+    """SDXL base / refiner (single_file_sdxl.py): both text encoders, the UNet with label_emb, the VAE."""
+    keys = sdxl_file.split_parts(tf.shapes)
+    if "unet" not in keys:
+        raise _no_family(tf, keys)
+    fam = sdxl_file.family(keys)
+    configs: dict[str, dict[str, Any]] = {"text_encoder_2": sdxl_file.big_g_config(tf.shapes)}
+    if "text_encoder" in keys:
+        configs["text_encoder"] = sdxl_file.clip_l_config(tf.shapes)
+    measured = _unet_config(_strip(tf.shapes, UNET), "sd2", tf.path.name)  # widths, levels, linear projections
+    configs["unet"] = sdxl_file.unet_config(measured, _strip(tf.shapes, UNET), fam,
+                                            configs["text_encoder_2"]["projection_dim"], f"{tf.path.name} (UNet)")
+    prediction = prediction_type or "epsilon"
+    reason = "recipe (model.prediction_type)" if prediction_type else f"{FAMILIES[fam]} default"
+    configs["scheduler"] = sdxl_file.read_config("scheduler.json") | {"prediction_type": prediction}
+    if "vae" in keys:
+        configs["vae"] = _vae_config(_strip(tf.shapes, "first_stage_model."), "sdxl")
+    ignored = len(tf.shapes) - sum(len(v) for v in keys.values())
+    notes = [] if "vae" in keys else ["the file has no vae"]
+    return Detection(fam, "", prediction, reason, configs, keys, ignored, notes)
+
+
 def _split_parts(shapes: dict[str, tuple[int, ...]]) -> dict[str, list[str]]:
     parts: dict[str, list[str]] = {}
     for key in shapes:
@@ -134,10 +160,6 @@ def _split_parts(shapes: dict[str, tuple[int, ...]]) -> dict[str, list[str]]:
 def _refuse_other_formats(tf: TensorFile) -> None:
     keys = list(tf.shapes)
     name = tf.path.name
-    if any(k.startswith("conditioner.embedders.") for k in keys) or UNET + "label_emb.0.0.weight" in tf.shapes:
-        kind = "base" if any(k.startswith("conditioner.embedders.1.") for k in keys) else "refiner"
-        raise UnsupportedError(f"{name} is an SDXL {kind} checkpoint; edgediff converts SD 1.x and SD 2.x "
-                               "(SDXL's second text encoder and size conditioning are not supported yet)")
     if keys and all(k.startswith(("lora_", "lycoris_")) or ".lora_" in k or ".alpha" in k for k in keys):
         raise ModelLoadError(f"{name} is a LoRA, not a model: pass it with --lora {name}[:STRENGTH] next to its "
                              "base model")
@@ -334,16 +356,23 @@ def load_single_file(path: Path, random_weights: bool = False, prediction_type: 
     found = detect(tf, prediction_type)
     scheduler = found.configs["scheduler"]
     model = LoadedModel(source=str(path), kind="pipeline", random_weights=random_weights,
-                        scheduler_class=scheduler["_class_name"], scheduler_config=scheduler,
-                        tokenizer_dir=tokenizer_folder(found.family))
+                        scheduler_class=scheduler["_class_name"], scheduler_config=scheduler)
+    if found.family.startswith("sdxl"):
+        folders = sdxl_file.tokenizer_folders()
+        model.tokenizer_dir = folders["tokenizer"] if "text_encoder" in found.keys else None
+        model.tokenizer_2_dir = folders["tokenizer_2"]
+        model.pipeline_config = sdxl_file.read_config("model_index.json" if found.family == "sdxl"
+                                                      else "model_index_refiner.json")
+    else:
+        model.tokenizer_dir = tokenizer_folder(found.family)
     model.details = {"single_file": found.record()}
-    for part in ("text_encoder", "unet", "vae"):
+    for part in ("text_encoder", "text_encoder_2", "unet", "vae"):
         if part not in found.keys:
             continue
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         # UNet and VAE are built without memory and take the file's tensors as they are: a full-size UNet is never
         # held twice. The text encoder is built for real (its position ids are a buffer no file carries).
-        empty = not random_weights and part != "text_encoder"
+        empty = not random_weights and not part.startswith("text_encoder")
         with torch.device("meta") if empty else contextlib.nullcontext():
             module = _build(part, found.configs[part])
         if not random_weights:
@@ -354,10 +383,11 @@ def load_single_file(path: Path, random_weights: bool = False, prediction_type: 
 
 
 def _build(part: str, config: dict[str, Any]):
-    if part == "text_encoder":
-        from transformers import CLIPTextConfig, CLIPTextModel
+    if part.startswith("text_encoder"):
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-        return CLIPTextModel(CLIPTextConfig.from_dict(config))
+        return (CLIPTextModelWithProjection if part == "text_encoder_2" else CLIPTextModel)(
+            CLIPTextConfig.from_dict(config))
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     return (UNet2DConditionModel if part == "unet" else AutoencoderKL).from_config(config)
@@ -368,6 +398,10 @@ def _convert(part: str, tf: TensorFile, found: Detection, module) -> dict[str, A
     from diffusers.loaders import single_file_utils as sf
 
     tensors = tf.load(found.keys[part])
+    if found.family.startswith("sdxl") and part.startswith("text_encoder"):
+        state = sdxl_file.convert_text(part, tensors, module, tf.shapes)
+        return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()
+                if not k.endswith("position_ids")}
     if part == "text_encoder":
         tensors = {_clip_name(k): v for k, v in tensors.items()}
     if part == "unet":

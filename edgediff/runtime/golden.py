@@ -109,6 +109,7 @@ def write_golden(
     sched = pipe.scheduler(result.steps, result.scheduler)
     (out_dir / "scheduler_tables.json").write_text(json.dumps(sched.tables, indent=1) + "\n")
     tok_cases = [{"text": text, "ids": pipe.tokenizer(text)} for text in TOKENIZER_CASES]
+    second = getattr(pipe, "tokenizers", {}).get("text_encoder_2") if len(getattr(pipe, "tokenizers", {})) > 1 else None
     golden = {
         "format": GOLDEN_FORMAT,
         "bundle": {
@@ -132,8 +133,7 @@ def write_golden(
             **_token_rows("input_ids", keep["input_ids"]),
             **_token_rows("negative_input_ids", keep.get("uncond_input_ids")),
             "cases": tok_cases,
-            **({"cases_2": [{"text": text, "ids": pipe.tokenizers["text_encoder_2"](text)} for text in TOKENIZER_CASES]}
-               if len(getattr(pipe, "tokenizers", {})) > 1 else {}),
+            **({"cases_2": [{"text": text, "ids": second(text)} for text in TOKENIZER_CASES]} if second else {}),
         },
         "scheduler_tables": "scheduler_tables.json",
         "tensors": tensors,

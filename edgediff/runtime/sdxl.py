@@ -72,12 +72,14 @@ def check_section(manifest: Manifest) -> dict[str, Any]:
     need(isinstance(encoders, list) and bool(encoders) and all(e in TEXT_ENCODERS for e in encoders)
          and len(set(encoders)) == len(encoders), "text_encoders", f"a list of {', '.join(TEXT_ENCODERS)}", encoders)
     tokenizers = section.get("tokenizers")
-    need(isinstance(tokenizers, dict) and set(tokenizers) == set(encoders)
+    need(isinstance(tokenizers, dict) and set(tokenizers) == set(encoders or ())
          and all(isinstance(t, dict) and isinstance(t.get("vocab"), str) and isinstance(t.get("merges"), str)
                  for t in tokenizers.values()),
          "tokenizers", "one {vocab, merges} object per text encoder", tokenizers)
     ids = section.get("time_ids")
-    pair = (lambda v: isinstance(v, list) and len(v) == 2 and all(type(x) is int and 0 <= x <= 1 << 16 for x in v))
+    def pair(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(type(x) is int and 0 <= x <= 1 << 16 for x in v)
+
     need(isinstance(ids, dict) and all(pair(ids.get(k)) for k in ("original_size", "crops_coords_top_left",
                                                                    "target_size")),
          "time_ids", "an object with original_size, crops_coords_top_left and target_size as [int, int]", ids)
