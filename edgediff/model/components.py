@@ -16,7 +16,7 @@ from edgediff.contract import Int8Inputs, TensorSpec
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.load import LoadedModel
 
-COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+COMPONENT_NAMES = ("text_encoder", "unet", "vae_decoder", "vae_encoder", "controlnet")
 TEXT_LENGTH = 77
 
 
@@ -155,6 +155,8 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
     for name in names:
         if name not in COMPONENT_NAMES:
             raise RecipeError(f"unknown component '{name}' (valid: {', '.join(COMPONENT_NAMES)})")
+        if name == "controlnet":  # built with the unet it feeds, below
+            continue
         if name == "text_encoder":
             te = _require(model.text_encoder, name, model)
             hidden = te.config.hidden_size
@@ -198,6 +200,10 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
                 outputs=(TensorSpec("latent", (1, vae.config.latent_channels, h, w)),),
                 input_ranges={"image": (-1.0, 1.0)},
             ))
+    if "controlnet" in names or getattr(model, "controlnet", None) is not None:
+        from edgediff.model.controlnet import attach_controlnet
+
+        built = attach_controlnet(model, built, names, scale)
     return built
 
 

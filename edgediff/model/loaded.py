@@ -21,6 +21,7 @@ class LoadedModel:
     unet: Any = None
     vae: Any = None
     custom: Any = None
+    controlnet: Any = None  # a diffusers ControlNetModel (edgediff.model.controlnet), when --controlnet is given
     tokenizer_dir: Path | None = None
     scheduler_class: str | None = None
     scheduler_config: dict[str, Any] = field(default_factory=dict)

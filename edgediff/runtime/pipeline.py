@@ -24,7 +24,8 @@ import numpy as np
 
 from edgediff import defaults
 from edgediff.contract import Manifest, inside, restore_nonfinite
-from edgediff.errors import ModelLoadError
+from edgediff.errors import ModelLoadError, RecipeError
+from edgediff.runtime.control import ControlInput, ControlStage
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
 from edgediff.runtime.schedulers.config import preset_overrides
 from edgediff.runtime.sessions import Session, SessionOptions, open_component
@@ -225,6 +226,8 @@ class BundlePipeline:
         self.text_encoder: Session = open_component(manifest, "text_encoder", options)
         self.unet: Session = open_component(manifest, "unet", options)
         self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
+        # A ControlNet bundle: its residuals feed the UNet (zeros without a control image); runtime/control.py
+        self.control = ControlStage(manifest, options) if "controlnet" in manifest.components else None
         self.load_ms = load_ms + (time.perf_counter() - start) * 1000
         self.last_timings: StageTimings | None = None
 
@@ -264,7 +267,8 @@ class BundlePipeline:
     def encode(self, ids: np.ndarray) -> np.ndarray:
         return self.text_encoder.run({self._text_input: ids})[self._text_output]
 
-    def _unet(self, latents: np.ndarray, t: float, embeds: np.ndarray, cond: np.ndarray | None) -> np.ndarray:
+    def _unet(self, latents: np.ndarray, t: float, embeds: np.ndarray, cond: np.ndarray | None,
+              control: ControlInput | None = None) -> np.ndarray:
         batch = latents.shape[0]
         feeds = {
             "sample": latents,
@@ -273,26 +277,30 @@ class BundlePipeline:
         }
         if cond is not None:
             feeds["timestep_cond"] = np.repeat(cond, batch, axis=0) if cond.shape[0] != batch else cond
+        if self.control is not None:
+            feeds.update(self.control.feeds(feeds, control))
         return self.unet.run(feeds)[self._unet_output]
 
     def predict_noise(
         self, latent_input: np.ndarray, t: float, cond_embeds: np.ndarray, uncond_embeds: np.ndarray | None,
-        guidance: float, time_cond: np.ndarray | None,
+        guidance: float, time_cond: np.ndarray | None, control: ControlInput | None = None,
     ) -> np.ndarray:
         """The guided model output for one step (uncond first, then cond, as diffusers batches them)."""
         if uncond_embeds is None:
             if self._unet_batch == 2:  # a UNet exported for batched CFG, run without guidance
-                out = self._unet(np.concatenate([latent_input] * 2), t, np.concatenate([cond_embeds] * 2), time_cond)
+                out = self._unet(np.concatenate([latent_input] * 2), t, np.concatenate([cond_embeds] * 2), time_cond,
+                                 control)
                 return out[:1]
-            return self._unet(latent_input, t, cond_embeds, time_cond)
+            return self._unet(latent_input, t, cond_embeds, time_cond, control)
         if self._batched_cfg:
             out = self._unet(
-                np.concatenate([latent_input, latent_input]), t, np.concatenate([uncond_embeds, cond_embeds]), time_cond
+                np.concatenate([latent_input, latent_input]), t, np.concatenate([uncond_embeds, cond_embeds]), time_cond,
+                control,
             )
             uncond, cond = out[:1], out[1:2]
         else:
-            uncond = self._unet(latent_input, t, uncond_embeds, time_cond)
-            cond = self._unet(latent_input, t, cond_embeds, time_cond)
+            uncond = self._unet(latent_input, t, uncond_embeds, time_cond, control)
+            cond = self._unet(latent_input, t, cond_embeds, time_cond, control)
         return (uncond + np.float32(guidance) * (cond - uncond)).astype(np.float32)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
@@ -313,8 +321,15 @@ class BundlePipeline:
         callback: StepCallback | None = None,
         progress: bool = False,
         keep_intermediates: bool = False,
+        control: ControlInput | None = None,
     ) -> GenerationResult:
-        """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw."""
+        """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw; `control` is a
+        prepared control image for a ControlNet bundle (edgediff.runtime.control.read_control)."""
+        if control is not None and self.control is None:
+            raise RecipeError(f"bundle {self.manifest.root} has no ControlNet; convert with --controlnet FOLDER "
+                              "to use a control image")
+        if control is not None:
+            self.control.check(control)  # type: ignore[union-attr]
         t_total = time.perf_counter()
         timings = StageTimings(load_ms=self.load_ms)
         guidance = self.default_guidance if guidance is None else float(guidance)
@@ -360,7 +375,7 @@ class BundlePipeline:
             model_in = sched.scale_model_input(x, i)
             timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
             t_u = time.perf_counter()
-            noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond)
+            noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond, control)
             step_ms = (time.perf_counter() - t_u) * 1000
             timings.unet_step_ms.append(step_ms)
             t_s = time.perf_counter()
