@@ -18,7 +18,7 @@ from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.runtime import BundlePipeline
 from edgediff.runtime import control as ctl
 from edgediff.runtime.pipeline import initial_noise
-from tests.tiny import SD15, write_tiny_pipeline
+from tests.tiny import write_tiny_pipeline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a large red circle on a blue background, top left"
@@ -333,3 +333,79 @@ def test_depth_hint_from_8_bit_grayscale():
     plane = (np.arange(64)[None, :] * 4).repeat(64, 0).astype(np.uint8)
     hint = ctl.prepare(Image.fromarray(plane), "depth", 64, 64)
     np.testing.assert_allclose(hint[0, 1], plane / 255.0, atol=1e-7)
+
+
+# ---- slimming: int8 calibration and pruning ------------------------------------------------------------------
+
+
+def _resolved(model: Path, controlnet: Path, steps: list | None = None, precision: str = "fp32"):
+    from edgediff.plan import resolve
+    from edgediff.recipe import Recipe, SlimStep
+
+    recipe = Recipe()
+    recipe.model.source, recipe.model.controlnet = str(model), str(controlnet)
+    recipe.backend.precision = precision
+    recipe.pipeline.num_inference_steps = 3
+    recipe.slim.steps = [SlimStep(kind, dict(options)) for kind, options in (steps or [])]
+    return resolve(recipe)
+
+
+def test_calibration_feeds_the_unet_real_controlnet_residuals(models):
+    import diffusers
+    import torch
+
+    from edgediff.slim import calibration as calib
+
+    plan = _resolved(*models)
+    model, by_name = plan.model, {c.name: c for c in plan.components}
+    settings = calib.CalibrationSettings(prompts=["a red circle"], guidance_scales=[5.0],
+                                         scheduler="EulerDiscreteScheduler", num_inference_steps=3, spread=1)
+    data = calib.capture(model, plan.components, settings,
+                         lambda: diffusers.EulerDiscreteScheduler.from_config(model.scheduler_config))
+    assert data.count("unet") == data.count("controlnet") == 3 + 1
+    names = [s.name for s in by_name["unet"].inputs]
+    for unet_feed, cn_feed in zip(data.samples["unet"], data.samples["controlnet"]):
+        assert set(unet_feed) == set(names)
+        residuals = by_name["controlnet"].run_torch(cn_feed)  # the component the bundle ships, on what was recorded
+        for name, value in residuals.items():
+            np.testing.assert_allclose(unet_feed[name], value, rtol=1e-4, atol=1e-5)
+        assert np.abs(unet_feed["mid_residual"]).max() > 1e-3  # real residuals, not zeros
+    with torch.inference_mode():  # and the recorded trajectory is the controlled one: the UNet sees the residuals
+        out = by_name["unet"].run_torch(data.samples["unet"][0])["noise_pred"]
+        plain = model.unet(*(torch.from_numpy(data.samples["unet"][0][k]) for k in names[:3])).sample.numpy()
+    assert not np.allclose(out, plain, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_int8_bundle_with_controlnet(models, tmp_path):
+    model, controlnet = models
+    recipe = tmp_path / "int8.toml"
+    recipe.write_text('version = 1\n[[slim.steps]]\nkind = "quantize"\ncalibration_samples = 8\neval_samples = 4\n'
+                      'prompts = ["a red circle", "a dog"]\nguidance_scales = [7.5]\ntarget_psnr_db = 25.0\n'
+                      f'cache_dir = "{tmp_path / "cache"}"\n')
+    bundle = convert(model, controlnet, tmp_path / "int8", "onnxruntime", "--precision", "int8", "--recipe",
+                     str(recipe))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["precision_plan"]["components"]) >= {"unet", "controlnet"}
+    pipe = BundlePipeline.load(bundle)
+    hint = ctl.ControlInput(ctl.prepare(photo(64, 64, 2), "raw", 64, 64), 1.0)
+    expected = diffusers_controlnet_image(model, controlnet, photo(64, 64, 2), 3, STEPS, 7.5, 1.0, pipe.latent_shape)
+    value = psnr(pipe.generate(PROMPT, seed=3, control=hint).image, expected)
+    print(f"\nint8 onnxruntime controlnet: PSNR {value:.1f} dB vs diffusers fp32")
+    assert value >= 15.0
+
+
+def test_pruned_unet_with_controlnet_is_refused_plainly(models):
+    with pytest.raises(UnsupportedError, match="prune only up blocks, or convert without --controlnet"):
+        _resolved(*models, steps=[("prune", {"preset": "bk-small"})])
+
+
+def test_pruned_up_path_keeps_the_controlnet(models):
+    """Dropping up-block attention and the mid block leaves the skip connections the residuals feed: the pair still
+    builds and the pruned UNet takes the real residuals."""
+    plan = _resolved(*models, steps=[("prune", {"spec": {"drop_attention_up": [1], "drop_mid": True}})])
+    by_name = {c.name: c for c in plan.components}
+    assert plan.model.unet.mid_block is None
+    residuals = by_name["controlnet"].run_torch(by_name["controlnet"].example_inputs(0))
+    feed = {**by_name["unet"].example_inputs(0), **residuals}
+    assert np.isfinite(by_name["unet"].run_torch(feed)["noise_pred"]).all()

@@ -51,9 +51,9 @@ CONTROLNET_FIELDS = {
 }
 # Keys that decide the residuals' number and shapes, or the inputs the ControlNet needs, compared with the UNet's.
 FAMILY_KEYS = ("in_channels", "cross_attention_dim", "block_out_channels", "layers_per_block", "down_block_types",
-               "transformer_layers_per_block", "addition_embed_type", "time_cond_proj_dim")
+               "transformer_layers_per_block", "addition_embed_type")
 DEFAULTS = {"in_channels": 4, "layers_per_block": 2, "transformer_layers_per_block": 1, "addition_embed_type": None,
-            "time_cond_proj_dim": None, "cross_attention_dim": 1280}
+            "cross_attention_dim": 1280}
 
 
 def down_residual(k: int) -> str:
@@ -330,3 +330,50 @@ def manifest_entry(component) -> dict[str, Any]:
             "residuals": [s.name for s in component.outputs],
             "without_image": "feed the unet zeros for every residual input",
             "hint_kinds": ["canny", "depth", "raw"]}
+
+
+class CalibrationControl:
+    """int8 calibration with a ControlNet: at every UNet call the calibration capture records, the ControlNet runs
+    on the same inputs and a fixed canny hint, its inputs are recorded for the controlnet component and its real
+    residuals are added to the UNet's sample (edgediff.slim.calibration.capture)."""
+
+    def __init__(self, model, by_name: dict[str, Any], scale: float = 1.0):
+        from edgediff.model.components import vae_scale_factor
+        from edgediff.runtime.control import synthetic_hint
+
+        self.model, self.scale = model, float(scale)
+        unet = by_name.get("unet")
+        if unet is None:
+            raise UnsupportedError("int8 calibration of a ControlNet needs the unet component it feeds")
+        _, _, h, w = unet.inputs[0].dims
+        factor = vae_scale_factor(model.vae)
+        self.hint = synthetic_hint(h * factor, w * factor)
+        self.names = [s.name for s in unet.inputs if s.name.startswith("down_residual_")] + [MID_RESIDUAL]
+
+    def add(self, feed: dict[str, Any], samples: dict[str, list]) -> None:
+        """Run the ControlNet for one UNet feed: record its inputs, add the residuals to `feed`."""
+        import numpy as np
+        import torch
+
+        batch = feed["sample"].shape[0]
+        inputs = {"sample": feed["sample"], "timestep": feed["timestep"],
+                  "encoder_hidden_states": feed["encoder_hidden_states"],
+                  COND_INPUT: np.repeat(self.hint, batch, axis=0), SCALE_INPUT: np.array([self.scale], np.float32)}
+        if COMPONENT in samples:
+            samples[COMPONENT].append(inputs)
+        down, mid = self.model.controlnet(
+            torch.from_numpy(inputs["sample"]), torch.from_numpy(inputs["timestep"]),
+            encoder_hidden_states=torch.from_numpy(inputs["encoder_hidden_states"]),
+            controlnet_cond=torch.from_numpy(inputs[COND_INPUT]), conditioning_scale=1.0, return_dict=False)
+        values = [(r * self.scale).numpy().astype(np.float32) for r in (*down, mid)]
+        feed.update(zip(self.names, values))
+
+    def unet(self, feed: dict[str, Any]):
+        """The raw UNet with the feed's residuals (what the calibration trajectory follows)."""
+        import torch
+
+        t = {k: torch.from_numpy(v) for k, v in feed.items()}
+        return self.model.unet(t["sample"], t["timestep"], t["encoder_hidden_states"],
+                               timestep_cond=t.get("timestep_cond"),
+                               down_block_additional_residuals=tuple(t[n] for n in self.names[:-1]),
+                               mid_block_additional_residual=t[MID_RESIDUAL], return_dict=False)[0].numpy()
