@@ -123,7 +123,7 @@ def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Componen
         scheduler["tables"] = scheduler_tables(p.scheduler, scheduler_config, p.num_inference_steps)
     except (EdgediffError, ValueError, KeyError, TypeError) as exc:  # an unsupported sampler must not block the bundle
         scheduler["tables_error"] = str(exc)
-    return {
+    entry = {
         "height": p.height, "width": p.width,
         # the latents' channels: an inpainting UNet takes more (latents + mask + masked-image latents)
         "latent_shape": [1, model.unet.config.out_channels, p.height // scale, p.width // scale],
@@ -133,6 +133,11 @@ def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Componen
         "scheduler": scheduler,
         "prediction_type": scheduler_config.get("prediction_type", "epsilon"),
     }
+    if "controlnet" in by_name:  # what apps need to feed it (edgediff.model.controlnet.manifest_entry)
+        from edgediff.model.controlnet import manifest_entry
+
+        entry["controlnet"] = manifest_entry(by_name["controlnet"])
+    return entry
 
 
 def write_plans(plans: dict[str, PrecisionPlan], bundle_dir: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from edgediff.model.components import (
     custom_component,
     native_resolution,
 )
+from edgediff.model.controlnet import load_controlnet, resolve_controlnet
 from edgediff.model.folder import FolderFacts, check_model_folder
 from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
 from edgediff.recipe import Recipe, SlimStep
@@ -71,6 +72,9 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
             if facts.kind == "pipeline":
                 _resolve_pipeline_defaults(recipe, facts)
             _check_sizes(recipe, facts)
+            resolve_controlnet(recipe, facts.configs.get("unet", {}), facts.configs.get("vae", {}))
+    else:
+        resolve_controlnet(recipe, {}, {})  # refuses a ControlNet for a custom network
     _resolve_loras(recipe)
     recipe.slim.steps = slim_steps(recipe, backend)
     return recipe
@@ -133,6 +137,7 @@ def _resolve_single_file_defaults(recipe: Recipe, path: Path) -> None:
                                                              "text_encoder" in found.configs)
     _apply_pipeline_defaults(recipe, {}, found.configs["unet"], found.configs.get("vae", {}),
                              found.configs["scheduler"])
+    resolve_controlnet(recipe, found.configs["unet"], found.configs.get("vae", {}))
 
 
 def _apply_pipeline_defaults(recipe: Recipe, model_defaults: dict[str, Any], unet_cfg: dict[str, Any],
@@ -195,6 +200,8 @@ def resolve(recipe: Recipe) -> Plan:
             from edgediff.model.lora import apply_loras
 
             apply_loras(model, [(lora.file, lora.strength) for lora in m.loras])
+        if m.controlnet:
+            model.controlnet = load_controlnet(Path(m.controlnet), m.random_weights)
         p = recipe.pipeline
         if model.kind == "unet":
             p.components = [c for c in p.components if c == "unet"]

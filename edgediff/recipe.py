@@ -19,7 +19,7 @@ import tomllib
 from edgediff.errors import RecipeError
 
 RECIPE_VERSION = 1
-COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
+COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder", "controlnet")
 TENSOR_DTYPES = ("float32", "float16", "int64", "int32")
 SLIM_KINDS = ("prune", "distill", "quantize")  # edgediff.slim.steps.STEP_FUNCTIONS, without importing it
 BACKEND_NAMES = ("onnxruntime", "litert", "coreml")  # edgediff.contract.BACKEND_NAMES
@@ -56,6 +56,7 @@ class ModelSection:
     inputs: list[TensorInput] = field(default_factory=list)  # custom networks only
     prediction_type: str = ""  # single-file checkpoints: "" = detect, else "epsilon" or "v_prediction"
     loras: list[LoraEntry] = field(default_factory=list)  # kohya (A1111 / ComfyUI) or diffusers / PEFT files
+    controlnet: str = ""  # a diffusers ControlNetModel folder: adds the controlnet component (model/controlnet.py)
 
 
 @dataclass

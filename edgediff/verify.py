@@ -193,6 +193,13 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
     for side in ("pytorch", "artifact"):
         calls: dict[str, Any] = {name: (by_name[name].run_torch if side == "pytorch"
                         else open_session(artifacts[name], backend, session_options).run) for name in needed}
+        if "controlnet" in by_name:  # every step runs the ControlNet on a fixed hint first (model/controlnet.py)
+            from edgediff.model.controlnet import controlled_call
+
+            cn = by_name["controlnet"]
+            calls["unet"] = controlled_call(cn, cn.run_torch if side == "pytorch" else
+                                            open_session(artifacts["controlnet"], backend, session_options).run,
+                                            calls["unet"])
         images[side] = sampling.generate(
             calls["text_encoder"], calls["unet"], calls["vae_decoder"], input_ids=ids[:1], uncond_ids=ids[1:],
             scheduler=make_scheduler(settings.scheduler_class, model.scheduler_config), settings=sampler,

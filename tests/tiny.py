@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = SHARED if SHARED.exists() else Path("/work/shared")  # a git worktree under /work/wt/ reads the same folder
 SD15 = SHARED / "architectures" / "stable-diffusion-v1-5"
 SD21 = SHARED / "architectures" / "stable-diffusion-2-1-base"
 BKSDM = SHARED / "architectures" / "bk-sdm-small"

@@ -44,6 +44,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
                    help="fuse a LoRA (kohya / A1111 / ComfyUI or diffusers / PEFT file) into the text encoder and "
                         "UNet at STRENGTH (default 1); repeatable; replaces the recipe's [[model.loras]]")
+    p.add_argument("--controlnet", metavar="FOLDER",
+                   help="a diffusers ControlNetModel folder of the model's family: adds the controlnet component "
+                        "and residual inputs to the unet (generate --control-image)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--components", help="comma-separated: text_encoder,unet,vae_decoder,vae_encoder")
@@ -65,6 +68,8 @@ def recipe_from_args(args: argparse.Namespace):
         recipe.model.weights = args.weights
     if args.lora:
         recipe.model.loras = [LoraEntry(*parse_lora_argument(item)) for item in args.lora]
+    if getattr(args, "controlnet", None):
+        recipe.model.controlnet = args.controlnet
     if args.target:
         if args.target in BACKEND_MODULES:
             recipe.backend.name = args.target

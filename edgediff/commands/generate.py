@@ -12,7 +12,7 @@ from PIL import Image
 from edgediff.commands import _flags
 from edgediff.errors import RecipeError
 from edgediff.outputs import atomic_file, check_output
-from edgediff.runtime import BundlePipeline, SessionOptions
+from edgediff.runtime import BundlePipeline, SessionOptions, control
 from edgediff.runtime.images import ImageInputs
 from edgediff.runtime.schedulers import resolve_class_name
 
@@ -42,7 +42,37 @@ def register(sub) -> None:
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
     p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_control_args(p)
     p.set_defaults(func=run)
+
+
+def add_control_args(p: argparse.ArgumentParser) -> None:
+    """ControlNet bundles (convert --controlnet): the control image and how its hint is made."""
+    p.add_argument("--control-image", type=Path, help="control image of the bundle's size (ControlNet bundles)")
+    p.add_argument("--control-kind", choices=control.KINDS, default="raw",
+                   help="raw: the image is the hint (an edge / pose / scribble map); canny: extract canny edges "
+                        "from a photo; depth: a grayscale depth map (8 or 16 bit, near = bright) (default: raw)")
+    p.add_argument("--control-scale", type=_flags._float_in(0.0, control.MAX_SCALE, "a finite control scale "
+                   f"between 0 and {control.MAX_SCALE:g}"), default=1.0,
+                   help="ControlNet conditioning scale (default 1.0)")
+    p.add_argument("--canny-low", type=_flags._float_in(0.0, 1e4, "a finite threshold >= 0"), default=100.0,
+                   help="canny: low hysteresis threshold (default 100, as cv2.Canny in the ControlNet examples)")
+    p.add_argument("--canny-high", type=_flags._float_in(0.0, 1e4, "a finite threshold >= 0"), default=200.0,
+                   help="canny: high hysteresis threshold (default 200)")
+
+
+def control_input(args: argparse.Namespace, pipe: BundlePipeline) -> control.ControlInput | None:
+    """The prepared control image, or None; a control image for a bundle without ControlNet is an error."""
+    if args.control_image is None:
+        return None
+    if pipe.control is None:
+        raise RecipeError(f"--control-image: bundle {pipe.manifest.root} has no ControlNet; convert the model with "
+                          "--controlnet FOLDER")
+    height, width = pipe.control.image_size
+    if height is None or width is None:
+        raise RecipeError("--control-image: the bundle's ControlNet has no fixed image size")
+    return control.read_control(args.control_image, args.control_kind, height, width, args.control_scale,
+                                args.canny_low, args.canny_high)
 
 
 def add_sampling_args(p: argparse.ArgumentParser, seed_help: str = "seed of the initial noise") -> None:
@@ -99,12 +129,15 @@ def run(args: argparse.Namespace) -> int:
         resolve_class_name(args.scheduler)  # fail before loading the bundle
     if (args.mask or args.strength is not None) and not args.image:
         raise RecipeError("--mask and --strength need --image")
+    if args.control_image is not None:
+        control.open_image(args.control_image)  # fail before loading the bundle
     options = SessionOptions(
         threads=args.threads,
         providers=[p.strip() for p in args.providers.split(",")] if args.providers else None,
     )
     pipe = BundlePipeline.load(args.bundle, backend=args.backend, options=options,
                                verify_checksums=_flags.checksums_wanted(args))
+    hint = control_input(args, pipe)  # the control image checked against the bundle before any work
     print(
         f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
         file=sys.stderr,
@@ -115,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         result = pipe.generate(
             prompt, seed=seed, steps=args.steps, guidance=args.guidance, negative_prompt=args.negative_prompt,
             scheduler=args.scheduler, progress=not args.quiet, images=images,
+            control=hint,
         )
         with atomic_file(output) as tmp:  # a killed run leaves no truncated image under the real name
             Image.fromarray(result.image).save(tmp, format=Image.registered_extensions()[output.suffix.lower()])

@@ -16,7 +16,7 @@ from edgediff.contract import Int8Inputs, TensorSpec
 from edgediff.errors import RecipeError, UnsupportedError
 from edgediff.model.load import LoadedModel
 
-COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
+COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder", "controlnet")
 TEXT_LENGTH = 77
 
 
@@ -159,6 +159,8 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
     for name in names:
         if name not in COMPONENT_NAMES:
             raise RecipeError(f"unknown component '{name}' (valid: {', '.join(COMPONENT_NAMES)})")
+        if name == "controlnet":  # built with the unet it feeds, below
+            continue
         if name in ("text_encoder", "text_encoder_2", "unet") and sdxl.is_sdxl(model):  # added conditioning
             built.append(sdxl.build_component(model, name, shapes, (h, w)))
         elif name == "text_encoder_2":
@@ -208,6 +210,10 @@ def build_components(model: LoadedModel, names: list[str], shapes: ComponentShap
                 outputs=(TensorSpec("latent", (1, moments * vae.config.latent_channels, h, w)),),
                 input_ranges={"image": (-1.0, 1.0)},
             ))
+    if "controlnet" in names or getattr(model, "controlnet", None) is not None:
+        from edgediff.model.controlnet import attach_controlnet
+
+        built = attach_controlnet(model, built, names, scale)
     return built
 
 

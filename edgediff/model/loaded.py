@@ -22,6 +22,7 @@ class LoadedModel:
     unet: Any = None
     vae: Any = None
     custom: Any = None
+    controlnet: Any = None  # a diffusers ControlNetModel (edgediff.model.controlnet), when --controlnet is given
     tokenizer_dir: Path | None = None
     tokenizer_2_dir: Path | None = None  # SDXL's second tokenizer (pads with "!")
     pipeline_config: dict[str, Any] = field(default_factory=dict)  # model_index.json's options (SDXL's below)

@@ -24,7 +24,8 @@ import numpy as np
 
 from edgediff import defaults
 from edgediff.contract import Manifest, inside, restore_nonfinite
-from edgediff.errors import ModelLoadError
+from edgediff.errors import ModelLoadError, RecipeError
+from edgediff.runtime.control import ControlInput, ControlStage
 from edgediff.runtime.images import ImageInputs, check_bundle
 from edgediff.runtime.schedulers import TableScheduler, resolve_class_name, scheduler_tables
 from edgediff.runtime.schedulers.config import preset_overrides
@@ -230,6 +231,8 @@ class BundlePipeline:
         self.vae_decoder: Session = open_component(manifest, "vae_decoder", options)
         self.unet_channels = int(sample.shape[1]) if len(sample.shape) == 4 else int(self.latent_shape[1])
         self.vae_encoder: Session | None = None  # opened by the first image in (edgediff/runtime/images.py)
+        # A ControlNet bundle: its residuals feed the UNet (zeros without a control image); runtime/control.py
+        self.control = ControlStage(manifest, options) if "controlnet" in manifest.components else None
         self.load_ms = load_ms + (time.perf_counter() - start) * 1000
         self.last_timings: StageTimings | None = None
 
@@ -298,7 +301,8 @@ class BundlePipeline:
     def _text_feeds(self, embeds: Any) -> dict[str, np.ndarray]:
         return {"encoder_hidden_states": embeds}
 
-    def _unet(self, latents: np.ndarray, t: float, embeds: Any, cond: np.ndarray | None) -> np.ndarray:
+    def _unet(self, latents: np.ndarray, t: float, embeds: Any, cond: np.ndarray | None,
+              control: ControlInput | None = None) -> np.ndarray:
         batch = latents.shape[0]
         feeds = {
             "sample": latents,
@@ -307,26 +311,30 @@ class BundlePipeline:
         }
         if cond is not None:
             feeds["timestep_cond"] = np.repeat(cond, batch, axis=0) if cond.shape[0] != batch else cond
+        if self.control is not None:
+            feeds.update(self.control.feeds(feeds, control))
         return self.unet.run(feeds)[self._unet_output]
 
     def predict_noise(
         self, latent_input: np.ndarray, t: float, cond_embeds: Any, uncond_embeds: Any,
-        guidance: float, time_cond: np.ndarray | None,
+        guidance: float, time_cond: np.ndarray | None, control: ControlInput | None = None,
     ) -> np.ndarray:
         """The guided model output for one step (uncond first, then cond, as diffusers batches them)."""
         if uncond_embeds is None:
             if self._unet_batch == 2:  # a UNet exported for batched CFG, run without guidance
-                out = self._unet(np.concatenate([latent_input] * 2), t, self._stack([cond_embeds] * 2), time_cond)
+                out = self._unet(np.concatenate([latent_input] * 2), t, self._stack([cond_embeds] * 2), time_cond,
+                                 control)
                 return out[:1]
-            return self._unet(latent_input, t, cond_embeds, time_cond)
+            return self._unet(latent_input, t, cond_embeds, time_cond, control)
         if self._batched_cfg:
             out = self._unet(
-                np.concatenate([latent_input, latent_input]), t, self._stack([uncond_embeds, cond_embeds]), time_cond
+                np.concatenate([latent_input, latent_input]), t, self._stack([uncond_embeds, cond_embeds]), time_cond,
+                control,
             )
             uncond, cond = out[:1], out[1:2]
         else:
-            uncond = self._unet(latent_input, t, uncond_embeds, time_cond)
-            cond = self._unet(latent_input, t, cond_embeds, time_cond)
+            uncond = self._unet(latent_input, t, uncond_embeds, time_cond, control)
+            cond = self._unet(latent_input, t, cond_embeds, time_cond, control)
         return (uncond + np.float32(guidance) * (cond - uncond)).astype(np.float32)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
@@ -348,9 +356,16 @@ class BundlePipeline:
         progress: bool = False,
         keep_intermediates: bool = False,
         images: ImageInputs | None = None,
+        control: ControlInput | None = None,
     ) -> GenerationResult:
         """One image. `latents` (unscaled, shape latent_shape) replaces the seeded initial draw; `images` makes it
-        image-to-image or inpainting (edgediff/runtime/images.py)."""
+        image-to-image or inpainting (edgediff/runtime/images.py); `control` is a prepared control image for a
+        ControlNet bundle (edgediff.runtime.control.read_control)."""
+        if control is not None and self.control is None:
+            raise RecipeError(f"bundle {self.manifest.root} has no ControlNet; convert with --controlnet FOLDER "
+                              "to use a control image")
+        if control is not None:
+            self.control.check(control)  # type: ignore[union-attr]
         t_total = time.perf_counter()
         timings = StageTimings(load_ms=self.load_ms)
         guidance = self.default_guidance if guidance is None else float(guidance)
@@ -394,7 +409,7 @@ class BundlePipeline:
                 model_in = images.unet_sample(model_in)
             timings.scheduler_ms += (time.perf_counter() - t_s) * 1000
             t_u = time.perf_counter()
-            noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond)
+            noise_pred = self.predict_noise(model_in, t, cond_embeds, uncond_embeds, guidance, time_cond, control)
             step_ms = (time.perf_counter() - t_u) * 1000
             timings.unet_step_ms.append(step_ms)
             t_s = time.perf_counter()

@@ -156,6 +156,11 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
     from edgediff.model.components import vae_scaling_factor
 
     te, unet, dec = _torch_parts(model)
+    control = None
+    if getattr(model, "controlnet", None) is not None:  # real ControlNet residuals into the UNet's samples
+        from edgediff.model.controlnet import CalibrationControl
+
+        control = CalibrationControl(model, by_name)
     unet_comp = by_name.get("unet")
     batch = unet_comp.inputs[0].shape[0] if unet_comp else 2
     time_cond_dim = next((s.shape[1] for s in unet_comp.inputs if s.name == "timestep_cond"), 0) if unet_comp else 0
@@ -185,10 +190,13 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
                 feeds = _unet_feeds(model_in, float(t), uncond, cond, batch, extra, use_cfg)
                 preds = []
                 for feed in feeds:
+                    if control is not None:
+                        control.add(feed, result.samples)
                     if unet_comp is not None:
                         result.samples["unet"].append(feed)
                         result.timesteps["unet"].append(float(t))
-                    preds.append(unet(*[torch.from_numpy(feed[s]) for s in _unet_input_names(feed)]).numpy())
+                    preds.append(control.unet(feed) if control is not None else
+                                 unet(*[torch.from_numpy(feed[s]) for s in _unet_input_names(feed)]).numpy())
                 noise = _combine(preds, batch, guidance, use_cfg)
                 latents = scheduler.step(torch.from_numpy(noise), t, latents, return_dict=False)[0]
             final = (latents / scaling).numpy().astype(np.float32)
@@ -197,7 +205,7 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
             if "vae_encoder" in by_name:
                 result.samples["vae_encoder"].append({"image": np.clip(dec(torch.from_numpy(final)).numpy(), -1, 1)})
             if unet_comp is not None and settings.spread:
-                _spread(result, model, latents.numpy(), uncond, cond, batch, extra, use_cfg, settings, seed)
+                _spread(result, model, latents.numpy(), uncond, cond, batch, extra, use_cfg, settings, seed, control)
     return result
 
 
@@ -249,7 +257,7 @@ def _combine(preds: list[np.ndarray], batch: int, guidance: float, use_cfg: bool
     return pred_uncond + guidance * (pred_cond - pred_uncond)
 
 
-def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, settings, seed) -> None:
+def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, settings, seed, control=None) -> None:
     """UNet inputs at `spread` timesteps evenly over the training range: x_t = sqrt(a) x0 + sqrt(1 - a) eps."""
     config = model.scheduler_config
     train_steps = int(config.get("num_train_timesteps", 1000))
@@ -260,6 +268,8 @@ def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, setting
         eps = rng.standard_normal(latents.shape).astype(np.float32)
         x_t = np.sqrt(alphas[t]) * latents + np.sqrt(1.0 - alphas[t]) * eps
         for feed in _unet_feeds(x_t.astype(np.float32), float(t), uncond, cond, batch, extra, use_cfg):
+            if control is not None:
+                control.add(feed, result.samples)
             result.samples["unet"].append(feed)
             result.timesteps["unet"].append(float(t))
 
