@@ -202,9 +202,17 @@ def test_single_file_loads_bit_identical_to_its_folder(refiner, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), (part, [k for k in a if not torch.equal(a[k], b[k])][:3])
     assert (single.text_encoder is None) == refiner
     unet_got, unet_want = _plain(single.unet), _plain(reference.unet)
-    heads = ("attention_head_dim", "sample_size")  # heads are not in the shapes; the tiny widths are not SDXL's
-    assert {k: v for k, v in unet_got.items() if k not in heads} == {k: v for k, v in unet_want.items()
-                                                                     if k not in heads}
+    # heads are not in the shapes (the tiny widths are not SDXL's); a level without attention has no depth to read
+    skip = ("attention_head_dim", "sample_size", "transformer_layers_per_block")
+    assert {k: v for k, v in unet_got.items() if k not in skip} == {k: v for k, v in unet_want.items()
+                                                                    if k not in skip}
+
+    def depths(cfg):
+        d = cfg["transformer_layers_per_block"]
+        d = d if isinstance(d, list) else [d] * len(cfg["down_block_types"])
+        return [n for n, kind in zip(d, cfg["down_block_types"]) if kind.startswith("CrossAttn")]
+
+    assert depths(unet_got) == depths(unet_want)
     assert single.vae.config.scaling_factor == pytest.approx(0.13025) and single.vae.config.force_upcast
     assert single.details["single_file"]["family"] == ("sdxl-refiner" if refiner else "sdxl")
     assert single.pipeline_config.get("requires_aesthetics_score", False) == refiner
@@ -241,3 +249,41 @@ def test_full_size_sdxl_configs_come_back_from_shapes_alone(refiner):
         differ = {k: (found.configs[part].get(k), v) for k, v in real.items()
                   if not k.startswith("_") and k != "architectures" and found.configs[part].get(k) != v}
         assert not differ, (part, differ)
+
+
+@pytest.mark.parametrize("granularity", ["block", "layer"])
+def test_split_unet_carries_the_added_conditioning(granularity):
+    """Chunked SDXL UNets (LiteRT over 2 GB, Core ML) feed text_embeds and time_ids to the prelude: chained chunks
+    give the whole UNet's output exactly."""
+    from edgediff.model.split import run_chunks, split_unet
+    from tests.sdxl_tiny import build_tiny_sdxl
+
+    unet = build_tiny_sdxl().unet.eval()
+    gen = torch.Generator().manual_seed(0)
+    feed = {"sample": torch.randn(2, 4, 8, 8, generator=gen), "timestep": torch.tensor([500.0, 500.0]),
+            "encoder_hidden_states": torch.randn(2, 77, 64, generator=gen),
+            "text_embeds": torch.randn(2, 32, generator=gen), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)}
+    chunks = split_unet(unet, parts=3, granularity=granularity)
+    assert {"text_embeds", "time_ids"} <= set(chunks[0].input_names)
+    with torch.no_grad():
+        whole = unet(feed["sample"], feed["timestep"], feed["encoder_hidden_states"], return_dict=False,
+                     added_cond_kwargs={"text_embeds": feed["text_embeds"], "time_ids": feed["time_ids"]})[0]
+        chained = run_chunks(chunks, feed)["noise_pred"]
+    assert torch.equal(whole, chained)
+
+
+def test_refiner_converts_and_generates(tmp_path):
+    """The refiner: text_encoder_2 alone, 5 time ids with the aesthetic score (the negative half gets the negative
+    score), the empty negative prompt encoded (force_zeros_for_empty_prompt is off)."""
+    model = write_tiny_sdxl(tmp_path / "tiny-refiner", refiner=True)
+    bundle = convert(model, tmp_path / "out", "onnxruntime")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert list(manifest["components"]) == ["text_encoder_2", "unet", "vae_decoder"]
+    assert manifest["components"]["unet"]["inputs"][4]["shape"] == [2, 5]
+    sdxl = manifest["pipeline"]["sdxl"]
+    assert sdxl["requires_aesthetics_score"] and not sdxl["force_zeros_for_empty_prompt"]
+    assert manifest["verify"]["end_to_end"]["status"] == "passed"
+    pipe = BundlePipeline.load(bundle)
+    assert pipe.time_ids.tolist() == [[64, 64, 0, 0, 6.0]] and pipe.negative_time_ids.tolist() == [[64, 64, 0, 0, 2.5]]
+    result = pipe.generate(PROMPT, seed=1, steps=2, keep_intermediates=True)
+    assert result.image.shape == (64, 64, 3) and result.intermediates["negative_prompt_embeds"]["text_embeds"].any()
