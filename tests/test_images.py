@@ -274,3 +274,204 @@ def test_inpainting_with_a_text_to_image_unet_matches_diffusers(tiny_img2img, tm
     keep = centre_mask(64, 64) == 0
     source = picture(64, 64).astype(np.float64)
     assert psnr(result.image[keep], source[keep]) > psnr(result.image[~keep], source[~keep])
+
+
+@pytest.mark.skipif(not default_model_present(),
+                    reason="models/shapes-sd is not trained yet (edgediff train-default writes it)")
+@pytest.mark.parametrize("mask", [False, True])
+def test_default_model_img2img_matches_diffusers(tmp_path_factory, mask):
+    """The issue's acceptance check on the embedded default model: `edgediff generate --image` (and --mask, its
+    4-channel UNet inpainting by blending) at the manifest's scheduler, steps and guidance."""
+    from PIL import Image
+
+    from edgediff.cli import main
+
+    root = tmp_path_factory.mktemp("default-img2img")
+    bundle = _default_bundle(root)
+    image = _write(root / "in.png", picture(64, 64, seed=1))
+    args = ["--mask", str(_write(root / "m.png", centre_mask(64, 64))), "--strength", "0.8"] if mask else []
+    out = root / "out.png"
+    assert main(["generate", str(bundle), "--prompt", PROMPT, "--seed", "2", "--image", str(image), *args,
+                 "--output", str(out), "-q"]) == 0
+    pipe = BundlePipeline.load(bundle)
+    files = {"image": Image.open(image)}
+    if mask:
+        files.update(mask_image=Image.open(root / "m.png"), height=64, width=64)
+    result = pipe.generate(PROMPT, seed=2, images=ImageInputs.from_files(pipe, image, root / "m.png" if mask else None,
+                                                                         strength=0.8))
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), result.image)  # the CLI is this call
+    expected = reference("StableDiffusionInpaintPipeline" if mask else "StableDiffusionImg2ImgPipeline",
+                         DEFAULT_MODEL, 2, result, strength=0.8, **files)
+    value = psnr(result.image, expected)
+    print(f"\nshapes-sd {'inpainting' if mask else 'img2img'} ({result.scheduler}, {result.steps} steps, strength 0.8): "
+          f"PSNR {value:.1f} dB vs diffusers; {result.timings.describe()}")
+    assert value >= MIN_PSNR_DB
+
+
+def _default_bundle(root: Path) -> Path:
+    return convert(DEFAULT_MODEL, root / "bundle", "onnxruntime", "--components", COMPONENTS)
+
+
+@pytest.mark.slow
+def test_litert_img2img_and_inpainting_match_diffusers(tmp_path):
+    """The same parity through LiteRT bundles (XNNPACK interpreter): img2img on the tiny pipeline, inpainting with
+    its 9-channel UNet."""
+    pytest.importorskip("ai_edge_litert")
+    from PIL import Image
+
+    from tests.test_runtime import make_tiny_pipeline
+
+    image, mask = _write(tmp_path / "in.png", picture(64, 64)), _write(tmp_path / "m.png", centre_mask(64, 64))
+    for kind, model in (("img2img", make_tiny_pipeline(tmp_path / "tiny-sd")),
+                        ("inpainting", make_inpaint_pipeline(tmp_path / "tiny-inpaint"))):
+        bundle = convert(model, tmp_path / f"out-{kind}", "litert", "--components", COMPONENTS,
+                         "--set", "pipeline.num_inference_steps=8")
+        pipe = BundlePipeline.load(bundle)
+        assert pipe.manifest.backend == "litert"
+        inputs = ImageInputs.from_files(pipe, image, mask if kind == "inpainting" else None, strength=0.7)
+        result = pipe.generate(PROMPT, seed=8, images=inputs)
+        extra = {"mask_image": Image.open(mask), "height": 64, "width": 64} if kind == "inpainting" else {}
+        expected = reference("StableDiffusionInpaintPipeline" if kind == "inpainting" else
+                             "StableDiffusionImg2ImgPipeline", model, 8, result, image=Image.open(image),
+                             strength=0.7, **extra)
+        value = psnr(result.image, expected)
+        print(f"\nlitert {kind} strength 0.7: PSNR {value:.1f} dB vs diffusers; {result.timings.describe()}")
+        assert value >= MIN_PSNR_DB
+
+
+# ---- bad inputs: one clear error each, exit code 2 -----------------------------------------------------------
+
+
+def _error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith(("note: ", "loaded "))]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def _generate(bundle: Path, tmp_path: Path, *args: str) -> int:
+    from edgediff.cli import main
+
+    return main(["generate", str(bundle), "--prompt", PROMPT, "-q", "--output", str(tmp_path / "o.png"), *args])
+
+
+def test_bad_inputs_get_one_clear_error(tiny_img2img, tiny_inpaint, tmp_path, capsys):
+    from PIL import Image
+
+    _, bundle = tiny_img2img
+    good = _write(tmp_path / "good.png", picture(64, 64))
+    cases = {
+        "wrong size": ([_write(tmp_path / "small.png", picture(32, 48))], r"is 48x32 \(width x height\) but the "
+                                                                          r"bundle makes 64x64 \(width x height\); "
+                                                                          "resize or crop"),
+        "transparent": ([_write(tmp_path / "rgba.png", np.dstack([picture(64, 64), np.full((64, 64), 7, np.uint8)]))],
+                        "has transparent pixels .* flatten it onto a background"),
+        "cmyk": ([str(tmp_path / "cmyk.jpg")], "has mode CMYK; save it as 8-bit RGB"),
+        "not an image": ([str(tmp_path / "notes.png")], "is not an image PIL can read"),
+        "truncated": ([str(tmp_path / "cut.png")], "cannot be decoded .* is the file complete"),
+        "missing": ([str(tmp_path / "nope.png")], "does not exist"),
+        "mask size": ([good, "--mask", str(_write(tmp_path / "m.png", centre_mask(32, 32)))],
+                      "--mask .* is 32x32 but the image is 64x64"),
+    }
+    Image.fromarray(picture(64, 64)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    (tmp_path / "notes.png").write_text("these are my notes, not a picture\n")
+    png = (tmp_path / "full.png")
+    Image.fromarray(picture(64, 64)).save(png)
+    (tmp_path / "cut.png").write_bytes(png.read_bytes()[: png.stat().st_size // 2])
+    import re
+
+    for name, (args, pattern) in cases.items():
+        assert _generate(bundle, tmp_path, "--image", *map(str, args)) == 2, name
+        line = _error(capsys)
+        assert re.search(pattern, line), (name, line)
+    for strength in ("0", "1.5", "-0.2", "nan"):
+        assert _generate(bundle, tmp_path, "--image", str(good), "--strength", strength) == 2
+        assert "strength in (0, 1]" in _error(capsys)
+    assert _generate(bundle, tmp_path, "--mask", str(good)) == 2
+    assert "--mask and --strength need --image" in _error(capsys)
+    # a strength that keeps no step at this step count
+    assert _generate(bundle, tmp_path, "--image", str(good), "--strength", "0.01", "--steps", "10") == 2
+    assert "keeps 0 of 10 steps" in _error(capsys)
+    # an inpainting bundle needs a mask, and text to image does not apply
+    _, inpaint = tiny_inpaint
+    assert _generate(inpaint, tmp_path, "--image", str(good)) == 2
+    assert "inpainting UNet (9 input channels): give --mask" in _error(capsys)
+    assert _generate(inpaint, tmp_path) == 2
+    assert "give --image and --mask" in _error(capsys)
+    # sizes: not a multiple of the latent factor, absent, half given; each names the bundle's sizes
+    for args, message in ((["--height", "60", "--width", "64"], "64x60 is not a multiple of 8 (the latent factor); "
+                                                                 "this bundle makes 64x64"),
+                          (["--height", "64", "--width", "128"], "has no 128x64 artifacts; it makes 64x64"),
+                          (["--height", "64"], "give both --height and --width (this bundle makes 64x64")):
+        assert _generate(bundle, tmp_path, *args) == 2
+        assert message in _error(capsys)
+    assert _generate(bundle, tmp_path, "--height", "64", "--width", "64", "--steps", "2") == 0
+    capsys.readouterr()
+    (tmp_path / "o.png").unlink()
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_bundle_without_an_encoder_says_how_to_get_one(tmp_path, capsys):
+    from tests.test_runtime import make_tiny_pipeline
+
+    model = make_tiny_pipeline(tmp_path / "tiny-sd")
+    bundle = convert(model, tmp_path / "out", "onnxruntime", "--set", "pipeline.num_inference_steps=2")
+    assert _generate(bundle, tmp_path, "--image", str(_write(tmp_path / "in.png", picture(64, 64)))) == 2
+    assert "no vae_encoder" in (line := _error(capsys)) and "--components text_encoder,unet,vae_decoder,vae_encoder" in line
+
+
+def test_greyscale_and_palette_images_are_converted(tiny_img2img, tmp_path):
+    """Greyscale and palette images are RGB pictures in another encoding: converted, the same image results."""
+    from PIL import Image
+
+    _, bundle = tiny_img2img
+    pipe = BundlePipeline.load(bundle)
+    grey = picture(64, 64)[..., 0]
+    as_l = _write(tmp_path / "l.png", grey)
+    as_rgb = _write(tmp_path / "rgb.png", np.repeat(grey[..., None], 3, axis=2))
+    Image.fromarray(picture(64, 64)).convert("P").save(tmp_path / "p.png")
+    Image.open(tmp_path / "p.png").convert("RGB").save(tmp_path / "p-rgb.png")
+    images = [pipe.generate(PROMPT, seed=1, steps=4, images=ImageInputs.from_files(pipe, f, strength=0.5)).image
+              for f in (as_l, as_rgb, tmp_path / "p.png", tmp_path / "p-rgb.png")]
+    np.testing.assert_array_equal(images[0], images[1])
+    np.testing.assert_array_equal(images[2], images[3])
+
+
+# ---- slimming: int8 calibration sees what an inpainting UNet sees -------------------------------------------
+
+
+def test_calibration_of_an_inpainting_unet(tmp_path):
+    """The 9-channel UNet is calibrated on [latents, a real 0/1 mask, masked-picture latents], not on noise."""
+    from edgediff.model.components import ComponentShapes, build_components
+    from edgediff.model.load import load_model
+    from edgediff.slim import calibration as calib
+
+    model = load_model(str(make_inpaint_pipeline(tmp_path / "tiny-inpaint")))
+    components = build_components(model, ["text_encoder", "unet", "vae_decoder"], ComponentShapes(64, 64))
+    settings = calib.CalibrationSettings(prompts=["a red circle", "a dog"], guidance_scales=[5.0],
+                                         scheduler="DDIMScheduler", num_inference_steps=3, spread=1)
+    data = calib.capture(model, components, settings,
+                         lambda: diffusers.DDIMScheduler.from_config(model.scheduler_config))
+    assert data.count("unet") == 2 * (3 + 1) and data.count("vae_decoder") == 2
+    samples = [s["sample"] for s in data.samples["unet"]]
+    assert all(s.shape == (2, 9, 8, 8) for s in samples)
+    first, second = samples[0], samples[4]  # the first step of each run
+    mask = first[:, 4:5]
+    assert set(np.unique(mask)) == {0.0, 1.0} and 0.2 < mask.mean() < 0.8  # a real mask: keep and repaint parts
+    np.testing.assert_array_equal(first[0, 4:], first[1, 4:])  # uncond and cond halves share the conditions
+    np.testing.assert_array_equal(samples[1][:, 4:], first[:, 4:])  # and every step of a run
+    assert not np.array_equal(first[:, 4:], second[:, 4:])  # each run its own picture and mask
+    assert data.samples["vae_decoder"][0]["latent"].shape == (1, 4, 8, 8)
+    unet = next(c for c in components if c.name == "unet")
+    out = unet.run_torch(data.samples["unet"][0])["noise_pred"]
+    assert out.shape == (2, 4, 8, 8) and np.isfinite(out).all()
+
+
+def test_training_steps_refuse_an_inpainting_unet(tmp_path):
+    """Distillation, the pruning search and recovery load their teacher through one door, which says plainly
+    that an inpainting UNet is not something they can train."""
+    from edgediff.errors import UnsupportedError
+    from edgediff.slim.distill import load_teacher
+
+    with pytest.raises(UnsupportedError, match="9 input channels for 4 latent ones .* inpainting UNet"):
+        load_teacher(make_inpaint_pipeline(tmp_path / "tiny-inpaint"))

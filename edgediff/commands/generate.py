@@ -15,6 +15,7 @@ from edgediff.outputs import atomic_file, check_output
 from edgediff.runtime import BundlePipeline, SessionOptions, control
 from edgediff.runtime.images import ImageInputs
 from edgediff.runtime.schedulers import resolve_class_name
+from edgediff.runtime.sizes import pick_size
 
 
 def register(sub) -> None:
@@ -38,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--mask", type=Path, help="inpainting: white repaints, black keeps (the image's size)")
     p.add_argument("--strength", type=_flags.strength, help="how far from --image to go, in (0, 1] (default 0.8, "
                    "inpainting 1)")
+    p.add_argument("--height", type=_flags.int_in(8, 8192, "a height in pixels"), help="image height: one the "
+                   "bundle was converted for (default: the bundle's)")
+    p.add_argument("--width", type=_flags.int_in(8, 8192, "a width in pixels"), help="image width (see --height)")
     p.add_argument("--threads", type=_flags.threads, help="intra-op threads for the runtime")
     p.add_argument("--providers", help="onnxruntime providers, comma-separated (default: the best available)")
     p.add_argument("--timings-json", type=Path, help="write per-stage timings of every image to this JSON file")
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
         file=sys.stderr,
     )
+    pick_size(pipe.manifest, args.height, args.width)  # refuses a size the bundle lacks, listing its sizes
     images = ImageInputs.from_files(pipe, args.image, args.mask, args.strength) if args.image else None
     records = []
     for prompt, seed, output in jobs:

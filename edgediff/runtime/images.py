@@ -137,8 +137,10 @@ class ImageInputs:
     def from_files(cls, pipe: "BundlePipeline", image: str | Path, mask: str | Path | None = None,
                    strength: float | None = None) -> "ImageInputs":
         """Read and check the files against the bundle; strength defaults as diffusers' (0.8 img2img, 1 inpainting)."""
-        height, width = int(pipe.manifest.pipeline["height"]), int(pipe.manifest.pipeline["width"])
-        pixels = read_image(image, height, width)
+        from edgediff.runtime.sizes import bundle_sizes, describe
+
+        height, width = int(pipe.manifest.require_pipeline()["height"]), int(pipe.manifest.require_pipeline()["width"])
+        pixels = read_image(image, height, width, describe(bundle_sizes(pipe.manifest)))
         masked = read_mask(mask, height, width) if mask is not None else None
         return cls(pixels, masked, (1.0 if mask is not None else 0.8) if strength is None else float(strength))
 
@@ -228,7 +230,7 @@ def check_bundle(pipe: "BundlePipeline", inputs: ImageInputs | None) -> None:
     if nine and pipe.unet_channels != 2 * shape[1] + 1:
         raise ImageInputError(f"the UNet takes {pipe.unet_channels} channels; inpainting needs {2 * shape[1] + 1} "
                               "(latents, mask, masked-image latents)")
-    height, width = int(pipe.manifest.pipeline["height"]), int(pipe.manifest.pipeline["width"])
+    height, width = int(pipe.manifest.require_pipeline()["height"]), int(pipe.manifest.require_pipeline()["width"])
     if inputs.image.shape[2:] != (height, width):
         raise ImageInputError(f"the image is {inputs.image.shape[3]}x{inputs.image.shape[2]} but the bundle makes "
                               f"{width}x{height}")

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgediff.errors import RecipeError
+from edgediff.slim.image_inputs import InpaintConditions, is_inpainting
 
 # Prompts used when neither the recipe nor the model folder (edgediff.json "calibration_prompts") gives any:
 # short captions in the embedded shapes model's grammar plus generic scenes, so any text encoder sees varied text.
@@ -166,6 +167,7 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
     time_cond_dim = next((s.shape[1] for s in unet_comp.inputs if s.name == "timestep_cond"), 0) if unet_comp else 0
     text_length = by_name["text_encoder"].inputs[0].shape[1] if "text_encoder" in by_name else 77
     latent_shape = _latent_shape(model, by_name)
+    inpainting = is_inpainting(unet_comp)  # its sample also holds a mask and masked-image latents (image_inputs.py)
     scaling = vae_scaling_factor(model.vae)
     ids = sampling.tokenize(model.tokenizer_dir, list(settings.prompts) + [""], length=text_length)
     uncond_ids = ids[-1:]
@@ -181,12 +183,16 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
             scheduler.set_timesteps(settings.num_inference_steps)
             seed = settings.seed + run
             latents = torch.from_numpy(sampling.initial_noise(seed, latent_shape)) * scheduler.init_noise_sigma
+            conditions = (InpaintConditions(model, latent_shape, unet_comp.inputs[0].shape[1], seed)
+                          if inpainting and unet_comp is not None else None)
             extra = {}
             if time_cond_dim:
                 extra["timestep_cond"] = sampling.guidance_scale_embedding(guidance - 1.0, time_cond_dim, batch)
             use_cfg = guidance > 1.0 and not time_cond_dim
             for t in scheduler.timesteps:
                 model_in = scheduler.scale_model_input(latents, t).numpy()
+                if conditions is not None:
+                    model_in = conditions.extend(model_in)
                 feeds = _unet_feeds(model_in, float(t), uncond, cond, batch, extra, use_cfg)
                 preds = []
                 for feed in feeds:
@@ -205,7 +211,8 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
             if "vae_encoder" in by_name:
                 result.samples["vae_encoder"].append({"image": np.clip(dec(torch.from_numpy(final)).numpy(), -1, 1)})
             if unet_comp is not None and settings.spread:
-                _spread(result, model, latents.numpy(), uncond, cond, batch, extra, use_cfg, settings, seed, control)
+                _spread(result, model, latents.numpy(), uncond, cond, batch, extra, use_cfg, settings, seed, control,
+                        conditions.extend if conditions is not None else None)
     return result
 
 
@@ -257,7 +264,8 @@ def _combine(preds: list[np.ndarray], batch: int, guidance: float, use_cfg: bool
     return pred_uncond + guidance * (pred_cond - pred_uncond)
 
 
-def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, settings, seed, control=None) -> None:
+def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, settings, seed, control=None,
+            extend=None) -> None:
     """UNet inputs at `spread` timesteps evenly over the training range: x_t = sqrt(a) x0 + sqrt(1 - a) eps."""
     config = model.scheduler_config
     train_steps = int(config.get("num_train_timesteps", 1000))
@@ -266,8 +274,8 @@ def _spread(result, model, latents, uncond, cond, batch, extra, use_cfg, setting
     rng = np.random.default_rng(seed + 10_000)
     for t in np.linspace(0, train_steps - 1, settings.spread).round().astype(int):
         eps = rng.standard_normal(latents.shape).astype(np.float32)
-        x_t = np.sqrt(alphas[t]) * latents + np.sqrt(1.0 - alphas[t]) * eps
-        for feed in _unet_feeds(x_t.astype(np.float32), float(t), uncond, cond, batch, extra, use_cfg):
+        x_t = (np.sqrt(alphas[t]) * latents + np.sqrt(1.0 - alphas[t]) * eps).astype(np.float32)
+        for feed in _unet_feeds(extend(x_t) if extend else x_t, float(t), uncond, cond, batch, extra, use_cfg):
             if control is not None:
                 control.add(feed, result.samples)
             result.samples["unet"].append(feed)
@@ -286,8 +294,8 @@ def _betas(config: dict, steps: int) -> np.ndarray:
 
 
 def _latent_shape(model, by_name) -> tuple[int, ...]:
-    if "unet" in by_name:
-        return (1,) + tuple(by_name["unet"].inputs[0].shape[1:])
+    if "unet" in by_name:  # the latents: an inpainting UNet's sample has more channels than its output
+        return (1,) + tuple(by_name["unet"].outputs[0].shape[1:])
     if "vae_decoder" in by_name:
         return tuple(by_name["vae_decoder"].inputs[0].shape)
     raise RecipeError("calibration capture needs the unet or vae_decoder component to know the latent shape")

@@ -14,6 +14,7 @@ import torch
 
 from edgediff.errors import ModelLoadError
 from edgediff.slim.distill.maths import _bcast, split_prediction
+from edgediff.slim.image_inputs import refuse_image_unet
 
 # diffusers is imported inside the functions that build or load models: it costs seconds and prints warnings
 # on import, and this package is imported by every recipe run (edgediff.slim.steps registers `distill`).
@@ -32,6 +33,7 @@ def load_teacher(folder: Path) -> Any:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load teacher pipeline {folder}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
+    refuse_image_unet(pipe.unet, folder)
     return pipe
 
 
