@@ -151,6 +151,13 @@ def test_generate_and_golden_cli(ort_base, tmp_path):
     assert negative.shape == (1, 77, 64) and not negative.any()  # force_zeros_for_empty_prompt
 
 
+
+def test_apps_refuse_sdxl_bundles_clearly(ort_base, tmp_path, capsys):
+    assert main(["bundle", str(ort_base), "--app", "android", "--output", str(tmp_path / "app")]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "SDXL" in err[0] and "text_embeds" in err[0], err
+
+
 def test_litert_converts_and_matches_diffusers(models, tmp_path):
     pytest.importorskip("litert_torch")
     bundle = convert(models["turbo"], tmp_path, "litert", "--set", "pipeline.guidance_scale=0")
