@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +40,6 @@ from edgediff.errors import ImageInputError
 from edgediff.runtime.schedulers import TableScheduler
 from edgediff.runtime.schedulers.partial import PartialStart, partial_start, start_step
 from edgediff.runtime.sessions import open_component
-
-if TYPE_CHECKING:
-    from edgediff.runtime.pipeline import BundlePipeline
 
 MAX_PIXELS = 4096 * 4096  # refuse before decoding anything larger (a decompression bomb is a tiny file)
 _CONVERTIBLE = ("RGB", "L", "P", "RGBA", "LA", "1", "PA")
@@ -134,7 +131,7 @@ class ImageInputs:
                                   f"{self.image.shape[3]}x{self.image.shape[2]}")
 
     @classmethod
-    def from_files(cls, pipe: "BundlePipeline", image: str | Path, mask: str | Path | None = None,
+    def from_files(cls, pipe: Any, image: str | Path, mask: str | Path | None = None,
                    strength: float | None = None) -> "ImageInputs":
         """Read and check the files against the bundle; strength defaults as diffusers' (0.8 img2img, 1 inpainting)."""
         from edgediff.runtime.sizes import bundle_sizes, describe
@@ -146,7 +143,7 @@ class ImageInputs:
 
     # ---- hooks called by BundlePipeline.generate ------------------------------------------------------------
 
-    def start(self, pipe: "BundlePipeline", sched: TableScheduler, rng: np.random.Generator,
+    def start(self, pipe: Any, sched: TableScheduler, rng: np.random.Generator,
               latents: np.ndarray | None) -> tuple[TableScheduler, np.ndarray, np.ndarray]:
         """(the scheduler for the kept steps, the start noise, the initial latents); encodes the image(s)."""
         check_bundle(pipe, self)
@@ -194,7 +191,7 @@ class ImageInputs:
         return ((np.float32(1.0) - mask) * known + mask * latents).astype(np.float32)
 
 
-def encode(pipe: "BundlePipeline", image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def encode(pipe: Any, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Scaled latents of `image` ([1, 3, H, W] in [-1, 1]) through the bundle's vae_encoder: a seeded sample of
     its latent distribution when the encoder gives mean and log-variance, else its output."""
     if pipe.vae_encoder is None:
@@ -212,7 +209,7 @@ def encode(pipe: "BundlePipeline", image: np.ndarray, rng: np.random.Generator) 
     return (np.float32(pipe.vae_scaling_factor) * (sample - shift if shift else sample)).astype(np.float32)
 
 
-def check_bundle(pipe: "BundlePipeline", inputs: ImageInputs | None) -> None:
+def check_bundle(pipe: Any, inputs: ImageInputs | None) -> None:
     """What the bundle needs for this request: an encoder for images, a mask for an inpainting UNet."""
     shape = pipe.latent_shape
     nine = pipe.unet_channels != shape[1]
