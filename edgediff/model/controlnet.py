@@ -206,7 +206,8 @@ def _wrappers():
             down, mid = self.controlnet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
                                         controlnet_cond=controlnet_cond, conditioning_scale=1.0, guess_mode=False,
                                         return_dict=False)
-            return tuple(r * conditioning_scale for r in down) + (mid * conditioning_scale,)
+            scale = conditioning_scale.reshape(-1, 1, 1, 1)  # one scale per batch row (int8 calibration stacks rows)
+            return tuple(r * scale for r in down) + (mid * scale,)
 
     class ControlledUNet(torch.nn.Module):
         """The UNet with the residuals as inputs. The UNet is held as `net`, not `unet`: backends that split a
@@ -241,7 +242,7 @@ def controlnet_components(model, unet_component, vae_scale: int):
     cn_sample = TensorSpec("sample", (batch, int(cn.config.in_channels), h, w))
     inputs = (cn_sample, timestep, states,
               TensorSpec(COND_INPUT, (batch, int(cn.config.conditioning_channels), h * vae_scale, w * vae_scale)),
-              TensorSpec(SCALE_INPUT, (1,)))
+              TensorSpec(SCALE_INPUT, (batch,)))
     module = ControlNet(cn).eval()
     probe = Component(COMPONENT, module, inputs, ())
     with torch.inference_mode():
@@ -358,7 +359,7 @@ class CalibrationControl:
         batch = feed["sample"].shape[0]
         inputs = {"sample": feed["sample"], "timestep": feed["timestep"],
                   "encoder_hidden_states": feed["encoder_hidden_states"],
-                  COND_INPUT: np.repeat(self.hint, batch, axis=0), SCALE_INPUT: np.array([self.scale], np.float32)}
+                  COND_INPUT: np.repeat(self.hint, batch, axis=0), SCALE_INPUT: np.full((batch,), self.scale, np.float32)}
         if COMPONENT in samples:
             samples[COMPONENT].append(inputs)
         down, mid = self.model.controlnet(

@@ -278,7 +278,7 @@ def controlled(controlnet: Call, unet: Call, image: np.ndarray, scale: float,
         out = controlnet({"sample": feeds["sample"], "timestep": feeds["timestep"],
                           "encoder_hidden_states": feeds["encoder_hidden_states"],
                           COND_INPUT: np.repeat(image, batch, axis=0).astype(np.float32),
-                          SCALE_INPUT: np.array([scale], np.float32)})
+                          SCALE_INPUT: np.full((batch,), scale, np.float32)})
         names = residuals or tuple(out)
         return unet({**feeds, **{n: out[n] for n in names}})
     return call
@@ -321,5 +321,5 @@ class ControlStage:
         out = self.session.run({"sample": feeds["sample"], "timestep": feeds["timestep"],
                                 "encoder_hidden_states": feeds["encoder_hidden_states"],
                                 COND_INPUT: np.repeat(control.image, batch, axis=0).astype(np.float32),
-                                SCALE_INPUT: np.array([control.scale], np.float32)})
+                                SCALE_INPUT: np.full((batch,), control.scale, np.float32)})
         return {n: out[n] for n in self.residuals}

@@ -157,7 +157,7 @@ def capture(model, components: list, settings: CalibrationSettings, make_schedul
     from edgediff.model.components import vae_scaling_factor
 
     te, unet, dec = _torch_parts(model)
-    control = None
+    control: Any = None
     if getattr(model, "controlnet", None) is not None:  # real ControlNet residuals into the UNet's samples
         from edgediff.model.controlnet import CalibrationControl
 
