@@ -46,3 +46,15 @@ class ParityError(EdgediffError):
     def __init__(self, failures: list[str]):
         self.failures = list(failures)
         super().__init__("verification failed: " + "; ".join(self.failures))
+
+
+class StageIncomplete(EdgediffError):
+    """A slim stage stopped early (its time budget was spent) with its progress checkpointed: rerun to continue."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again
+
+
+class QualityError(EdgediffError):
+    """A slim stage's result fell below the quality threshold its recipe states (the message names the stage)."""
+
+    exit_code = 1

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edgediff import bundle, report, verify
+from edgediff import bundle, quality, report, verify
 from edgediff.contract import MANIFEST_FILE, Artifact, read_strict_json
 from edgediff.errors import ParityError
 from edgediff.plan import Plan
@@ -64,6 +64,8 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         if recipe.verify.end_to_end:
             e2e = verify.end_to_end(plan.model, plan.components, artifacts, backend.name, session_options,
                                     verify.end_to_end_settings(recipe, plan.precision), runnable)
+        guidance = quality.guidance_check(plan.model, plan.components, artifacts, backend.name, session_options,
+                                          recipe.verify.min_guidance_ratio, plan.precision, runnable)
         times.add("verify", start)
 
         manifest = bundle.build_manifest(recipe, plan.model, backend.name, backend.version(), plan.components,
@@ -71,7 +73,17 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         swift = backend.finalize_bundle(staging, artifacts, plan.model.tokenizer_dir, plan.options, log)
         if swift is not None:
             manifest.extra["swift"] = swift
+        if plan.stage_records:  # which slim stages this run reused from the stage cache and which it computed
+            manifest.extra["stage_cache"] = plan.stage_records
+        manifest.extra["guidance_check"] = guidance
         manifest.write(staging)
+        accuracy: dict = {}
+        if recipe.verify.accuracy_prompts and runnable[0]:  # the finished bundle through the runtime, on the judge
+            accuracy = quality.prompt_accuracy(staging, recipe.model.source, recipe.verify.accuracy_prompts,
+                                               recipe.pipeline.num_inference_steps, recipe.pipeline.guidance_scale,
+                                               recipe.verify.min_prompt_accuracy)
+            manifest.extra["prompt_accuracy"] = accuracy
+            manifest.write(staging)
 
         records = []
         if recipe.profile.enabled:
@@ -92,7 +104,8 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         manifest.extra["timings_s"] = {k: round(v, 2) for k, v in times.seconds.items()}
         manifest.write(staging)
         report.write_report(staging, read_strict_json(staging / MANIFEST_FILE), records)
-        failures = verify.failures(results, plan.limits, e2e)
+        failures = (verify.failures(results, plan.limits, e2e) + quality.guidance_failure(guidance)
+                    + quality.accuracy_failure(accuracy))
         if failures:
             error = ParityError(failures)
             error.keep_output = True

@@ -27,6 +27,7 @@ from edgediff.model.controlnet import load_controlnet, resolve_controlnet
 from edgediff.model.folder import FolderFacts, check_model_folder
 from edgediff.model.load import LoadedModel, load_custom, load_model, resolve_model_path
 from edgediff.recipe import Recipe, SlimStep
+from edgediff.slim import stage_cache
 from edgediff.slim.steps import apply_slim_steps
 from edgediff.targets import load_target
 from edgediff.verify import Thresholds
@@ -42,6 +43,7 @@ class Plan:
     options: Any  # the backend's typed Options
     components: list[Component] = field(default_factory=list)
     limits: dict[str, Thresholds] = field(default_factory=dict)
+    stage_records: list[dict[str, Any]] = field(default_factory=list)  # slim stages reused / computed (stage_cache)
 
     @property
     def precision(self) -> Precision:
@@ -214,9 +216,10 @@ def resolve(recipe: Recipe) -> Plan:
         shapes = ComponentShapes(p.height, p.width,
                                  batched_cfg=p.batched_cfg and p.guidance_scale > 1.0 and not time_cond)
         components = build_components(model, p.components, shapes)
+    stage_cache.take_records()  # a fresh list for this plan
     components = apply_slim_steps(recipe.slim.steps, model, components)
     limits = {c.name: thresholds(recipe, precision) for c in components}
-    return Plan(recipe, model, backend, options, components, limits)
+    return Plan(recipe, model, backend, options, components, limits, stage_cache.take_records())
 
 
 def thresholds(recipe: Recipe, precision: Precision) -> Thresholds:

@@ -21,7 +21,7 @@ from edgediff.errors import RecipeError
 RECIPE_VERSION = 1
 COMPONENT_NAMES = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder", "controlnet")
 TENSOR_DTYPES = ("float32", "float16", "int64", "int32")
-SLIM_KINDS = ("prune", "distill", "quantize")  # edgediff.slim.steps.STEP_FUNCTIONS, without importing it
+SLIM_KINDS = ("prune", "distill", "quantize", "tiny_decoder")  # edgediff.slim.steps.STEP_FUNCTIONS, without importing it
 BACKEND_NAMES = ("onnxruntime", "litert", "coreml")  # edgediff.contract.BACKEND_NAMES
 MAX_SIDE = 8192  # pixels: beyond this no device runs the model; a typo, not a request
 MAX_STEPS = 1000  # a scheduler with 1000 training timesteps cannot take more
@@ -100,6 +100,9 @@ class VerifySection:
     min_image_psnr_db: float = -1.0  # < 0 = edgediff.defaults.MIN_IMAGE_PSNR_DB
     prompt: str = "a large red circle on a blue background, top left"
     seed: int = 0
+    min_guidance_ratio: float = 0.8  # lowered UNet's |eps(cond) - eps(uncond)| / float's (0 = no guidance check)
+    accuracy_prompts: int = 0  # > 0: prompt accuracy on the judge's task (shapes) through the bundle, this many prompts
+    min_prompt_accuracy: float = 0.0  # 0..1: fail below it (0 = report only)
 
 
 @dataclass
@@ -240,6 +243,10 @@ def check_recipe(recipe: Recipe) -> Recipe:
     need(1 <= v.samples <= 1000, "verify.samples", "between 1 and 1000", v.samples)
     need(v.min_cosine <= 1, "verify.min_cosine", "at most 1 (negative: the precision's default)", v.min_cosine)
     need(0 <= v.seed <= MAX_SEED, "verify.seed", f"between 0 and {MAX_SEED}", v.seed)
+    need(0 <= v.min_guidance_ratio <= 10, "verify.min_guidance_ratio", "between 0 and 10", v.min_guidance_ratio)
+    need(0 <= v.accuracy_prompts <= 10_000, "verify.accuracy_prompts", "between 0 and 10000", v.accuracy_prompts)
+    need(0 <= v.min_prompt_accuracy <= 1, "verify.min_prompt_accuracy", "a fraction between 0 and 1",
+         v.min_prompt_accuracy)
     need(1 <= recipe.profile.runs <= 100_000, "profile.runs", "between 1 and 100000", recipe.profile.runs)
     need(0 <= recipe.profile.warmup <= 10_000, "profile.warmup", "between 0 and 10000", recipe.profile.warmup)
     return recipe

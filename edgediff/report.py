@@ -122,6 +122,9 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
             if e2e.get("image"):
                 lines += ["", f"![PyTorch (left) vs {manifest['backend']} (right)]({e2e['image']})"]
         lines.append("")
+    from edgediff import quality  # here: report is read by commands that never verify
+
+    lines += quality.report_lines(manifest)
     if manifest.get("precision_plan"):
         lines += plan_section(manifest["precision_plan"], Path(bundle_dir))
     for name, entry in manifest["components"].items():

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgediff import defaults
+from edgediff import __version__, defaults
 from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan, sha256_file
 from edgediff.errors import RecipeError
 from edgediff.recipe import build_section
 from edgediff.slim import calibration as calib
+from edgediff.slim import stage_cache
 
 CACHE_VERSION = 1
 
@@ -126,8 +127,9 @@ def calibration_for(model, components, settings: QuantizeSettings, cache: Path, 
     )
     shapes = {c.name: [s.to_dict() for s in c.inputs] for c in components}
     key = _digest({"v": CACHE_VERSION, "weights": weights, "settings": asdict(cs), "shapes": shapes,
-                   "file": _file_digest(cs.file)})
+                   "file": _file_digest(cs.file), "edgediff": __version__})
     path = cache / f"calibration-{key[:24]}.npz"
+    stage_cache.note("quantize calibration", key, path.is_file())
     if path.is_file():
         return calib.CalibrationSet.load(path)
 
@@ -157,8 +159,9 @@ def plan_component(component, samples, timesteps, settings: QuantizeSettings, ca
     plan_settings = {k: v for k, v in asdict(settings).items() if k not in ("cache_dir", "naive", "components")}
     key = _digest({"v": CACHE_VERSION, "weights": weights, "component": component.name,
                    "inputs": [s.to_dict() for s in component.inputs], "settings": plan_settings,
-                   "calibration": description, "samples": len(samples)})
+                   "calibration": description, "samples": len(samples), "edgediff": __version__})
     path = cache / f"plan-{component.name}-{key[:24]}.json"
+    stage_cache.note(f"quantize plan ({component.name})", key, path.is_file())
     if path.is_file():
         plan = PrecisionPlan.from_json(path)
     else:

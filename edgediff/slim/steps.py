@@ -19,6 +19,7 @@ STEP_FUNCTIONS = {
     "prune": "edgediff.slim.prune.recipe_step:prune_slim_step",
     "distill": "edgediff.slim.distill.recipe_step:distill_slim_step",
     "quantize": "edgediff.slim.quantize:quantize_slim_step",
+    "tiny_decoder": "edgediff.slim.tiny_decoder:tiny_decoder_slim_step",
 }
 
 

@@ -52,13 +52,19 @@ def distill_slim_step(model: Any, components: list, options: dict[str, Any]) -> 
     with `timestep_cond` when the guidance was distilled in). Put it before other slim steps."""
     if getattr(model, "kind", None) != "pipeline":
         raise RecipeError("the distill step needs a diffusers pipeline model (text encoder, UNet, VAE)")
-    settings = settings_from_options(Path(model.source), options)
-    if not _student_is_current(settings.output, settings):
-        distill(settings)
-    student = load_model(str(settings.output))
+    if "output" in options:  # a named student folder: reused when it is current (see _student_is_current)
+        settings = settings_from_options(Path(model.source), options)
+        if not _student_is_current(settings.output, settings):
+            distill(settings)
+        student_folder = settings.output
+    else:  # content-keyed: the student of exactly this teacher, starting UNet and settings
+        from edgediff.slim.distill.cached import cached_student
+
+        student_folder = cached_student(model, options)
+    student = load_model(str(student_folder))
     model.unet, model.scheduler_class, model.scheduler_config = student.unet, student.scheduler_class, student.scheduler_config
     model.defaults = dict(student.defaults)
-    model.source = str(settings.output)
+    model.source = str(student_folder)
     unet = next((c for c in components if c.name == "unet"), None)
     text = next((c for c in components if c.name == "text_encoder"), None)
     scale = vae_scale_factor(model.vae)

@@ -79,7 +79,7 @@ def distill(settings: DistillSettings) -> DistillResult:
     teacher_sched_config = dict(pipe.scheduler.config)
 
     embed_dim = settings.guidance_embedding_dim if settings.embeds_guidance else None
-    student = make_student_unet(teacher, embed_dim)
+    student = make_student_unet(_initial_unet(settings, teacher), embed_dim)
     if settings.lora_rank:
         add_lora(student, settings.lora_rank, settings.lora_alpha)
     student.train()
@@ -144,6 +144,15 @@ def distill(settings: DistillSettings) -> DistillResult:
         (settings.run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     accelerator.wait_for_everyone()
     return DistillResult(settings.output, result, accelerator.num_processes, digests, defaults)
+
+
+def _initial_unet(settings: DistillSettings, teacher: Any) -> Any:
+    """What the student starts from: the teacher's UNet, or `student_init` (a pruned UNet: prune -> distill)."""
+    if settings.student_init is None:
+        return teacher
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(str(settings.student_init), use_safetensors=True)
 
 
 def _portable(path: Path) -> str:

@@ -56,9 +56,11 @@ class DistillSettings:
     rollout_fraction: float = 0.0  # share of batches whose inputs come from the student's own earlier steps
     cpu: bool | None = None
     max_minutes: float | None = None  # wall-time budget of one invocation (rerun to resume)
+    student_init: Path | None = None  # a UNet folder to start the student from (e.g. pruned); None = the teacher's
 
     def __post_init__(self) -> None:
         self.teacher, self.output, self.run_dir = Path(self.teacher), Path(self.output), Path(self.run_dir)
+        self.student_init = Path(self.student_init) if self.student_init else None
         if self.method not in METHODS:
             raise RecipeError(f"unknown distillation method {self.method!r}; use one of {', '.join(METHODS)}")
         if self.steps < 1 or self.batch_size < 1:
