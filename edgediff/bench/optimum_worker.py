@@ -26,6 +26,9 @@ def export(unet_folder: Path, out: Path) -> dict:
     load_s = time.perf_counter() - start
     from optimum.exporters.onnx.convert import export_models
     from optimum.exporters.tasks import TasksManager
+    from optimum.exporters.utils import _get_diffusers_submodel_type
+
+    unet.config.export_model_type = _get_diffusers_submodel_type(unet)  # as Optimum's pipeline export sets it
 
     start = time.perf_counter()
     constructor = TasksManager.get_exporter_config_constructor(

@@ -114,6 +114,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
         if notes:
             lines += ["", "Rows without a figure, and why:", "", *notes]
         lines.append("")
+    lines += targets(rows)
     lines += ["## Anchors not from this run", "",
               "Measured earlier on this machine class (2-core x86, 24 GB) and given in issue 22; **not from this "
               "run**, kept for the converters this suite does not run here (Apple's converter needs macOS) and for "
@@ -179,3 +180,33 @@ def write_plots(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
         plt.close(fig)
         written.append(f"plots/{name}.png")
     return written
+
+
+def _find(rows: list[dict[str, Any]], model: str, converter: str) -> dict[str, Any] | None:
+    row = next((r for r in rows if r["model"] == model and r["converter"] == converter), None)
+    return row if row and (row.get("convert") or {}).get("status") == "ok" else None
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """Issue 22's targets that these rows measure (SD 1.5, fp32), each stated with where it stands."""
+    ort, optimum = _find(rows, "sd15", "edgediff-onnxruntime"), _find(rows, "sd15", "optimum-onnxruntime")
+    litert, anchor = _find(rows, "sd15", "edgediff-litert"), _find(rows, "sd15", "litert-torch")
+    if not any((ort, optimum, litert, anchor)):
+        return []
+    out = ["## Targets (issue 22) measured by these rows", ""]
+
+    def gb(row: dict[str, Any] | None) -> str:
+        return f"{row['convert']['peak_tree_rss_mb'] / 1024:.2f} GB" if row else "not measured"
+
+    def speed(row: dict[str, Any] | None) -> str:
+        art = ((row or {}).get("timing") or {}).get("artifact") or {}
+        return f"{art['ratio_to_eager']:.2f}× eager" if "ratio_to_eager" in art else "not measured"
+
+    out.append(f"- ONNX Runtime fp32 SD 1.5 UNet ≤ 0.70× eager: edgediff {speed(ort)}, Optimum's export "
+               f"{speed(optimum)} (batch {((ort or optimum or {}).get('settings') or {}).get('batch', '?')}).")
+    out.append(f"- Conversion peak, ONNX Runtime ≤ the best anchor: edgediff {gb(ort)} vs Optimum {gb(optimum)} "
+               "(UNet alone, both here; the earlier whole-pipeline Optimum figure is 8.8 GB).")
+    out.append(f"- Conversion peak, LiteRT ≤ 12.1 GB and below ours before (14.3 GB): edgediff {gb(litert)}, "
+               f"litert-torch default {gb(anchor)}.")
+    out.append("- int8 targets: not measured by these fp32 rows.")
+    return out + [""]
