@@ -265,7 +265,7 @@ def _run_row(row: RowSpec, options: RunOptions, fingerprint: str) -> dict[str, A
               "machine_fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "convert": convert, "timing": timing}
     _write(row_dir / "row.json", record)
-    if timing.get("status") in DONE and not options.keep_artifacts:
+    if timing.get("status") in ("ok", "skipped") and not options.keep_artifacts:  # a failed timing keeps them
         shutil.rmtree(work, ignore_errors=True)  # sizes are recorded; full-size artifacts are gigabytes each
     return record
 

@@ -33,27 +33,40 @@ MIN_SAMPLE_S = 0.2  # shortest timed sample: a 3 ms call timed alone is mostly t
 
 def _open(converter: str, out: Path, convert: dict[str, Any], component, threads: int) -> Callable:
     """The artifact's `run(feeds) -> outputs`, opened by edgediff's runtime sessions (what apps and verify use)."""
-    from edgediff.contract import Artifact, TensorSpec
+    from edgediff.contract import Artifact
     from edgediff.runtime.sessions import SessionOptions, open_session
 
     options = SessionOptions(threads=threads)
     backend = CONVERTERS[converter][0]
     if converter.startswith("edgediff-"):
         artifact = Artifact.from_entry(out, "unet", convert["artifact"], check=True)
-    elif converter == "optimum-onnxruntime":  # Optimum's UNet takes a scalar timestep and names its output out_sample
-        inputs = tuple(TensorSpec(s.name, ()) if s.name == "timestep" else s for s in component.inputs)
-        artifact = Artifact("unet", out / convert["model_file"], inputs,
-                            (TensorSpec("out_sample", component.outputs[0].shape),))
+    elif converter == "optimum-onnxruntime":
+        return _optimum_session(out / convert["model_file"], threads)
     else:  # litert-torch: one .tflite, arguments in the module's order
         artifact = Artifact("unet", out / "unet.tflite", component.inputs, component.outputs)
     session = open_session(artifact, backend, options)
-    rename = {"out_sample": "noise_pred"}
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        if converter == "optimum-onnxruntime":
-            feeds = dict(feeds, timestep=np.asarray(feeds["timestep"][0]))
-        result = session.run(feeds)
-        return next(v for k, v in result.items() if rename.get(k, k) == "noise_pred")
+        return session.run(feeds)["noise_pred"]
+
+    return run
+
+
+def _optimum_session(path: Path, threads: int) -> Callable:
+    """Optimum's UNet as its users run it: a plain InferenceSession (same threads and ORT_ENABLE_ALL as edgediff's
+    sessions). Its timestep is a 0-d tensor, which edgediff's session (built for fixed 1-d specs) would reshape."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    types = {i.name: np.float32 if i.type == "tensor(float)" else np.int64 for i in session.get_inputs()}
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        given = dict(feeds, timestep=np.asarray(feeds["timestep"][0]))  # one step: one timestep for the batch
+        return session.run(None, {k: np.asarray(given[k], dtype=types[k]) for k in types})[0]
 
     return run
 
