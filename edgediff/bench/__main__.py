@@ -90,10 +90,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         {"machine": machine, "command": command, "rows": everything, "comparison": comparison}), indent=1))
     print(f"wrote {output / 'BENCHMARKS.md'} ({len(everything)} rows)")
     if args.record_baseline:
-        baseline = guard.record([r for r in this_machine if r["key"] in ran], guard.read_baseline(args.baseline),
-                                machine)
-        guard.write_baseline(args.baseline, baseline)
-        print(f"recorded {len(ran)} rows in {args.baseline}")
+        recorded = [r for r in this_machine if r["key"] in ran]
+        guard.write_baseline(args.baseline, guard.record(recorded, guard.read_baseline(args.baseline), machine))
+        print(f"recorded {len(recorded)} rows in {args.baseline}")
     if comparison and comparison["findings"]:
         raise guard.RegressionFound("; ".join(f"{f['key']}: {f['metric']} {f['change']:+.0%}"
                                               for f in comparison["findings"])

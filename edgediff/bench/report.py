@@ -25,7 +25,9 @@ How each figure is measured (edgediff/bench/):
   summed on disk, with the largest single file (Android maps at most 2 GB per file).
 - **load cold / warm**: opening the artifact with edgediff's runtime session (ONNX Runtime graph optimisation at
   ORT_ENABLE_ALL, LiteRT interpreter + XNNPACK); cold = the first session in a fresh process (the OS page cache is
-  not dropped), warm = a second session after the first is closed.
+  not dropped), warm = a second session after the first is closed; first call = the first inference on the warm
+  session (LiteRT maps the file lazily and XNNPACK packs weights on the first call, so its load is cheap and its
+  first call is not).
 - **s/step**: median (p90) UNet call, interleaved with PyTorch eager in the same process and the same minutes
   (eager, artifact, artifact, eager, ...), after warm-up; **× eager** = median / eager median of the same row.
   **CPU s/step**: process CPU time per call (all threads). **% of GEMM rate**: the UNet's FLOPs per call (PyTorch's
@@ -63,7 +65,8 @@ def row_cells(row: dict[str, Any]) -> list[str]:
             _num(c.get("convert_s"), ".1f") if ok_c else "–", memory,
             (f"{_num(c.get('artifact_bytes'), '.1f', 1e-6)} ({len(files)} files, largest "
              f"{_num(max(files.values()), '.1f', 1e-6)})" if ok_c and files else "–"),
-            f"{_num(t.get('session_load_cold_s'))} / {_num(t.get('session_load_warm_s'))}" if ok_t else "–",
+            (f"{_num(t.get('session_load_cold_s'))} / {_num(t.get('session_load_warm_s'))} / "
+             f"{_num(t.get('first_run_s'))}" if ok_t else "–"),
             f"{_num(art.get('median_s'), '.3f')} ({_num(art.get('p90_s'), '.3f')})" if ok_t else "–",
             _num(art.get("ratio_to_eager")) if ok_t else "–",
             _num(art.get("cpu_s_per_step"), ".3f") if ok_t else "–",
@@ -71,7 +74,7 @@ def row_cells(row: dict[str, Any]) -> list[str]:
             _num((t.get("parity") or {}).get("psnr_db"), ".1f") if ok_t else "–", loads]
 
 
-HEADER = ["converter", "status", "convert s", "peak RSS GB tree (process)", "artifact MB (files, largest)", "load cold / warm s",
+HEADER = ["converter", "status", "convert s", "peak RSS GB tree (process)", "artifact MB (files, largest)", "load cold / warm / first call s",
           "s/step median (p90)", "× eager", "CPU s/step", "% of GEMM rate", "PSNR dB", "load convert / timing"]
 
 
