@@ -207,7 +207,8 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     out = ["## Targets (issue 22) measured by these rows", ""]
 
     def gb(row: dict[str, Any] | None) -> str:
-        return f"{row['convert']['peak_tree_rss_mb'] / 1024:.2f} GB" if row else "not measured"
+        return (f"{row['convert']['peak_tree_rss_mb'] / 1024:.2f} GB in {row['convert']['convert_s']:.0f} s"
+                if row else "not measured")
 
     def speed(row: dict[str, Any] | None) -> str:
         art = ((row or {}).get("timing") or {}).get("artifact") or {}
