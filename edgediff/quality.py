@@ -22,6 +22,7 @@ from edgediff.model.components import Component
 from edgediff.runtime.sessions import SessionOptions, open_session
 
 CHECK_TIMESTEPS = (999.0, 749.0, 499.0, 249.0)
+PLAIN_UNET_INPUTS = {"sample", "timestep", "encoder_hidden_states", "timestep_cond"}
 PROMPTS = ("a large red circle on a blue background, top left", "a small green square on a white background")
 
 
@@ -53,6 +54,11 @@ def guidance_check(model: Any, components: list[Component], artifacts: Mapping[s
     if not runnable[0]:
         return {"status": "skipped", "reason": runnable[1]}
     unet = by_name["unet"]
+    others = sorted({s.name for s in unet.inputs} - PLAIN_UNET_INPUTS)
+    if others or "last_hidden_state" not in {s.name for s in by_name["text_encoder"].outputs}:
+        return {"status": "skipped", "reason": "the guidance check drives SD 1.x / 2.x UNets (sample, timestep, "
+                f"text states); this UNet also takes {', '.join(others) or 'other text states'} (SDXL conditioning "
+                "or ControlNet residuals), which it does not feed yet"}
     ids = sampling.tokenize(model.tokenizer_dir, [*PROMPTS, ""])
     states = [by_name["text_encoder"].run_torch({"input_ids": ids[i:i + 1]})["last_hidden_state"]
               for i in range(len(ids))]

@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from edgediff import defaults
 from edgediff.contract import Artifact, Precision
-from edgediff.errors import ParityError, RecipeError
+from edgediff.errors import ParityError
 from edgediff.model import sampling
 from edgediff.model.components import Component, vae_scaling_factor
+from edgediff.model.sampling import image_psnr_record, make_scheduler
 from edgediff.runtime.sessions import SessionOptions, open_session
 
 
@@ -210,25 +211,6 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
     return image_psnr_record(images, settings)
 
 
-def image_psnr_record(images: dict[str, Any], settings: EndToEndSettings) -> dict[str, Any]:
-    """The end-to-end record of two decoded images (PyTorch's, the artifacts'), judged against the threshold."""
-    ref, got = (sampling.to_uint8(images[k]).astype(np.float64) for k in ("pytorch", "artifact"))
-    mse = float(np.mean((ref - got) ** 2))
-    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-    return {"status": "passed" if psnr >= settings.min_image_psnr_db else "failed",
-            "psnr_db": round(psnr, 2) if math.isfinite(psnr) else psnr, "min_psnr_db": settings.min_image_psnr_db,
-            "prompt": settings.prompt, "seed": settings.seed, "steps": settings.steps,
-            "guidance_scale": settings.guidance_scale, "images": images}
-
-
-def make_scheduler(class_name: str, config: Mapping[str, Any]):
-    """The diffusers scheduler the PyTorch side of the end-to-end check runs."""
-    import diffusers
-
-    cls = getattr(diffusers, class_name, None)
-    if cls is None or not hasattr(cls, "from_config"):
-        raise RecipeError(f"unknown scheduler '{class_name}' (use a diffusers scheduler class name)")
-    return cls.from_config(dict(config))
 
 
 def failures(results: list[ComponentResult], limits: Mapping[str, Thresholds],

@@ -30,7 +30,8 @@ def test_guidance_embedding_matches_diffusers() -> None:
     w = torch.tensor([0.0, 1.5, 7.0])
     for dim in (256, 33):
         ref = StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim)
-        torch.testing.assert_close(D.guidance_embedding(w, dim), ref)
+        # float32 arguments up to ~7e3 rad: an ulp of the argument (~5e-4) may separate two torch op orders
+        torch.testing.assert_close(D.guidance_embedding(w, dim), ref, rtol=0, atol=1e-3)
 
 
 def test_boundary_scalings_match_lcm_scheduler() -> None:
@@ -270,7 +271,7 @@ def test_shipped_four_step_student_records_its_sampler() -> None:
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.timestep_spacing == "trailing"
     assert pipe.unet.config.time_cond_proj_dim == defaults["guidance_embedding"]["dim"] == 256
     row = torch.tensor(defaults["guidance_embedding"]["timestep_cond"])
-    torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([4.0]), 256)[0])
+    torch.testing.assert_close(row, D.guidance_embedding(torch.tensor([4.0]), 256)[0], rtol=0, atol=1e-3)
 
 
 def test_distillation_trains_on_a_folder_of_the_users_images(teacher: Path, tmp_path: Path) -> None:

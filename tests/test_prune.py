@@ -232,7 +232,9 @@ def test_saved_student_is_an_ordinary_diffusers_folder(tmp_path):
     assert config["_class_name"] == "UNet2DConditionModel" and config["mid_block_type"] is None
     reloaded = UNet2DConditionModel.from_pretrained(out).eval()
     args = inputs()
-    assert torch.equal(run(reloaded, args), run(student, args))
+    # the weights are the same bits; the outputs may differ by an ulp (a reloaded module can take other kernels)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), student.state_dict().values()))
+    torch.testing.assert_close(run(reloaded, args), run(student, args), rtol=1e-5, atol=1e-6)
     record = json.loads((out / "edgediff_prune.json").read_text())
     assert PruneSpec.from_dict(record["spec"]) == spec
 
@@ -297,7 +299,8 @@ def test_prune_command_writes_a_pruned_unet_folder(tmp_path, capsys):
     student = UNet2DConditionModel.from_pretrained(tmp_path / "out").eval()
     expected = prune.prune_unet(teacher, prune.preset_spec(tiny_config(), "bk-small"))
     args = inputs()
-    assert torch.equal(run(student, args), run(expected, args))
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), expected.state_dict().values()))
+    torch.testing.assert_close(run(student, args), run(expected, args), rtol=1e-5, atol=1e-6)
     assert "removed mid_block" in capsys.readouterr().out
 
 

@@ -168,7 +168,9 @@ def test_guidance_embedding_matches_diffusers():
 
     for w, dim in [(7.5 - 1, 256), (0.0, 32), (2.0, 33)]:
         ref = StableDiffusionPipeline.get_guidance_scale_embedding(None, torch.tensor([w]), embedding_dim=dim)
-        np.testing.assert_allclose(guidance_scale_embedding(w, dim), ref.numpy(), rtol=0, atol=5e-5)
+        # arguments reach ~7e3 rad, where one float32 ulp of the argument is ~5e-4: torch's float32 exp/sin may
+        # land an ulp away from ours (float64 evaluation rounded once), depending on the CPU's vector kernels
+        np.testing.assert_allclose(guidance_scale_embedding(w, dim), ref.numpy(), rtol=0, atol=1e-3)
 
 
 # ---- bundle integrity -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ input and the new latent after every step. Random model outputs drive latents to
 float32 itself resolves only ~1e-5: diffusers' own float32 trajectory differs from a float64 run of the same
 code by 1e-5..5e-5 there. So each step's error is measured relative to the largest latent that step reads
 or writes: max|ours - diffusers| / max(1, max|x_in|, max|x_out|) <= 1e-5 (measured: <= 1e-6 for the main
-classes, 7.5e-6 for Euler on a zero-terminal-SNR schedule, whose first latent is ~1e4)."""
+classes; Euler on a zero-terminal-SNR schedule, whose first latent is ~1e4, is compared with diffusers run in float64)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,10 @@ def test_lcm_matches_diffusers_with_injected_noise(prediction_type, steps):
     ],
 )
 def test_config_variants_match_diffusers(class_name, extra, steps):
-    assert_matches(class_name, dict(SD, **extra), steps)
+    # Euler on a zero-terminal-SNR schedule starts at sigma 4096: diffusers' own float32 step there is off by
+    # ~1e-5 of the latent (machine-dependent rounding), so the reference runs in float64, as for UniPC and Heun.
+    exact = class_name == "EulerDiscreteScheduler" and bool(extra.get("rescale_betas_zero_snr"))
+    assert_matches(class_name, dict(SD, **extra), steps, float64_reference=exact)
 
 
 @pytest.mark.parametrize("arch", ["stable-diffusion-v1-5", "stable-diffusion-2-1-base"])

@@ -233,7 +233,7 @@ def controlnet_components(model, unet_component, vae_scale: int):
     """(the controlnet component, the unet component with residual inputs), at the plain UNet's shapes."""
     import torch
 
-    from edgediff.model.components import Component
+    from edgediff.model.component import Component
 
     ControlNet, ControlledUNet = _wrappers()
     cn = model.controlnet
@@ -339,7 +339,7 @@ class CalibrationControl:
     residuals are added to the UNet's sample (edgediff.slim.calibration.capture)."""
 
     def __init__(self, model, by_name: dict[str, Any], scale: float = 1.0):
-        from edgediff.model.components import vae_scale_factor
+        from edgediff.model.component import vae_scale_factor
         from edgediff.runtime.control import synthetic_hint
 
         self.model, self.scale = model, float(scale)

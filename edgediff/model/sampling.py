@@ -11,10 +11,11 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from edgediff.errors import RecipeError
 from edgediff.runtime.pipeline import initial_noise
 
 Call = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -98,3 +99,24 @@ def _unet_pair(unet: Call, sample, t, uncond, cond, unet_batch, extra):
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """[1, 3, H, W] in [-1, 1] -> [H, W, 3] uint8."""
     return (np.clip(image[0].transpose(1, 2, 0) / 2 + 0.5, 0, 1) * 255).round().astype(np.uint8)
+
+
+def image_psnr_record(images: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """The end-to-end record of two decoded images (PyTorch's, the artifacts'), judged against the threshold."""
+    ref, got = (to_uint8(images[k]).astype(np.float64) for k in ("pytorch", "artifact"))
+    mse = float(np.mean((ref - got) ** 2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    return {"status": "passed" if psnr >= settings.min_image_psnr_db else "failed",
+            "psnr_db": round(psnr, 2) if math.isfinite(psnr) else psnr, "min_psnr_db": settings.min_image_psnr_db,
+            "prompt": settings.prompt, "seed": settings.seed, "steps": settings.steps,
+            "guidance_scale": settings.guidance_scale, "images": images}
+
+
+def make_scheduler(class_name: str, config: Mapping[str, Any]):
+    """The diffusers scheduler the PyTorch side of the end-to-end check runs."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise RecipeError(f"unknown scheduler '{class_name}' (use a diffusers scheduler class name)")
+    return cls.from_config(dict(config))

@@ -90,7 +90,7 @@ def _wrappers():
 
 def build_component(model: LoadedModel, name: str, shapes, latent_hw: tuple[int, int]):
     """The SDXL variant of text_encoder / text_encoder_2 / unet (edgediff.model.components' hook)."""
-    from edgediff.model.components import Component
+    from edgediff.model.component import Component
 
     SDXLTextEncoder, SDXLUNet = _wrappers()
     length = shapes.text_length
@@ -189,8 +189,9 @@ def end_to_end(model: LoadedModel, components, artifacts, backend: str, session_
     from tqdm import tqdm
 
     from edgediff.model import sampling
-    from edgediff.model.components import vae_scaling_factor
-    from edgediff.verify import image_psnr_record, make_scheduler, open_session
+    from edgediff.model.component import vae_scaling_factor
+    from edgediff.model.sampling import image_psnr_record, make_scheduler
+    from edgediff.runtime.sessions import open_session
 
     encoders = [n for n in TEXT_ENCODERS if n in artifacts]
     needed = set(encoders) | {"unet", "vae_decoder"}

@@ -7,6 +7,7 @@ apps test against. Nothing here imports torch, diffusers or transformers (tests/
 from edgediff.contract import Manifest
 from edgediff.runtime.pipeline import BundlePipeline, GenerationResult, StageTimings
 from edgediff.runtime.schedulers import TableScheduler, scheduler_tables
+from edgediff.runtime.sdxl import SDXLBundlePipeline  # registers the SDXL family with BundlePipeline.load
 from edgediff.runtime.sessions import SessionOptions, available_ort_providers, open_component, open_session
 from edgediff.runtime.tokenizer import CLIPTokenizer
 
@@ -15,6 +16,7 @@ __all__ = [
     "CLIPTokenizer",
     "GenerationResult",
     "Manifest",
+    "SDXLBundlePipeline",
     "SessionOptions",
     "StageTimings",
     "TableScheduler",

@@ -34,6 +34,10 @@ from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 
 StepCallback = Callable[[int, int, float], None]
 
+# Model families whose bundles need a pipeline subclass, by the key of their `pipeline` manifest section; each
+# family module registers itself (runtime/sdxl.py), so this module never imports them.
+FAMILY_PIPELINES: dict[str, type[BundlePipeline]] = {}
+
 
 def initial_noise(seed: int | np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """The unscaled initial latent of image `seed`: one float32 standard-normal draw (numpy's float32 sampler, not
@@ -251,11 +255,13 @@ class BundlePipeline:
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, options: SessionOptions, load_ms: float = 0.0) -> "BundlePipeline":
-        """The pipeline class the manifest needs: SDXL bundles (`pipeline.sdxl`) get runtime/sdxl.py's."""
-        if cls is BundlePipeline and (manifest.pipeline or {}).get("sdxl") is not None:
-            from edgediff.runtime.sdxl import SDXLBundlePipeline
-
-            return SDXLBundlePipeline(manifest, options, load_ms)
+        """The pipeline class the manifest needs: a bundle whose `pipeline` section has a registered family key
+        (`pipeline.sdxl`: runtime/sdxl.py, registered when edgediff.runtime is imported) gets that family's class."""
+        if cls is BundlePipeline:
+            section = manifest.pipeline or {}
+            for key, family in FAMILY_PIPELINES.items():
+                if section.get(key) is not None:
+                    return family(manifest, options, load_ms)
         return cls(manifest, options, load_ms)
 
     # ---- stages -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgediff.contract import Manifest, inside
 from edgediff.errors import ModelLoadError
-from edgediff.runtime.pipeline import BundlePipeline, StageTimings
+from edgediff.runtime.pipeline import FAMILY_PIPELINES, BundlePipeline, StageTimings
 from edgediff.runtime.sessions import Session, SessionOptions, open_component
 from edgediff.runtime.tokenizer import CLIPTokenizer, read_special_tokens
 
@@ -163,3 +163,6 @@ class SDXLBundlePipeline(BundlePipeline):
 
     def _text_feeds(self, embeds: Any) -> dict[str, np.ndarray]:
         return dict(embeds)
+
+
+FAMILY_PIPELINES["sdxl"] = SDXLBundlePipeline

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgediff.contract import sha256_file
 from edgediff.errors import StageIncomplete
@@ -29,10 +29,10 @@ def folder_digest(folder: Path) -> str:
     return stage_cache.settings_digest(parts)
 
 
-def cached_student(model: Any, options: dict[str, Any]) -> Path:
-    """The student folder for this model and these options: reused when finished, else trained (resumed)."""
-    from edgediff.slim.distill.recipe_step import settings_from_options
-
+def cached_student(model: Any, options: dict[str, Any],
+                   settings_from_options: Callable[[Path, dict[str, Any]], Any]) -> Path:
+    """The student folder for this model and these options: reused when finished, else trained (resumed).
+    `settings_from_options` is the recipe step's reader of its options (passed in: the step imports this module)."""
     teacher = Path(model.source)
     probe = settings_from_options(teacher, {**options, "output": "unused", "run_dir": "unused"})
     keyed = {k: v for k, v in asdict(probe).items() if k not in _NOT_KEYED}

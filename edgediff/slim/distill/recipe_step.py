@@ -60,7 +60,7 @@ def distill_slim_step(model: Any, components: list, options: dict[str, Any]) -> 
     else:  # content-keyed: the student of exactly this teacher, starting UNet and settings
         from edgediff.slim.distill.cached import cached_student
 
-        student_folder = cached_student(model, options)
+        student_folder = cached_student(model, options, settings_from_options)
     student = load_model(str(student_folder))
     model.unet, model.scheduler_class, model.scheduler_config = student.unet, student.scheduler_class, student.scheduler_config
     model.defaults = dict(student.defaults)
