@@ -155,6 +155,7 @@ def test_onnx_matches_diffusers_controlnet_pipeline(models, onnx_bundle, kind, s
     assert psnr(plain.image, result.image) < value
 
 
+@pytest.mark.slow  # a full conversion beside the fast suite's own; `python -m pytest -m slow`
 def test_zero_residuals_are_the_plain_unet(models, onnx_bundle, tmp_path):
     """Without a control image a ControlNet bundle gives the plain pipeline's image (same weights)."""
     plain_bundle = convert(models[0], None, tmp_path / "plain", "onnxruntime", "--set", "verify.end_to_end=false")
@@ -179,6 +180,7 @@ def test_litert_matches_diffusers_controlnet_pipeline(models, tmp_path):
     assert value >= MIN_PSNR_DB
 
 
+@pytest.mark.slow  # a full conversion beside the fast suite's own; `python -m pytest -m slow`
 def test_coreml_converts_with_structural_checks(models, tmp_path):
     pytest.importorskip("coremltools")
     model, controlnet = models

@@ -170,6 +170,7 @@ def test_litert_converts_and_matches_diffusers(models, tmp_path):
     assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
 
 
+@pytest.mark.slow  # a full conversion beside the fast suite's own; `python -m pytest -m slow`
 def test_coreml_converts_with_structural_checks(models, tmp_path):
     pytest.importorskip("coremltools")
     bundle = convert(models["turbo"], tmp_path, "coreml", "--set", "pipeline.guidance_scale=0")
