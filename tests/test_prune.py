@@ -378,6 +378,9 @@ def test_prune_recipe_step_swaps_in_the_pruned_unet_and_rebuilds_components():
     assert model.unet.mid_block is None and rebuilt[0].inputs == components[0].inputs
     expected = prune.prune_unet(tiny_unet(), prune.preset_spec(tiny_config(), "bk-small"))
     args = inputs()
-    assert torch.equal(run(model.unet, args), run(expected, args))
+    # the step hands back the pruned UNet from the stage cache (saved and reloaded): the same weights, bit for bit,
+    # while a reloaded module's outputs may differ by an ulp
+    assert all(torch.equal(a, b) for a, b in zip(model.unet.state_dict().values(), expected.state_dict().values()))
+    torch.testing.assert_close(run(model.unet, args), run(expected, args), rtol=1e-5, atol=1e-6)
     with pytest.raises(RecipeError, match="exactly one of"):
         prune.prune_slim_step(model, components, {"preset": "bk-small", "drop_mid": True})
