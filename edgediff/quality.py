@@ -12,7 +12,7 @@ model's world) when the recipe asks for it (`verify.accuracy_prompts`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -121,19 +121,21 @@ def report_lines(manifest: Mapping[str, Any]) -> list[str]:
     if not (g or a or stages):
         return lines
     lines += ["## Quality gates and slim stages", ""]
-    if g.get("status") == "skipped":
-        lines.append(f"Guidance check skipped: {g.get('reason')}.")
-    elif g:
-        lines.append(f"Guidance check: the lowered UNet keeps **{100 * g['ratio']:.1f}%** of its float "
-                     f"|eps(cond) - eps(uncond)| (direction cosine {g['cosine']:.4f}; gate {100 * g['min_ratio']:.0f}%, "
-                     f"{g['prompts']} prompts x {len(g['timesteps'])} timesteps): {g['status']}.")
-    if a.get("status") == "skipped":
-        lines.append(f"Prompt accuracy skipped: {a.get('reason')}.")
-    elif a:
-        lines.append(f"Prompt accuracy on the judge: **{100 * a['prompt_accuracy']:.1f}%** over {a['prompts']} prompts "
-                     f"(Frechet distance {a['frechet_distance']}; gate {100 * a['min_prompt_accuracy']:.1f}%): "
-                     f"{a['status']}.")
+    lines += _gate_line("Guidance check", g, lambda: (
+        f"Guidance check: the lowered UNet keeps **{100 * g['ratio']:.1f}%** of its float |eps(cond) - eps(uncond)| "
+        f"(direction cosine {g['cosine']:.4f}; gate {100 * g['min_ratio']:.0f}%, {g['prompts']} prompts x "
+        f"{len(g['timesteps'])} timesteps): {g['status']}."))
+    lines += _gate_line("Prompt accuracy", a, lambda: (
+        f"Prompt accuracy on the judge: **{100 * a['prompt_accuracy']:.1f}%** over {a['prompts']} prompts "
+        f"(Frechet distance {a['frechet_distance']}; gate {100 * a['min_prompt_accuracy']:.1f}%): {a['status']}."))
     if stages:
         lines += ["", "| slim stage | stage cache | key |", "|---|---|---|"]
         lines += [f"| {s['stage']} | {s['cache']} | {s['key']} |" for s in stages]
     return lines + [""]
+
+
+def _gate_line(name: str, record: Mapping[str, Any], measured: Callable[[], str]) -> list[str]:
+    """A gate's report line: its reason when skipped, its figures when measured, nothing when absent."""
+    if record.get("status") == "skipped":
+        return [f"{name} skipped: {record.get('reason')}."]
+    return [measured()] if record else []

@@ -28,6 +28,7 @@ from edgediff.model.folder import (
     _pos_int,
     _short,
     _string,
+    check_block_widths,
     check_links,
     expect,
     find_weights,
@@ -83,14 +84,8 @@ def check_controlnet_folder(path: Path) -> dict[str, Any]:
         raise UnsupportedError(f"{config_path}: '_class_name' is {_short(config.get('_class_name'))}, expected "
                                f"{CLASS_NAME!r} (edgediff builds only diffusers' ControlNetModel for --controlnet)")
     expect(config, config_path, CONTROLNET_FIELDS, ("block_out_channels",))
+    check_block_widths(config, config_path)
     widths = config["block_out_channels"]
-    if "down_block_types" in config and len(config["down_block_types"]) != len(widths):
-        raise ModelLoadError(f"{config_path}: 'down_block_types' has {len(config['down_block_types'])} entries but "
-                             f"'block_out_channels' has {len(widths)}")
-    groups = config.get("norm_num_groups")
-    if isinstance(groups, int) and any(w % groups for w in widths):
-        raise ModelLoadError(f"{config_path}: 'norm_num_groups' ({groups}) must divide every 'block_out_channels' "
-                             f"entry {widths}")
     embedding = config.get("conditioning_embedding_out_channels") or [16, 32, 96, 256]
     expected = {"conv_in.weight": [widths[0], config.get("in_channels", 4)],
                 "controlnet_cond_embedding.conv_in.weight": [embedding[0], config.get("conditioning_channels", 3)]}
@@ -145,10 +140,9 @@ def check_family(controlnet: dict[str, Any], unet: dict[str, Any], vae_scale: in
 
 def load_controlnet(path: Path, random_weights: bool = False):
     """A diffusers ControlNetModel from a checked folder (weights through edgediff.model.load's safe readers)."""
-    import torch
     from diffusers import ControlNetModel
 
-    from edgediff.model.load import load_state_dict
+    from edgediff.model.load import build_with_weights
     from edgediff.model.loaded import RANDOM_WEIGHTS_SEED
 
     config = check_controlnet_folder(path)
@@ -156,26 +150,8 @@ def load_controlnet(path: Path, random_weights: bool = False):
     if not weights and not random_weights:
         raise ModelLoadError(f"{path} has a config but no weights (looked for *.safetensors / *.bin); pass "
                              "--random-weights to build the architecture with random weights")
-    torch.manual_seed(RANDOM_WEIGHTS_SEED + 1)
-    try:
-        module = ControlNetModel.from_config(config)
-    except (TypeError, ValueError, KeyError, AttributeError, AssertionError, IndexError, ZeroDivisionError) as exc:
-        raise ModelLoadError(f"{Path(path) / 'config.json'}: {CLASS_NAME} cannot be built from it "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    if weights and not random_weights:
-        state: dict[str, Any] = {}
-        for shard in weights:
-            state.update(load_state_dict(shard))
-        try:
-            result = module.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"{path}: weights do not fit config.json: {' '.join(str(exc).split())[:300]}") \
-                from None
-        if result.missing_keys or result.unexpected_keys:
-            first = (list(result.missing_keys) + list(result.unexpected_keys))[0]
-            raise ModelLoadError(f"{path}: weights do not match the config ({len(result.missing_keys)} missing, "
-                                 f"{len(result.unexpected_keys)} unexpected; first: {first})")
-    return module.float().eval().requires_grad_(False)
+    return build_with_weights(Path(path), CLASS_NAME, lambda: ControlNetModel.from_config(config),
+                              [] if random_weights else weights, RANDOM_WEIGHTS_SEED + 1)
 
 
 def unet_skip_shapes(unet, h: int, w: int) -> list[tuple[int, int, int]]:

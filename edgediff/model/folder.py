@@ -323,15 +323,7 @@ def _check_component(folder: Path, class_name: str) -> dict[str, Any]:
         "AutoencoderTiny": (VAE_TINY_FIELDS, ()),
     }.get(class_name, (TEXT_FIELDS, ()))
     expect(config, config_path, spec, required)
-    widths = config.get("block_out_channels") or []
-    for types_key in ("down_block_types", "up_block_types"):
-        if types_key in config and widths and len(config[types_key]) != len(widths):
-            raise ModelLoadError(f"{config_path}: '{types_key}' has {len(config[types_key])} entries but "
-                                 f"'block_out_channels' has {len(widths)}")
-    groups = config.get("norm_num_groups")
-    if isinstance(groups, int) and any(w % groups for w in widths):
-        raise ModelLoadError(f"{config_path}: 'norm_num_groups' ({groups}) must divide every 'block_out_channels' "
-                             f"entry {widths}")
+    check_block_widths(config, config_path)
     heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
     if spec is TEXT_FIELDS and isinstance(heads, int) and isinstance(hidden, int) and hidden % heads:
         raise ModelLoadError(f"{config_path}: 'hidden_size' ({hidden}) must be a multiple of "
@@ -343,6 +335,20 @@ def _check_component(folder: Path, class_name: str) -> dict[str, Any]:
 
 
 # ---- weights ----------------------------------------------------------------------------------------------------
+
+
+def check_block_widths(config: dict[str, Any], config_path: Path) -> None:
+    """One width per block type, and norm groups that divide every width: what diffusers would otherwise fail on
+    deep inside a constructor, with a message that does not name the file."""
+    widths = config.get("block_out_channels") or []
+    for types_key in ("down_block_types", "up_block_types"):
+        if types_key in config and widths and len(config[types_key]) != len(widths):
+            raise ModelLoadError(f"{config_path}: '{types_key}' has {len(config[types_key])} entries but "
+                                 f"'block_out_channels' has {len(widths)}")
+    groups = config.get("norm_num_groups")
+    if isinstance(groups, int) and any(w % groups for w in widths):
+        raise ModelLoadError(f"{config_path}: 'norm_num_groups' ({groups}) must divide every 'block_out_channels' "
+                             f"entry {widths}")
 
 
 def find_weights(folder: Path) -> list[Path]:

@@ -107,8 +107,6 @@ def load_state_dict(path: Path) -> dict[str, Any]:
 
 def _build_module(folder: Path, class_name: str, random_weights: bool):
     """Instantiate an allow-listed class from its config and load its weights (or seeded random ones)."""
-    import torch
-
     if class_name not in MODEL_CLASSES:
         raise UnsupportedError(
             f"{folder.name}: class '{class_name}' is not supported (supported: {', '.join(MODEL_CLASSES)}); "
@@ -123,16 +121,25 @@ def _build_module(folder: Path, class_name: str, random_weights: bool):
             f"{folder} has a config but no weights (looked for *.safetensors / *.bin); "
             "pass --random-weights to build the architecture with random weights"
         )
-    torch.manual_seed(RANDOM_WEIGHTS_SEED)
+
+    def build():
+        return cls.from_config(config) if config_class is None else cls(loader(config_class).from_dict(config))
+
+    return build_with_weights(folder, class_name, build, [] if random_weights else weights, RANDOM_WEIGHTS_SEED)
+
+
+def build_with_weights(folder: Path, class_name: str, build, weights: list[Path], seed: int):
+    """Build a module from its (checked) config with a seeded generator, then load `weights` (none: keep the
+    seeded random ones) strictly through the safe readers: every mismatch is a ModelLoadError naming the folder."""
+    import torch
+
+    torch.manual_seed(seed)
     try:
-        if config_class is None:
-            module = cls.from_config(config)
-        else:
-            module = cls(loader(config_class).from_dict(config))
+        module = build()
     except (TypeError, ValueError, KeyError, AttributeError, AssertionError, IndexError, ZeroDivisionError) as exc:
         raise ModelLoadError(f"{folder / 'config.json'}: {class_name} cannot be built from it "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    if weights and not random_weights:
+    if weights:
         state: dict[str, Any] = {}
         for shard in weights:
             state.update(load_state_dict(shard))

@@ -17,13 +17,10 @@ decided.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -442,10 +439,5 @@ def _load_strict(module, state: dict[str, Any], where: str, assign: bool = False
 def tokenizer_folder(family: str) -> Path:
     """A CLIP tokenizer folder for the family: the shared BPE files plus the family's special tokens (SD 2.x
     pads with "!", SD 1.x with <|endoftext|>), assembled once per process in a temporary folder."""
-    folder = Path(tempfile.mkdtemp(prefix=f"edgediff-tokenizer-{family}-"))
-    atexit.register(shutil.rmtree, folder, True)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy2(CONFIGS / "clip-tokenizer" / name, folder / name)
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy2(CONFIGS / family / name, folder / name)
-    return folder
+    return sdxl_file.assemble_tokenizer(CONFIGS / family, f"edgediff-tokenizer-{family}-")
+

@@ -188,13 +188,15 @@ def convert_text(part: str, tensors: dict[str, Any], module, shapes: dict[str, t
 @functools.cache
 def tokenizer_folders() -> dict[str, Path]:
     """CLIP's BPE files with each SDXL tokenizer's special tokens (the second pads with "!"), assembled once."""
-    folders = {}
-    for name in ("tokenizer", "tokenizer_2"):
-        folder = Path(tempfile.mkdtemp(prefix=f"edgediff-sdxl-{name}-"))
-        atexit.register(shutil.rmtree, folder, True)
-        for file in ("vocab.json", "merges.txt"):
-            shutil.copy2(CONFIGS / "clip-tokenizer" / file, folder / file)
-        for file in ("tokenizer_config.json", "special_tokens_map.json"):
-            shutil.copy2(SDXL / name / file, folder / file)
-        folders[name] = folder
-    return folders
+    return {name: assemble_tokenizer(SDXL / name, f"edgediff-sdxl-{name}-") for name in ("tokenizer", "tokenizer_2")}
+
+
+def assemble_tokenizer(special_tokens_dir: Path, prefix: str) -> Path:
+    """CLIP's shipped BPE files plus one tokenizer's special-token files, in a temporary folder removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy2(CONFIGS / "clip-tokenizer" / name, folder / name)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy2(special_tokens_dir / name, folder / name)
+    return folder
