@@ -75,11 +75,11 @@ def test_sessions_open_only_after_the_pytorch_weights_are_released(tiny_sd, tmp_
 
     def guarded(artifact, backend, options=None):
         held = _holding(modules)
-        assert not held, f"session for {artifact.name} opened while PyTorch still holds {held}"
+        assert not held, f"session for {artifact.component} opened while PyTorch still holds {held}"
         still_open = [r() for r in alive if r() is not None]
-        assert not still_open, f"session for {artifact.name} opened beside {len(still_open)} open session(s)"
+        assert not still_open, f"session for {artifact.component} opened beside {len(still_open)} open session(s)"
         session = open_session(artifact, backend, options)
-        opened.append(artifact.name)
+        opened.append(artifact.component)
         alive.append(weakref.ref(session))
         return session
 

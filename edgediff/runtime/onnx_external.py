@@ -127,7 +127,9 @@ def external_locations(data: bytes | mmap.mmap) -> list[str]:
                          for loc in _node_locations(data, node, 0))
         else:
             continue
-        found += [loc for loc in locations if loc not in found]
+        for location in locations:  # every tensor names its file: keep each file once, in first-seen order
+            if location not in found:
+                found.append(location)
     return found
 
 
