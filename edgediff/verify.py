@@ -107,7 +107,6 @@ def check_component(name: str, reference_fn, candidate_fn, inputs_list: list[Map
     return check_references(name, pairs, candidate_fn, limits)
 
 
-
 def check_references(name: str, pairs: list, candidate_fn, limits: Thresholds) -> ComponentResult:
     """The artifact on each sample's inputs against the PyTorch outputs computed earlier (two-phase verify)."""
     per_output: dict[str, list[Metrics]] = {}
