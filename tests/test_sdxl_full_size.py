@@ -1,16 +1,27 @@
 """The full SDXL base architecture (2.6B-parameter UNet, both text encoders) with seeded random weights, built from
 the configs shipped in edgediff/model/configs/sdxl/, converted per backend in a child process whose peak RSS
-(the process tree's, from getrusage of the children) must stay below 20 GB.
+(getrusage of the children: the largest one's; with --no-profile the conversion is one process) must stay below
+20 GB, with every file of the ONNX Runtime and LiteRT bundles under 2 GB.
 
 Slow: run one at a time under the shared lock, e.g. `flock /tmp/edgediff-heavy.lock python -m pytest -m slow
-tests/test_sdxl_full_size.py -k onnxruntime -q --timeout=14400`.
+tests/test_sdxl_full_size.py -k onnxruntime -q -s --timeout=1800`.
 
-Measured once (2026-12-03, load ~1.1, shared 2-core / 24 GB machine; the UNet alone, `--components unet`, in a
-20 GB memory cgroup): loading the whole random-weight pipeline takes the process to 13.6 GB; lowering the UNet to
-ONNX took 2 min 2 s (unet.onnx 6.5 MB + unet.onnx.data 10.27 GB, one file); the verify stage then opened the
-ONNX Runtime session beside the resident PyTorch pipeline and the process was killed at the 20 GB cap (max RSS
-20.1 GB, 3 min 35 s wall). So test_onnxruntime_converts_within_memory fails today: verify needs the PyTorch
-pipeline released (or the text encoders not loaded for a UNet-only run) before the session opens.
+How it fits (edgediff/verify_stage.py): the end-to-end PyTorch image and the guidance check's float side are
+computed before lowering; each component's PyTorch outputs on its seeded inputs right after it is lowered, and its
+weights are then released (moved to the meta device) unless a later component shares them; only then do the
+artifacts' sessions open, one at a time. ONNX external data goes to shards of at most 1.5 GiB
+(backend.options.shard_bytes); LiteRT splits the UNet and text_encoder_2 (OpenCLIP bigG, 2.8 GB) into chunks.
+
+Measured 2026-12-03 on the shared 2-core / 24 GB machine, each run alone under the lock in a 21 GiB memory cgroup:
+- before (one-phase verify, the UNet alone): loading took the process to 13.6 GB, lowering the UNet 2 min, then
+  the verify stage opened the ONNX Runtime session beside the resident PyTorch pipeline and the process was
+  killed at a 20 GB cap (max RSS 20.1 GB).
+- onnxruntime, all four components (test_onnxruntime_converts_within_memory, load 1.1-1.7): passed, peak RSS
+  14.8 GB (reached while loading; 12 GB while the UNet's session ran, ~1.2 GB between the phases), 9.7 min wall
+  (lower: text encoders 13 s + 25 s, UNet 102 s, VAE decoder 4 s; PyTorch side of verify 170 s; sessions 180 s).
+  24 files, 13.73 GB; the largest is a UNet shard of 1.61 GB (unet.onnx 6.5 MB + 7 shards; text_encoder_2: 2
+  shards); parity 134-140 dB (VAE decoder 99.7 dB). Manifest: reports/full-size/sdxl-onnxruntime.manifest.json.
+LITERT_FIGURES
 """
 
 from __future__ import annotations
