@@ -84,9 +84,9 @@ def test_onnxruntime_converts_within_memory(sdxl_folder, tmp_path):
 
 
 def test_litert_converts_in_chunks_under_2gb(sdxl_folder, tmp_path):
-    # 1 GB chunks: converting a chunk takes ~3x its weights beside the 10 GB UNet still resident
+    # SDXL's largest UNet stage (up_blocks.0's first resnet + its 10-layer transformer) holds 1.60 GB
     peak, _ = _convert(sdxl_folder, tmp_path, "litert", "--set", "verify.end_to_end=false",
-                       "--set", "backend.options.max_chunk_bytes=1000000000")
+                       "--set", "backend.options.max_chunk_bytes=1700000000")
     bundle = tmp_path / "litert"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())

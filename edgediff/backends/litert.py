@@ -33,7 +33,7 @@ import numpy as np
 from edgediff.backends.base import Artifact, Backend, register
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
-from edgediff.model.split import split_unet
+from edgediff.model.split import split_unet, unet_stages
 from edgediff.model.split_text import split_text_encoder
 from edgediff.runtime.sessions import SessionOptions
 
@@ -238,9 +238,10 @@ class LiteRTBackend(Backend):
             return [whole]
         elif options.chunks == 1 or (options.chunks == 0 and size <= options.max_chunk_bytes):
             return [whole]
-        else:
-            chunks = split_unet(unet, parts=options.chunks) if options.chunks else \
-                split_unet(unet, max_chunk_bytes=options.max_chunk_bytes)
+        else:  # SDXL's up_blocks.0 (4.8 GB) only fits cut per resnet + attention (1.6 GB): "layer" stages
+            whole_blocks = max(_weight_bytes(s) for s in unet_stages(unet)) <= options.max_chunk_bytes
+            chunks = split_unet(unet, parts=options.chunks or None, max_chunk_bytes=options.max_chunk_bytes,
+                                granularity="block" if options.chunks or whole_blocks else "layer")
         if set(chunks[0].input_names) - set(names_in) or any("timestep_cond" in c.input_names for c in chunks) \
                 and "timestep_cond" not in names_in:
             raise UnsupportedError(f"{component.name}: the split UNet needs inputs the component does not give")
