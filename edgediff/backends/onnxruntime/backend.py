@@ -118,6 +118,9 @@ class OnnxRuntimeBackend(Backend):
             so.profile_file_prefix = profile_prefix
         available = set(ort.get_available_providers())
         providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
+        from edgediff.runtime.onnx_external import check_external_data
+
+        check_external_data(artifact.path, artifact.extra_files)  # weights only from inside the bundle
         return ort.InferenceSession(str(artifact.path), sess_options=so, providers=providers)
 
     def session_options(self, options: OnnxRuntimeOptions) -> SessionOptions:
