@@ -119,7 +119,7 @@ def test_two_phase_results_equal_the_one_phase_check(tiny_sd, tmp_path):
     weights = sum(p.numel() * 4 for p in unique.values())
     assert checked.released_bytes >= weights > 0
     assert _holding(phases.torch_modules(plan.model, plan.components)) == []
-    with pytest.raises((RuntimeError, NotImplementedError)):  # a released module cannot silently compute
+    with pytest.raises((RuntimeError, NotImplementedError, TypeError)):  # a released module cannot silently compute
         plan.components[0].run_torch(plan.components[0].example_inputs(0))
 
 
