@@ -32,7 +32,7 @@ from edgediff.runtime.sessions import open_session  # noqa: E402
 from tests.sdxl_tiny import write_tiny_sdxl  # noqa: E402
 from tests.tiny import write_tiny_pipeline  # noqa: E402
 
-SHARD_BYTES = 200_000  # the tiny UNet's ~1.5 MB of weights in several files
+SHARD_BYTES = 2_000_000  # the tiny UNet's 9.8 MB of weights in five files or so
 
 
 @pytest.fixture(scope="module")
