@@ -252,7 +252,7 @@ def test_litert_sdxl_with_chunked_text_encoders_matches_diffusers(tiny_sdxl, tmp
     bundle = tmp_path / "litert"
     manifest = json.loads((bundle / "manifest.json").read_text())
     components = manifest["components"]
-    assert len(components["text_encoder_2"]["chunks"]) == 3 and len(components["text_encoder"]["chunks"]) == 3
+    assert len(components["text_encoder_2"]["chunks"]) >= 2 and len(components["text_encoder"]["chunks"]) >= 2
     assert "chunks" not in components["unet"]
     assert all(c["verify"]["status"] == "passed" for c in components.values())
     assert manifest["verify"]["end_to_end"]["status"] == "passed"
