@@ -13,10 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from edgediff import bundle, quality, report, verify
-from edgediff.contract import MANIFEST_FILE, Artifact, read_strict_json
+from edgediff import bundle, quality, report, verify, verify_stage
+from edgediff.contract import MANIFEST_FILE, read_strict_json
 from edgediff.errors import ParityError
 from edgediff.plan import Plan
 from edgediff.profile.host import profile_bundle
@@ -50,22 +48,14 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
     runnable = backend.can_run_here()
     times = StageTimes()
     with bundle.staged_output(final_dir) as staging:
-        artifacts: dict[str, Artifact] = {}
-        for component in tqdm(plan.components, desc=f"lower ({backend.name})", unit="component"):
-            start = time.perf_counter()
-            artifacts[component.name] = backend.lower(component, plan.options, plan.precision, staging)
-            times.add(f"lower {component.name}", start)
-
+        # lower, each component's PyTorch references right after it, weights released as soon as unneeded
+        prepared = verify_stage.lower_and_reference(plan, staging, times.seconds)
+        artifacts = prepared.artifacts
         start = time.perf_counter()
-        results = verify.verify_artifacts(
-            plan.components, artifacts, backend.name, session_options, plan.limits, recipe.verify.samples,
-            runnable, structural_check=lambda a: backend.structural_check(a, plan.options, plan.precision))
-        e2e = {"status": "skipped", "reason": "disabled in the recipe"}
-        if recipe.verify.end_to_end:
-            e2e = verify.end_to_end(plan.model, plan.components, artifacts, backend.name, session_options,
-                                    verify.end_to_end_settings(recipe, plan.precision), runnable)
-        guidance = quality.guidance_check(plan.model, plan.components, artifacts, backend.name, session_options,
-                                          recipe.verify.min_guidance_ratio, plan.precision, runnable)
+        checked = verify_stage.check(  # then the artifacts' sessions, one open at a time
+            plan, prepared, session_options, runnable,
+            structural_check=lambda a: backend.structural_check(a, plan.options, plan.precision))
+        results, e2e, guidance = checked.results, checked.end_to_end, checked.guidance
         times.add("verify", start)
 
         manifest = bundle.build_manifest(recipe, plan.model, backend.name, backend.version(), plan.components,

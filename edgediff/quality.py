@@ -19,7 +19,8 @@ import numpy as np
 from edgediff.contract import Artifact
 from edgediff.model import sampling
 from edgediff.model.components import Component
-from edgediff.runtime.sessions import SessionOptions, open_session
+from edgediff.phases import Pending, finish
+from edgediff.runtime.sessions import SessionOptions
 
 CHECK_TIMESTEPS = (999.0, 749.0, 499.0, 249.0)
 PLAIN_UNET_INPUTS = {"sample", "timestep", "encoder_hidden_states", "timestep_cond"}
@@ -45,6 +46,15 @@ def guidance_check(model: Any, components: list[Component], artifacts: Mapping[s
                    session_options: SessionOptions, min_ratio: float, precision: str,
                    runnable: tuple[bool, str] = (True, "")) -> dict[str, Any]:
     """|eps_c - eps_u| of the lowered UNet over that of its float PyTorch module (ratio and direction)."""
+    return finish(guidance_reference(model, components, artifacts, min_ratio, precision, backend, runnable),
+                  artifacts, backend, session_options)
+
+
+def guidance_reference(model: Any, components: list[Component], artifacts: Mapping[str, Artifact],
+                       min_ratio: float, precision: str, backend: str,
+                       runnable: tuple[bool, str] = (True, "")) -> Pending | dict[str, Any]:
+    """The guidance check's float side (text states and the PyTorch UNet's differences), run while the weights
+    are loaded; the lowered UNet's side is the returned Pending's `finish`. A skip record when it does not apply."""
     by_name = {c.name: c for c in components}
     if min_ratio <= 0:
         return {"status": "skipped", "reason": "disabled in the recipe (verify.min_guidance_ratio = 0)"}
@@ -66,9 +76,17 @@ def guidance_check(model: Any, components: list[Component], artifacts: Mapping[s
     guidance = float((getattr(model, "defaults", None) or {}).get("guidance", 5.0))
     extra = ({"timestep_cond": sampling.guidance_scale_embedding(guidance - 1.0, int(time_cond_dim),
                                                                  unet.inputs[0].dims[0])} if time_cond_dim else {})
-    session = open_session(artifacts["unet"], backend, session_options)
     ref = _difference(unet.run_torch, unet, states[:-1], states[-1], extra, seed=7)
-    got = _difference(session.run, unet, states[:-1], states[-1], extra, seed=7)
+
+    def lowered(calls: Mapping[str, Any]) -> dict[str, Any]:
+        got = _difference(calls["unet"], unet, states[:-1], states[-1], extra, seed=7)
+        return _record(ref, got, min_ratio, precision, backend, guidance, bool(time_cond_dim))
+
+    return Pending(("unet",), lowered)
+
+
+def _record(ref: np.ndarray, got: np.ndarray, min_ratio: float, precision: str, backend: str, guidance: float,
+            time_cond: bool) -> dict[str, Any]:
     ref_norm, got_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(got))
     ratio = got_norm / ref_norm if ref_norm else float("nan")
     cosine = float(ref.ravel() @ got.ravel() / (ref_norm * got_norm)) if ref_norm and got_norm else 0.0
@@ -77,7 +95,7 @@ def guidance_check(model: Any, components: list[Component], artifacts: Mapping[s
     return {"status": "passed" if passed else "failed", "ratio": round(ratio, 4), "cosine": round(cosine, 5),
             "min_ratio": min_ratio, "float_magnitude": round(ref_norm, 5), "lowered_magnitude": round(got_norm, 5),
             "timesteps": list(CHECK_TIMESTEPS), "prompts": len(PROMPTS), "stage": stage,
-            "guidance_input": f"timestep_cond for guidance {guidance:g}" if time_cond_dim else "none (CFG batch)"}
+            "guidance_input": f"timestep_cond for guidance {guidance:g}" if time_cond else "none (CFG batch)"}
 
 
 def guidance_failure(record: Mapping[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from edgediff.errors import ParityError
 from edgediff.model import sampling
 from edgediff.model.components import Component, vae_scaling_factor
 from edgediff.model.sampling import image_psnr_record, make_scheduler
+from edgediff.phases import Pending, finish
 from edgediff.runtime.sessions import SessionOptions, open_session
 
 
@@ -102,9 +103,14 @@ class ComponentResult:
 def check_component(name: str, reference_fn, candidate_fn, inputs_list: list[Mapping[str, np.ndarray]],
                     limits: Thresholds) -> ComponentResult:
     """Run both sides on every input set; judge the worst sample of every output."""
+    pairs = [(inputs, reference_fn(inputs)) for inputs in inputs_list]
+    return check_references(name, pairs, candidate_fn, limits)
+
+
+def check_references(name: str, pairs: list, candidate_fn, limits: Thresholds) -> ComponentResult:
+    """The artifact on each sample's inputs against the PyTorch outputs computed earlier (two-phase verify)."""
     per_output: dict[str, list[Metrics]] = {}
-    for inputs in inputs_list:
-        ref = reference_fn(inputs)
+    for inputs, ref in pairs:
         got = candidate_fn(inputs)
         for key, value in ref.items():
             if key not in got:
@@ -113,7 +119,17 @@ def check_component(name: str, reference_fn, candidate_fn, inputs_list: list[Map
     worst_per_output = {k: worst(v) for k, v in per_output.items()}
     overall = worst(list(worst_per_output.values()))
     ok = overall.psnr_db >= limits.min_psnr_db and overall.cosine >= limits.min_cosine
-    return ComponentResult(name, "passed" if ok else "failed", overall, len(inputs_list), per_output=worst_per_output)
+    return ComponentResult(name, "passed" if ok else "failed", overall, len(pairs), per_output=worst_per_output)
+
+
+def component_references(components: list[Component], samples: int) -> dict[str, list]:
+    """Every component's PyTorch outputs on its `samples` seeded inputs: the first phase of verify, run while the
+    weights are loaded, so the artifacts' sessions can open after the PyTorch model is released."""
+    refs = {}
+    for component in tqdm(components, desc="verify (PyTorch side)", unit="component"):
+        inputs = [component.example_inputs(seed) for seed in range(1, samples + 1)]
+        refs[component.name] = [(x, component.run_torch(x)) for x in inputs]
+    return refs
 
 
 def gate(results: list[ComponentResult], limits: Mapping[str, Thresholds]) -> None:
@@ -131,9 +147,12 @@ StructuralCheck = Callable[[Artifact], "dict[str, Any] | None"]
 def verify_artifacts(components: list[Component], artifacts: Mapping[str, Artifact], backend: str,
                      session_options: SessionOptions, limits: Mapping[str, Thresholds], samples: int,
                      runnable: tuple[bool, str] = (True, ""),
-                     structural_check: StructuralCheck | None = None) -> list[ComponentResult]:
+                     structural_check: StructuralCheck | None = None,
+                     references: Mapping[str, list] | None = None) -> list[ComponentResult]:
     """Each artifact, opened as the runtime opens it, against its PyTorch component on `samples` seeded inputs;
-    skipped (with the reason) where the backend cannot run here, plus the backend's structural checks."""
+    skipped (with the reason) where the backend cannot run here, plus the backend's structural checks. With
+    `references` (component_references, computed before the PyTorch weights were released) no module runs
+    here; one session is open at a time either way."""
     can_run, why = runnable
     results = []
     for component in tqdm(components, desc="verify", unit="component"):
@@ -141,10 +160,11 @@ def verify_artifacts(components: list[Component], artifacts: Mapping[str, Artifa
         if not can_run:
             result = ComponentResult(component.name, "skipped", reason=why)
         else:
+            pairs = references[component.name] if references is not None else \
+                component_references([component], samples)[component.name]
             session = open_session(artifact, backend, session_options)
-            inputs = [component.example_inputs(seed) for seed in range(1, samples + 1)]
-            result = check_component(component.name, component.run_torch, session.run, inputs,
-                                     limits[component.name])
+            result = check_references(component.name, pairs, session.run, limits[component.name])
+            del session  # closed before the next opens: at full size each holds gigabytes
         if structural_check is not None:
             result.structural = structural_check(artifact)
         results.append(result)
@@ -173,12 +193,20 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
                session_options: SessionOptions, settings: EndToEndSettings,
                runnable: tuple[bool, str] = (True, "")) -> dict[str, Any]:
     """Full text -> image through the artifacts vs. through PyTorch, same tokens, scheduler and noise."""
-    if getattr(model, "text_encoder_2", None) is not None and model.kind == "pipeline":  # SDXL: model/sdxl.py
-        from edgediff.model.sdxl import end_to_end as sdxl_end_to_end
+    return finish(end_to_end_reference(model, components, artifacts, settings, runnable), artifacts, backend,
+                  session_options)
 
-        return sdxl_end_to_end(model, components, artifacts, backend, session_options, settings, runnable)
-    needed = {"text_encoder", "unet", "vae_decoder"}
-    if model.kind != "pipeline" or model.tokenizer_dir is None or not needed <= set(artifacts):
+
+def end_to_end_reference(model, components: list[Component], artifacts: Mapping[str, Artifact],
+                         settings: EndToEndSettings, runnable: tuple[bool, str] = (True, "")) -> Pending | dict:
+    """The end-to-end check's PyTorch image (phase one); the artifacts' image is its Pending's `finish`. A skip
+    record (dict) when the check does not apply."""
+    if getattr(model, "text_encoder_2", None) is not None and model.kind == "pipeline":  # SDXL: model/sdxl.py
+        from edgediff.model.sdxl import end_to_end_reference as sdxl_reference
+
+        return sdxl_reference(model, components, artifacts, settings, runnable)
+    needed = ("text_encoder", "unet", "vae_decoder")
+    if model.kind != "pipeline" or model.tokenizer_dir is None or not set(needed) <= set(artifacts):
         return {"status": "skipped", "reason": "needs a full pipeline (tokenizer, text_encoder, unet, vae_decoder)"}
     if not runnable[0]:
         return {"status": "skipped", "reason": runnable[1]}
@@ -190,27 +218,26 @@ def end_to_end(model, components: list[Component], artifacts: Mapping[str, Artif
     time_cond = next((s.shape[1] for s in by_name["unet"].inputs if s.name == "timestep_cond"), 0)
     ids = sampling.tokenize(model.tokenizer_dir, [settings.prompt, ""])
     sampler = sampling.SamplingSettings(settings.prompt, settings.seed, settings.steps, settings.guidance_scale)
-    images = {}
-    for side in ("pytorch", "artifact"):
-        calls: dict[str, Any] = {name: (by_name[name].run_torch if side == "pytorch"
-                        else open_session(artifacts[name], backend, session_options).run) for name in needed}
-        if "controlnet" in by_name:  # every step runs the ControlNet on a fixed hint first (model/controlnet.py)
+    scheduler_config, scaling = dict(model.scheduler_config), vae_scaling_factor(model.vae)
+    cn = by_name.get("controlnet")
+    names = needed + (("controlnet",) if cn is not None else ())
+
+    def image(calls: Mapping[str, Any], side: str) -> np.ndarray:
+        unet = calls["unet"]
+        if cn is not None:  # every step runs the ControlNet on a fixed hint first (model/controlnet.py)
             from edgediff.model.controlnet import controlled_call
 
-            cn = by_name["controlnet"]
-            calls["unet"] = controlled_call(cn, cn.run_torch if side == "pytorch" else
-                                            open_session(artifacts["controlnet"], backend, session_options).run,
-                                            calls["unet"])
-        images[side] = sampling.generate(
-            calls["text_encoder"], calls["unet"], calls["vae_decoder"], input_ids=ids[:1], uncond_ids=ids[1:],
-            scheduler=make_scheduler(settings.scheduler_class, model.scheduler_config), settings=sampler,
-            latent_shape=(1,) + unet_spec.dims[1:], scaling_factor=vae_scaling_factor(model.vae),
+            unet = controlled_call(cn, calls["controlnet"], unet)
+        return sampling.generate(
+            calls["text_encoder"], unet, calls["vae_decoder"], input_ids=ids[:1], uncond_ids=ids[1:],
+            scheduler=make_scheduler(settings.scheduler_class, scheduler_config), settings=sampler,
+            latent_shape=(1,) + unet_spec.dims[1:], scaling_factor=scaling,
             unet_batch=unet_spec.dims[0], time_cond_dim=int(time_cond),
-            progress=lambda steps, side=side: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False),
-        )
-    return image_psnr_record(images, settings)
+            progress=lambda steps: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False))
 
-
+    reference = image({n: by_name[n].run_torch for n in names}, "pytorch")
+    return Pending(names, lambda calls: image_psnr_record({"pytorch": reference, "artifact": image(calls, "artifact")},
+                                                          settings), keep_open=2 if cn is not None else 1)
 
 
 def failures(results: list[ComponentResult], limits: Mapping[str, Thresholds],

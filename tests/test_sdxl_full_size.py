@@ -1,16 +1,36 @@
 """The full SDXL base architecture (2.6B-parameter UNet, both text encoders) with seeded random weights, built from
 the configs shipped in edgediff/model/configs/sdxl/, converted per backend in a child process whose peak RSS
-(the process tree's, from getrusage of the children) must stay below 20 GB.
+(getrusage of the children: the largest one's; with --no-profile the conversion is one process) must stay below
+20 GB, with every file of the ONNX Runtime and LiteRT bundles under 2 GB.
 
 Slow: run one at a time under the shared lock, e.g. `flock /tmp/edgediff-heavy.lock python -m pytest -m slow
-tests/test_sdxl_full_size.py -k onnxruntime -q --timeout=14400`.
+tests/test_sdxl_full_size.py -k onnxruntime -q -s --timeout=1800`.
 
-Measured once (2026-12-03, load ~1.1, shared 2-core / 24 GB machine; the UNet alone, `--components unet`, in a
-20 GB memory cgroup): loading the whole random-weight pipeline takes the process to 13.6 GB; lowering the UNet to
-ONNX took 2 min 2 s (unet.onnx 6.5 MB + unet.onnx.data 10.27 GB, one file); the verify stage then opened the
-ONNX Runtime session beside the resident PyTorch pipeline and the process was killed at the 20 GB cap (max RSS
-20.1 GB, 3 min 35 s wall). So test_onnxruntime_converts_within_memory fails today: verify needs the PyTorch
-pipeline released (or the text encoders not loaded for a UNet-only run) before the session opens.
+How it fits (edgediff/verify_stage.py): the end-to-end PyTorch image and the guidance check's float side are
+computed before lowering; each component's PyTorch outputs on its seeded inputs right after it is lowered, and its
+weights are then released (moved to the meta device) unless a later component shares them; only then do the
+artifacts' sessions open, one at a time. ONNX external data goes to shards of at most 1.5 GiB
+(backend.options.shard_bytes); LiteRT splits the UNet and text_encoder_2 (OpenCLIP bigG, 2.8 GB) into chunks.
+
+Measured 2026-12-03 on the shared 2-core / 24 GB machine, each run alone under the lock in a 21 GiB memory cgroup:
+- before (one-phase verify, the UNet alone): loading took the process to 13.6 GB, lowering the UNet 2 min, then
+  the verify stage opened the ONNX Runtime session beside the resident PyTorch pipeline and the process was
+  killed at a 20 GB cap (max RSS 20.1 GB).
+- onnxruntime, all four components (test_onnxruntime_converts_within_memory, load 1.1-1.7): passed, peak RSS
+  14.8 GB (reached while loading; 12 GB while the UNet's session ran, ~1.2 GB between the phases), 9.7 min wall
+  (lower: text encoders 13 s + 25 s, UNet 102 s, VAE decoder 4 s; PyTorch side of verify 170 s; sessions 180 s).
+  24 files, 13.73 GB; the largest is a UNet shard of 1.61 GB (unet.onnx 6.5 MB + 7 shards; text_encoder_2: 2
+  shards); parity 134-140 dB (VAE decoder 99.7 dB). Manifest: reports/full-size/sdxl-onnxruntime.manifest.json.
+- litert, all four components (test_litert_converts_in_chunks_under_2gb at max_chunk_bytes 1.7 GB, load 1.2-1.9):
+  NOT DONE. Lowering works and every file is under 2 GB: 12 .tflite files, 13.7 GB, the largest text_encoder_2.part0
+  (1.67 GB; text_encoder_2 in 2 chunks, the UNet in 8 of 0.29-1.65 GB, cut per resnet + attention since
+  up_blocks.0 holds 4.8 GB); lowering with the PyTorch references took ~11 min (UNet chunks ~1 min each) and peaked at ~17 GB (sampled every
+  5 s), converting text_encoder_2's first chunk beside the resident UNet. With the weights released (1.3 GB) the
+  verify stage then opened the UNet's 8 chunk interpreters together (ChainedSession opens every chunk; XNNPACK
+  packs its own copy of the weights beside the mmapped files) and its RSS reached 21.0 GB, and the 16-minute cap
+  stopped the run in verify. Left to do: open chunk interpreters one at a time in verify (as an app on a phone
+  must), then rerun; expect ~20 min.
+- coreml (test_coreml_converts_chunked): not run at full size (no lock time left in the session).
 """
 
 from __future__ import annotations
@@ -39,9 +59,9 @@ def _convert(folder: Path, out: Path, target: str, *extra: str) -> tuple[float, 
          "--output", str(out), "--no-profile", "--set", "verify.samples=1", "--set", "pipeline.num_inference_steps=2",
          *extra], capture_output=True, text=True)
     wall = time.perf_counter() - start
-    assert done.returncode == 0, done.stderr[-3000:]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
-    print(f"{target}: peak RSS {peak_gb:.1f} GB, {wall / 60:.1f} min")
+    print(f"{target}: peak RSS {peak_gb:.1f} GB, {wall / 60:.1f} min, exit {done.returncode}")
+    assert done.returncode == 0, f"peak {peak_gb:.1f} GB after {wall / 60:.1f} min: {done.stderr[-3000:]}"
     return peak_gb, wall
 
 
@@ -54,29 +74,37 @@ def _files(bundle: Path) -> list[Path]:
     return [p for p in bundle.rglob("*") if p.is_file()]
 
 
+def _report_files(bundle: Path) -> None:
+    files = _files(bundle)
+    largest = max(files, key=lambda p: p.stat().st_size)
+    print(f"{bundle.name}: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e9:.2f} GB, largest "
+          f"{largest.name} {largest.stat().st_size / 1e9:.2f} GB")
+
+
 def test_onnxruntime_converts_within_memory(sdxl_folder, tmp_path):
     peak, _ = _convert(sdxl_folder, tmp_path, "onnxruntime", "--set", "verify.end_to_end=false")
-    manifest = json.loads((tmp_path / "onnxruntime" / "manifest.json").read_text())
+    bundle = tmp_path / "onnxruntime"
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())
-    assert manifest["components"]["unet"]["extra_files"]  # 10 GB of fp32 weights: external data
-    assert max(p.stat().st_size for p in (tmp_path / "onnxruntime").glob("*.onnx")) < TWO_GB  # protobuf's limit
+    assert len(manifest["components"]["unet"]["extra_files"]) >= 6  # 10 GB of fp32 weights in shards
+    _report_files(bundle)
+    assert max(p.stat().st_size for p in _files(bundle)) < TWO_GB  # protobuf's limit, and every shard's
     assert peak < PEAK_LIMIT_GB
 
 
-@pytest.mark.xfail(strict=True, reason="not done: the ONNX Runtime backend writes each model's external weights "
-                   "to one .data file (SDXL's UNet: ~10 GB); sharding them into files under 2 GB is left to do")
-def test_onnxruntime_every_file_under_2gb(sdxl_folder, tmp_path):
-    _convert(sdxl_folder, tmp_path, "onnxruntime", "--set", "verify.end_to_end=false", "--components", "unet")
-    assert max(p.stat().st_size for p in _files(tmp_path / "onnxruntime")) < TWO_GB
-
-
-@pytest.mark.xfail(strict=True, reason="not done: text_encoder_2 (OpenCLIP bigG, 2.8 GB of fp32 weights) is over "
-                   "LiteRT's max_chunk_bytes and only UNets are split into chunks so far")
+@pytest.mark.xfail(strict=True, reason="not done: the files are all under 2 GB, but verify opens the UNet's 8 "
+                   "chunk interpreters at once (XNNPACK packs a second copy of their weights): 21 GB measured")
 def test_litert_converts_in_chunks_under_2gb(sdxl_folder, tmp_path):
-    peak, _ = _convert(sdxl_folder, tmp_path, "litert", "--set", "verify.end_to_end=false")
-    manifest = json.loads((tmp_path / "litert" / "manifest.json").read_text())
+    # SDXL's largest UNet stage (up_blocks.0's first resnet + its 10-layer transformer) holds 1.60 GB
+    peak, _ = _convert(sdxl_folder, tmp_path, "litert", "--set", "verify.end_to_end=false",
+                       "--set", "backend.options.max_chunk_bytes=1700000000")
+    bundle = tmp_path / "litert"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())
     assert len(manifest["components"]["unet"]["chunks"]) > 1
-    assert max(p.stat().st_size for p in _files(tmp_path / "litert")) < TWO_GB
+    assert len(manifest["components"]["text_encoder_2"]["chunks"]) > 1  # OpenCLIP bigG: 2.8 GB of fp32 weights
+    _report_files(bundle)
+    assert max(p.stat().st_size for p in _files(bundle)) < TWO_GB
     assert peak < PEAK_LIMIT_GB
 
 

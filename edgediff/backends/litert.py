@@ -33,6 +33,8 @@ import numpy as np
 from edgediff.backends.base import Artifact, Backend, register
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
+from edgediff.model.split import split_unet, unet_stages
+from edgediff.model.split_text import split_text_encoder
 from edgediff.runtime.sessions import SessionOptions
 
 SIGNATURE = "serving_default"
@@ -226,22 +228,20 @@ class LiteRTBackend(Backend):
         whole = _Piece(component.name, NamedIO(component.module, names_in, names_out).eval(), names_in, names_out)
         unet = _diffusers_unet(component)
         size = _weight_bytes(component.module)
-        if unet is None:
+        if unet is None and size > options.max_chunk_bytes and component.name.startswith("text_encoder"):
+            chunks = split_text_encoder(component, options.max_chunk_bytes)  # SDXL's 2.8 GB text_encoder_2
+        elif unet is None:
             if size > options.max_chunk_bytes:
-                raise UnsupportedError(
-                    f"{component.name} has {size / 1e9:.2f} GB of fp32 weights, over max_chunk_bytes "
-                    f"({options.max_chunk_bytes / 1e9:.2f} GB), and only UNets can be split; raise "
-                    "[backend.litert] max_chunk_bytes if the machine has the RAM"
-                )
+                raise UnsupportedError(f"{component.name} has {size / 1e9:.2f} GB of fp32 weights, over "
+                    f"max_chunk_bytes ({options.max_chunk_bytes / 1e9:.2f} GB), and only UNets and SDXL text encoders can be "
+                    "split; raise [backend.litert] max_chunk_bytes if the machine has the RAM")
             return [whole]
-        if options.chunks == 1 or (options.chunks == 0 and size <= options.max_chunk_bytes):
+        elif options.chunks == 1 or (options.chunks == 0 and size <= options.max_chunk_bytes):
             return [whole]
-        from edgediff.model.split import split_unet
-
-        if options.chunks:
-            chunks = split_unet(unet, parts=options.chunks)
-        else:
-            chunks = split_unet(unet, max_chunk_bytes=options.max_chunk_bytes)
+        else:  # SDXL's up_blocks.0 (4.8 GB) only fits cut per resnet + attention (1.6 GB): "layer" stages
+            whole_blocks = max(_weight_bytes(s) for s in unet_stages(unet)) <= options.max_chunk_bytes
+            chunks = split_unet(unet, parts=options.chunks or None, max_chunk_bytes=options.max_chunk_bytes,
+                                granularity="block" if options.chunks or whole_blocks else "layer")
         if set(chunks[0].input_names) - set(names_in) or any("timestep_cond" in c.input_names for c in chunks) \
                 and "timestep_cond" not in names_in:
             raise UnsupportedError(f"{component.name}: the split UNet needs inputs the component does not give")

@@ -9,6 +9,7 @@ from edgediff import verify
 from edgediff.commands import _flags
 from edgediff.contract import Manifest, inside
 from edgediff.errors import RecipeError
+from edgediff.phases import release_weights
 from edgediff.plan import resolve
 from edgediff.recipe import load_recipe
 from edgediff.report import text_table
@@ -38,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
     plan = resolve(recipe)
     components = [c for c in plan.components if c.name in manifest.components]
     backend = plan.backend
+    runnable = backend.can_run_here()
+    references = verify.component_references(components, recipe.verify.samples) if runnable[0] else None
+    release_weights(plan.model, plan.components)  # two phases: PyTorch first, then one session at a time
     results = verify.verify_artifacts(
         components, manifest.components, manifest.backend, backend.session_options(plan.options), plan.limits,
-        recipe.verify.samples, backend.can_run_here())
+        recipe.verify.samples, runnable, references=references)
     rows = [[r.component, r.status, f"{r.metrics.psnr_db:.1f}" if r.metrics else "–",
              f"{r.metrics.cosine:.6f}" if r.metrics else "–", r.reason] for r in results]
     print(text_table(["component", "status", "PSNR dB", "cosine", "note"], rows))

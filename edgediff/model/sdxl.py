@@ -182,20 +182,20 @@ def _time_settings(model: LoadedModel, height: int, width: int) -> dict[str, Any
 # ---- end to end (verify) ------------------------------------------------------------------------------------
 
 
-def end_to_end(model: LoadedModel, components, artifacts, backend: str, session_options, settings,
-               runnable: tuple[bool, str]) -> dict[str, Any]:
+def end_to_end_reference(model: LoadedModel, components, artifacts, settings, runnable: tuple[bool, str]):
     """verify.end_to_end for SDXL: one image through the artifacts vs through PyTorch, same tokens, scheduler,
-    noise and conditioning (zeros for an empty negative prompt, time ids as in the manifest)."""
+    noise and conditioning (zeros for an empty negative prompt, time ids as in the manifest). Returns the PyTorch
+    side done and the artifacts' to run (edgediff.phases.Pending), or a skip record."""
     from tqdm import tqdm
 
     from edgediff.model import sampling
     from edgediff.model.component import vae_scaling_factor
     from edgediff.model.sampling import image_psnr_record, make_scheduler
-    from edgediff.runtime.sessions import open_session
+    from edgediff.phases import Pending
 
     encoders = [n for n in TEXT_ENCODERS if n in artifacts]
-    needed = set(encoders) | {"unet", "vae_decoder"}
-    if not needed <= set(artifacts) or (model.text_encoder is not None and "text_encoder" not in artifacts):
+    needed = (*encoders, "unet", "vae_decoder")
+    if not set(needed) <= set(artifacts) or (model.text_encoder is not None and "text_encoder" not in artifacts):
         return {"status": "skipped", "reason": "needs both text encoders, the unet and the vae_decoder"}
     if not runnable[0]:
         return {"status": "skipped", "reason": runnable[1]}
@@ -207,16 +207,18 @@ def end_to_end(model: LoadedModel, components, artifacts, backend: str, session_
     force_zeros = bool(model.pipeline_config.get("force_zeros_for_empty_prompt", True))
     tokens = {n: sampling.tokenize(model.tokenizer_dir if n == "text_encoder" else model.tokenizer_2_dir,
                                    [settings.prompt, ""]) for n in encoders}
-    images = {}
-    for side in ("pytorch", "artifact"):
-        calls = {n: by_name[n].run_torch if side == "pytorch" else
-                 open_session(artifacts[n], backend, session_options).run for n in needed}
-        images[side] = generate(
-            calls, encoders, tokens, make_scheduler(settings.scheduler_class, model.scheduler_config), settings,
-            latent_shape=(1,) + unet.inputs[0].dims[1:], scaling_factor=vae_scaling_factor(model.vae),
+    scheduler_config, scaling = dict(model.scheduler_config), vae_scaling_factor(model.vae)
+
+    def image(calls, side: str) -> np.ndarray:
+        return generate(
+            calls, encoders, tokens, make_scheduler(settings.scheduler_class, scheduler_config), settings,
+            latent_shape=(1,) + unet.inputs[0].dims[1:], scaling_factor=scaling,
             unet_batch=unet_batch, time_ids=(positive_ids, negative_ids), force_zeros=force_zeros,
-            progress=lambda steps, side=side: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False))
-    return image_psnr_record(images, settings)
+            progress=lambda steps: tqdm(steps, desc=f"end-to-end ({side})", unit="step", leave=False))
+
+    reference = image({n: by_name[n].run_torch for n in needed}, "pytorch")
+    return Pending(needed, lambda calls: image_psnr_record({"pytorch": reference, "artifact": image(calls, "artifact")},
+                                                           settings))
 
 
 def generate(calls, encoders: list[str], tokens: Mapping[str, np.ndarray], scheduler, settings, *,

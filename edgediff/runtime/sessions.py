@@ -102,6 +102,9 @@ class OnnxRuntimeSession:
         else:
             self.providers = available_ort_providers()
         provider_args = [(p, options.provider_options.get(p, {})) for p in self.providers]
+        from edgediff.runtime.onnx_external import check_external_data
+
+        check_external_data(chunk.path, chunk.extra_files)  # weights never read from outside the bundle folder
         try:
             self._session = ort.InferenceSession(str(chunk.path), sess_options=so, providers=provider_args)
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -17,12 +17,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
-from edgediff.errors import BackendUnavailable, UnsupportedError
+from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component
 from edgediff.profile.record import OpTime
 from edgediff.runtime.sessions import SessionOptions
 
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf cannot hold more than 2 GB in one file
+SHARD_BYTES = 1536 * 1024**2  # external weights go to files of at most 1.5 GiB: every file of a bundle < 2 GB
 
 
 @dataclass
@@ -33,6 +34,7 @@ class OnnxRuntimeOptions:
     fuse: bool = True  # apply edgediff's graph rewrites (see edgediff.backends.onnxruntime.graph)
     contrib_ops: bool = True  # allow ORT-only fused ops (MultiHeadAttention); false = portable ONNX (TensorRT)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    shard_bytes: int = SHARD_BYTES  # largest external-data file; weights over it are split into several
 
 
 @register
@@ -93,7 +95,9 @@ class OnnxRuntimeBackend(Backend):
             from edgediff.backends.onnxruntime.int8 import quantize_int8
 
             model, int8 = quantize_int8(model, component, out_dir)
-        extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
+        if options.shard_bytes <= 0:
+            raise RecipeError(f"backend.options.shard_bytes must be positive, got {options.shard_bytes}")
+        extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD, options.shard_bytes)
         return Artifact(component.name, path, component.inputs, component.outputs,
                         meta={"opset": options.opset, **graph_meta, **int8}, extra_files=[out_dir / f for f in extra])
 
@@ -114,6 +118,9 @@ class OnnxRuntimeBackend(Backend):
             so.profile_file_prefix = profile_prefix
         available = set(ort.get_available_providers())
         providers = [p for p in options.providers if p in available] or ["CPUExecutionProvider"]
+        from edgediff.runtime.onnx_external import check_external_data
+
+        check_external_data(artifact.path, artifact.extra_files)  # weights only from inside the bundle
         return ort.InferenceSession(str(artifact.path), sess_options=so, providers=providers)
 
     def session_options(self, options: OnnxRuntimeOptions) -> SessionOptions:

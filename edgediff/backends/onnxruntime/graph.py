@@ -429,27 +429,26 @@ def drop_repeated_casts(model):
 # --------------------------------------------------------------------------------------------------- save
 
 
-def save(model, path: Path, external_threshold: int) -> list[str]:
-    """Save, moving weights to `<name>.data` when the model would exceed protobuf's 2 GB limit.
+def save(model, path: Path, external_threshold: int, shard_bytes: int | None = None) -> list[str]:
+    """Save, moving weights to external `.data` files when the model would exceed protobuf's 2 GB limit (or
+    `shard_bytes`), in shards of at most `shard_bytes` each (one file when None): SDXL's UNet holds 10 GB of
+    fp32 weights, and apps, zip tools and some file systems refuse files over 2 GB.
 
-    Accepts an onnx_ir Model or an onnx ModelProto. Returns the names of extra files written next to `path`.
+    Accepts an onnx_ir Model or an onnx ModelProto. Returns the names of extra files written next to `path`,
+    read back from the saved model's own `location` fields.
     """
-    import onnx
     import onnx_ir as ir
 
-    data_name = path.name + ".data"
-    if isinstance(model, ir.Model):
-        weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values()
-                           if v.const_value is not None)
-        if weight_bytes < external_threshold:
-            ir.save(model, path)
-            return []
-        ir.save(model, path, external_data=data_name)
-        return [data_name]
-    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
-    if weight_bytes < external_threshold:
-        onnx.save_model(model, str(path))
+    from edgediff.runtime.onnx_external import external_locations
+
+    if not isinstance(model, ir.Model):
+        model = ir.serde.deserialize_model(model)
+    weight_bytes = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    threshold = min(external_threshold, shard_bytes) if shard_bytes else external_threshold
+    if weight_bytes < threshold:
+        ir.save(model, path)
         return []
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data_name, size_threshold=1024)
-    return [data_name]
+    sharded = bool(shard_bytes) and weight_bytes > shard_bytes
+    ir.save(model, path, external_data=path.name + ".data", size_threshold_bytes=1024,
+            max_shard_size_bytes=shard_bytes if sharded else None)
+    return external_locations(path.read_bytes())
