@@ -22,6 +22,7 @@ from edgediff.plan import Plan
 from edgediff.profile.host import profile_bundle
 from edgediff.profile.record import write_records
 from edgediff.targets import load_target
+from edgediff.verify_sizes import verify_sizes
 
 
 @dataclass
@@ -64,6 +65,7 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         if recipe.verify.end_to_end:
             e2e = verify.end_to_end(plan.model, plan.components, artifacts, backend.name, session_options,
                                     verify.end_to_end_settings(recipe, plan.precision), runnable)
+        sized = verify_sizes(plan, artifacts, backend.name, session_options, runnable, (results, e2e))  # more sizes
         guidance = quality.guidance_check(plan.model, plan.components, artifacts, backend.name, session_options,
                                           recipe.verify.min_guidance_ratio, plan.precision, runnable)
         times.add("verify", start)
@@ -76,6 +78,8 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         if plan.stage_records:  # which slim stages this run reused from the stage cache and which it computed
             manifest.extra["stage_cache"] = plan.stage_records
         manifest.extra["guidance_check"] = guidance
+        if sized.record:
+            manifest.verify["sizes"] = sized.record
         manifest.write(staging)
         accuracy: dict = {}
         if recipe.verify.accuracy_prompts and runnable[0]:  # the finished bundle through the runtime, on the judge
@@ -105,7 +109,7 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         manifest.write(staging)
         report.write_report(staging, read_strict_json(staging / MANIFEST_FILE), records)
         failures = (verify.failures(results, plan.limits, e2e) + quality.guidance_failure(guidance)
-                    + quality.accuracy_failure(accuracy))
+                    + quality.accuracy_failure(accuracy) + sized.failures)
         if failures:
             error = ParityError(failures)
             error.keep_output = True
