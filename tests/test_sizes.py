@@ -173,7 +173,7 @@ def test_coreml_bundle_enumerates_the_sizes(tiny_model, tmp_path):
         assert checks["enumerated shapes = the bundle's sizes"]["passed"], checks
         enumerated = entry["meta"]["sizes"]["inputs"]
         assert list(enumerated.values())[0] == [latent + [8, 8], latent + [12, 8], latent + [8, 12]]
-    from edgediff.backends.sizes import package_enumerated_shapes
+    from edgediff.backends.base_sizes import package_enumerated_shapes
 
     found = package_enumerated_shapes(bundle / manifest["components"]["unet"]["file"])
     assert found == {"sample": [[2, 4, 8, 8], [2, 4, 12, 8], [2, 4, 8, 12]]}

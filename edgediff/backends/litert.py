@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
-from edgediff.backends.sizes import litert_edge_model, litert_size_feeds
+from edgediff.backends.base_sizes import litert_edge_model, litert_size_feeds
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 from edgediff.runtime.sessions import SessionOptions

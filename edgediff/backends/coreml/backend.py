@@ -31,6 +31,7 @@ import numpy as np
 import edgediff.backends.coreml.attention as coreml_attention
 import edgediff.backends.coreml.swift as coreml_swift
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.backends.base_sizes import coreml_enumerated, coreml_shape, package_enumerated_shapes
 from edgediff.backends.coreml.attention import ATTENTION_FORMS
 from edgediff.backends.coreml.package_info import (
     _coremltools,
@@ -53,7 +54,6 @@ from edgediff.backends.coreml.pieces import (
     _RenameOutputs,
     _torch_feed,
 )
-from edgediff.backends.sizes import coreml_enumerated, coreml_shape, package_enumerated_shapes
 from edgediff.contract import TensorSpec
 from edgediff.errors import ParityError, RecipeError, UnsupportedError
 from edgediff.model.components import Component

@@ -1,4 +1,5 @@
-"""How backends hold several image sizes in one artifact (edgediff/model/sizes.py says which sizes and specs).
+"""Shared by the backends, like base.py: how they hold several image sizes in one artifact
+(edgediff/model/sizes.py says which sizes and specs).
 
 LiteRT: one signature per size in one .tflite file (serving_default = the first size, size_WxH the others), from
 one litert-torch conversion of the same module, so the weights are stored once (measured: a 3-size file is the
