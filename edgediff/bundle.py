@@ -133,6 +133,8 @@ def pipeline_entry(recipe: Recipe, model: LoadedModel, components: list[Componen
         "scheduler": scheduler,
         "prediction_type": scheduler_config.get("prediction_type", "epsilon"),
     }
+    if unet is not None and len(unet.sizes) > 1:  # several sizes (edgediff/model/sizes.py); height/width = first
+        entry["sizes"] = [[h, w] for h, w in unet.sizes]
     if "controlnet" in by_name:  # what apps need to feed it (edgediff.model.controlnet.manifest_entry)
         from edgediff.model.controlnet import manifest_entry
 

@@ -20,6 +20,7 @@ from edgediff.plan import Plan
 from edgediff.profile.host import profile_bundle
 from edgediff.profile.record import write_records
 from edgediff.targets import load_target
+from edgediff.verify_sizes import bundle_sizes, verify_sizes
 
 
 @dataclass
@@ -49,13 +50,16 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
     times = StageTimes()
     with bundle.staged_output(final_dir) as staging:
         # lower, each component's PyTorch references right after it, weights released as soon as unneeded
-        prepared = verify_stage.lower_and_reference(plan, staging, times.seconds)
+        prepared = verify_stage.lower_and_reference(plan, staging, times.seconds,
+                                                    keep_weights=len(bundle_sizes(plan.components)) > 1)
         artifacts = prepared.artifacts
         start = time.perf_counter()
         checked = verify_stage.check(  # then the artifacts' sessions, one open at a time
             plan, prepared, session_options, runnable,
             structural_check=lambda a: backend.structural_check(a, plan.options, plan.precision))
         results, e2e, guidance = checked.results, checked.end_to_end, checked.guidance
+        # a bundle with several sizes: the other sizes against PyTorch (whose weights were kept for them)
+        sized = verify_sizes(plan, artifacts, backend.name, session_options, runnable, (results, e2e))
         times.add("verify", start)
 
         manifest = bundle.build_manifest(recipe, plan.model, backend.name, backend.version(), plan.components,
@@ -66,6 +70,8 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         if plan.stage_records:  # which slim stages this run reused from the stage cache and which it computed
             manifest.extra["stage_cache"] = plan.stage_records
         manifest.extra["guidance_check"] = guidance
+        if sized.record:
+            manifest.verify["sizes"] = sized.record
         manifest.write(staging)
         accuracy: dict = {}
         if recipe.verify.accuracy_prompts and runnable[0]:  # the finished bundle through the runtime, on the judge
@@ -95,7 +101,7 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
         manifest.write(staging)
         report.write_report(staging, read_strict_json(staging / MANIFEST_FILE), records)
         failures = (verify.failures(results, plan.limits, e2e) + quality.guidance_failure(guidance)
-                    + quality.accuracy_failure(accuracy))
+                    + quality.accuracy_failure(accuracy) + sized.failures)
         if failures:
             error = ParityError(failures)
             error.keep_output = True

@@ -54,6 +54,10 @@ def resolve_recipe(recipe: Recipe) -> Recipe:
     """Fill every default from the target, the backend and the model folder's config files; loads no weights.
     The result is what runs: `--dry-run` prints it, the bundle's recipe.toml records it."""
     recipe = copy.deepcopy(recipe)
+    if recipe.pipeline.sizes and not (recipe.pipeline.height or recipe.pipeline.width):  # the first listed size
+        from edgediff.model.sizes import parse_size
+
+        recipe.pipeline.height, recipe.pipeline.width = parse_size(recipe.pipeline.sizes[0], "pipeline.sizes")
     if recipe.backend.target:
         target = load_target(recipe.backend.target)
         recipe.backend.name = target.backend
@@ -218,6 +222,12 @@ def resolve(recipe: Recipe) -> Plan:
         components = build_components(model, p.components, shapes)
     stage_cache.take_records()  # a fresh list for this plan
     components = apply_slim_steps(recipe.slim.steps, model, components)
+    if recipe.pipeline.sizes:  # the other sizes reuse each module (edgediff/model/sizes.py)
+        from edgediff.model.component import vae_scale_factor
+        from edgediff.model.sizes import attach, bundle_size_list
+
+        p = recipe.pipeline
+        components = attach(components, bundle_size_list(p.height, p.width, p.sizes), vae_scale_factor(model.vae))
     limits = {c.name: thresholds(recipe, precision) for c in components}
     return Plan(recipe, model, backend, options, components, limits, stage_cache.take_records())
 

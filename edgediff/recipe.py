@@ -63,6 +63,7 @@ class ModelSection:
 class PipelineSection:
     height: int = 0  # 0 = the model's native resolution
     width: int = 0
+    sizes: list[str] = field(default_factory=list)  # more sizes, "WIDTHxHEIGHT" (edgediff/model/sizes.py)
     components: list[str] = field(default_factory=lambda: ["text_encoder", "unet", "vae_decoder"])
     guidance_scale: float = -1.0  # < 0 = the model's default (edgediff.json) or 7.5
     batched_cfg: bool = True  # UNet batch 2 (uncond + cond) when guidance is on
@@ -216,6 +217,10 @@ def check_recipe(recipe: Recipe) -> Recipe:
     for key, side in (("pipeline.height", p.height), ("pipeline.width", p.width)):
         need(side == 0 or (0 < side <= MAX_SIDE and side % 8 == 0), key,
              f"a positive multiple of 8 up to {MAX_SIDE} (or 0 for the model's native size)", side)
+    if p.sizes:
+        from edgediff.model.sizes import check_sizes
+
+        check_sizes(p.sizes, MAX_SIDE)
     need(0 <= p.num_inference_steps <= MAX_STEPS, "pipeline.num_inference_steps",
          f"between 1 and {MAX_STEPS} (or 0 for the model's default)", p.num_inference_steps)
     need(p.guidance_scale <= 100, "pipeline.guidance_scale", "at most 100 (negative: the model's default)",

@@ -122,6 +122,13 @@ def write_report(bundle_dir: Path, manifest: dict[str, Any], records: list[Profi
             if e2e.get("image"):
                 lines += ["", f"![PyTorch (left) vs {manifest['backend']} (right)]({e2e['image']})"]
         lines.append("")
+    sizes = manifest.get("verify", {}).get("sizes") or {}
+    if sizes:  # a bundle with several sizes: the verify stage ran at each one (edgediff/verify_sizes.py)
+        lines += ["## Per size", "", markdown_table(
+            ["size (WxH)", *[f"{c} PSNR dB" for c in manifest["components"]], "end to end"],
+            [[size, *[_fmt(_db_of(record["components"].get(c, {})), ".1f") for c in manifest["components"]],
+              f"{_fmt(_db_of(record.get('end_to_end', {})), '.2f')} ({record.get('end_to_end', {}).get('status')})"]
+             for size, record in sizes.items()]), ""]
     from edgediff import quality  # here: report is read by commands that never verify
 
     lines += quality.report_lines(manifest)

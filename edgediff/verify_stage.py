@@ -56,9 +56,11 @@ def _whole_model_references(plan: Plan, names: Mapping[str, Any], runnable: tupl
     return Prepared({}, end_to_end=e2e, guidance=guidance)
 
 
-def lower_and_reference(plan: Plan, out_dir: Path, seconds: dict[str, float] | None = None) -> Prepared:
+def lower_and_reference(plan: Plan, out_dir: Path, seconds: dict[str, float] | None = None,
+                        keep_weights: bool = False) -> Prepared:
     """Lower every component; compute its PyTorch references right after, and release its weights when no
-    later component shares them. Ends with every module of the plan on the meta device."""
+    later component shares them. Ends with every module of the plan on the meta device, unless `keep_weights`
+    (a bundle with several sizes verifies its other sizes against PyTorch afterwards)."""
     runnable = plan.backend.can_run_here()
     seconds = seconds if seconds is not None else {}
     start = time.perf_counter()
@@ -73,9 +75,11 @@ def lower_and_reference(plan: Plan, out_dir: Path, seconds: dict[str, float] | N
         start = time.perf_counter()
         if runnable[0]:
             prepared.references.update(verify.component_references([component], plan.recipe.verify.samples))
-        released += phases.release_component(component, plan.components[index + 1:])
+        if not keep_weights:
+            released += phases.release_component(component, plan.components[index + 1:])
         seconds["verify (PyTorch side)"] += time.perf_counter() - start
-    prepared.released_bytes = released + phases.release_weights(plan.model, plan.components)
+    if not keep_weights:
+        prepared.released_bytes = released + phases.release_weights(plan.model, plan.components)
     return prepared
 
 

@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.backends.base_sizes import litert_edge_model, litert_size_feeds
 from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 from edgediff.model.split import split_unet, unet_stages
@@ -178,6 +179,7 @@ class LiteRTBackend(Backend):
         out_dir.mkdir(parents=True, exist_ok=True)
         pieces = self._pieces(component, options)
         feeds = _chain_inputs(pieces, component.example_inputs(0))
+        more, sized = litert_size_feeds(component, pieces, plan, _chain_inputs)  # sizes: signatures, shared weights
         calibration = _calibration(component, pieces, plan, options) if precision == "int8" else None
         keep_float_modules = _match_modules(component.module, plan.keep_float) if plan else set()
 
@@ -189,7 +191,7 @@ class LiteRTBackend(Backend):
                                                disable=len(pieces) == 1)):
                 path = out_dir / f"{piece.name}.tflite"
                 float_path = Path(tmp) / f"{piece.name}.fp32.tflite" if precision != "fp32" else path
-                _convert(piece.module, feeds[index], float_path, options)
+                _convert(piece.module, feeds[index], float_path, options, [(n, f[index]) for n, f in more])
                 if precision != "fp32":
                     regexes = [p[3:] for p in plan.keep_float if p.startswith("re:")] if plan else []
                     regexes += _scope_regexes(piece.module, keep_float_modules)
@@ -205,7 +207,7 @@ class LiteRTBackend(Backend):
                                           meta={"stages": list(piece.stages)} if piece.stages else {}))
                 _release_memory()
 
-        meta: dict[str, Any] = {"precision": precision, "signature": SIGNATURE, "threads": options.threads}
+        meta: dict[str, Any] = {"precision": precision, "signature": SIGNATURE, "threads": options.threads, **sized}
         if plan is not None and precision == "int8":
             meta["int8"] = {"mode": plan.default, "keep_float": list(plan.keep_float),
                             "plan_layers": {m: sum(v == m for v in plan.layers.values()) for m in _LAYER_MODES},
@@ -257,15 +259,13 @@ class LiteRTBackend(Backend):
 # ---- conversion helpers ---------------------------------------------------------------------------------------
 
 
-def _convert(module, sample: dict[str, Any], path: Path, options: LiteRTOptions) -> None:
-    """litert-torch conversion of one module to `path`, freeing the converter's memory before returning."""
-    import litert_torch
+def _convert(module, sample: dict[str, Any], path: Path, options: LiteRTOptions, more=()) -> None:
+    """litert-torch conversion of one module (`more`: other sizes' signatures) to `path`, freeing memory after."""
     import torch
 
     try:
         with torch.inference_mode(False), torch.no_grad():
-            edge = litert_torch.convert(module, sample_kwargs=sample,
-                                        lightweight_conversion=options.lightweight_conversion)
+            edge = litert_edge_model(module, sample, more, SIGNATURE, options.lightweight_conversion)
             edge.export(str(path))
     except Exception as exc:  # the converter raises many types; one teachable error
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

@@ -49,6 +49,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                         "and residual inputs to the unet (generate --control-image)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
+    p.add_argument("--size", action="append", default=[], metavar="WIDTHxHEIGHT",
+                   help="a size the bundle makes, e.g. 512x768 (width x height); repeatable: the first is the "
+                        "default, generate --height --width picks one; replaces the recipe's pipeline.sizes")
     p.add_argument("--components", help="comma-separated: text_encoder,unet,vae_decoder,vae_encoder")
     p.add_argument("--no-profile", action="store_true", help="skip host profiling")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -81,6 +84,8 @@ def recipe_from_args(args: argparse.Namespace):
         recipe.pipeline.height = args.height
     if args.width:
         recipe.pipeline.width = args.width
+    if getattr(args, "size", None):
+        recipe.pipeline.sizes = list(args.size)
     if args.components:
         recipe.pipeline.components = [c.strip() for c in args.components.split(",") if c.strip()]
     if args.no_profile:

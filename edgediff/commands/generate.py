@@ -15,7 +15,7 @@ from edgediff.outputs import atomic_file, check_output
 from edgediff.runtime import BundlePipeline, SessionOptions, control
 from edgediff.runtime.images import ImageInputs
 from edgediff.runtime.schedulers import resolve_class_name
-from edgediff.runtime.sizes import pick_size
+from edgediff.runtime.sizes import use_size
 
 
 def register(sub) -> None:
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         f"loaded {pipe.manifest.backend} bundle {pipe.manifest.root} ({pipe.manifest.precision}) in {pipe.load_ms:.0f} ms",
         file=sys.stderr,
     )
-    pick_size(pipe.manifest, args.height, args.width)  # refuses a size the bundle lacks, listing its sizes
+    use_size(pipe, args.height, args.width)  # refuses a size the bundle lacks, listing its sizes; else uses it
     images = ImageInputs.from_files(pipe, args.image, args.mask, args.strength) if args.image else None
     records = []
     for prompt, seed, output in jobs:

@@ -9,10 +9,12 @@ from edgediff import verify
 from edgediff.commands import _flags
 from edgediff.contract import Manifest, inside
 from edgediff.errors import RecipeError
+from edgediff.model.sizes import at_size, size_name
 from edgediff.phases import release_weights
 from edgediff.plan import resolve
 from edgediff.recipe import load_recipe
 from edgediff.report import text_table
+from edgediff.verify_sizes import bundle_sizes
 
 
 def register(sub) -> None:
@@ -41,12 +43,20 @@ def run(args: argparse.Namespace) -> int:
     backend = plan.backend
     runnable = backend.can_run_here()
     references = verify.component_references(components, recipe.verify.samples) if runnable[0] else None
-    release_weights(plan.model, plan.components)  # two phases: PyTorch first, then one session at a time
+    if len(bundle_sizes(components)) <= 1:  # two phases: PyTorch first, then one session at a time
+        release_weights(plan.model, plan.components)  # (several sizes: the others are checked against PyTorch)
     results = verify.verify_artifacts(
         components, manifest.components, manifest.backend, backend.session_options(plan.options), plan.limits,
         recipe.verify.samples, runnable, references=references)
-    rows = [[r.component, r.status, f"{r.metrics.psnr_db:.1f}" if r.metrics else "–",
-             f"{r.metrics.cosine:.6f}" if r.metrics else "–", r.reason] for r in results]
+    labels = [r.component for r in results]
+    for size in bundle_sizes(components)[1:]:  # a bundle with several sizes: every component at each one
+        sized = [at_size(c, size) for c in components if c.sizes]  # a text encoder: the same at every size
+        more = verify.verify_artifacts(sized, manifest.components, manifest.backend,
+                                       backend.session_options(plan.options), plan.limits, recipe.verify.samples,
+                                       runnable)
+        results, labels = results + more, labels + [f"{r.component} at {size_name(size)}" for r in more]
+    rows = [[label, r.status, f"{r.metrics.psnr_db:.1f}" if r.metrics else "–",
+             f"{r.metrics.cosine:.6f}" if r.metrics else "–", r.reason] for label, r in zip(labels, results)]
     print(text_table(["component", "status", "PSNR dB", "cosine", "note"], rows))
     verify.gate(results, plan.limits)
     print(f"{args.bundle}: all {len(results)} components match their PyTorch source"

@@ -24,6 +24,10 @@ class Component:
     input_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # for int inputs / timesteps
     input_scales: dict[str, float] = field(default_factory=dict)  # std of normal float inputs
     int8: Int8Inputs | None = None  # the quantize step's plan and calibration, read by every backend at int8
+    # (height, width) pixel sizes the bundle makes, the first the one the specs fix; () = that one size only.
+    # Backends realise the others without copying weights (edgediff/model/sizes.py).
+    sizes: tuple[tuple[int, int], ...] = ()
+    size_factors: tuple[int, ...] = ()  # downscales of spatial axes (1: pixels, the VAE's: latents)
 
     @property
     def keep_float(self) -> tuple[str, ...]:

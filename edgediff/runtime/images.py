@@ -134,9 +134,9 @@ class ImageInputs:
     def from_files(cls, pipe: Any, image: str | Path, mask: str | Path | None = None,
                    strength: float | None = None) -> "ImageInputs":
         """Read and check the files against the bundle; strength defaults as diffusers' (0.8 img2img, 1 inpainting)."""
-        from edgediff.runtime.sizes import bundle_sizes, describe
+        from edgediff.runtime.sizes import bundle_sizes, current_size, describe
 
-        height, width = int(pipe.manifest.require_pipeline()["height"]), int(pipe.manifest.require_pipeline()["width"])
+        height, width = current_size(pipe)  # the size generate --height --width picked (use_size), else the first
         pixels = read_image(image, height, width, describe(bundle_sizes(pipe.manifest)))
         masked = read_mask(mask, height, width) if mask is not None else None
         return cls(pixels, masked, (1.0 if mask is not None else 0.8) if strength is None else float(strength))
@@ -227,7 +227,9 @@ def check_bundle(pipe: Any, inputs: ImageInputs | None) -> None:
     if nine and pipe.unet_channels != 2 * shape[1] + 1:
         raise ImageInputError(f"the UNet takes {pipe.unet_channels} channels; inpainting needs {2 * shape[1] + 1} "
                               "(latents, mask, masked-image latents)")
-    height, width = int(pipe.manifest.require_pipeline()["height"]), int(pipe.manifest.require_pipeline()["width"])
+    from edgediff.runtime.sizes import current_size
+
+    height, width = current_size(pipe)
     if inputs.image.shape[2:] != (height, width):
         raise ImageInputError(f"the image is {inputs.image.shape[3]}x{inputs.image.shape[2]} but the bundle makes "
                               f"{width}x{height}")

@@ -21,6 +21,7 @@ import numpy as np
 from edgediff.contract import Artifact, BackendName, Manifest, TensorSpec
 from edgediff.errors import BackendUnavailable, ModelLoadError, UnsupportedError
 
+SIZE_SIGNATURE_PREFIX = "size_"  # LiteRT signatures of a bundle's other sizes (edgediff/model/sizes.py)
 ORT_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 _NUMPY_DTYPES = {
@@ -171,6 +172,28 @@ class LiteRTSession:
         self._out_map = self._map([t.name for t in self.outputs], sig_outputs, "outputs", chunk.path)
         details = self._runner.get_input_details()
         self._types = {self._in_map[n]: details[self._in_map[n]]["dtype"] for n in self._in_map}
+        # A bundle with several sizes holds one signature per size (serving_default = the first, size_WxH the
+        # others) sharing the weights; each run takes the one whose input shapes match the feeds.
+        self._sizes = [(self._shapes(self._runner), self._runner)] + [
+            (self._shapes(r), r) for r in (self._interpreter.get_signature_runner(k)
+                                           for k in sorted(signatures) if k.startswith(SIZE_SIGNATURE_PREFIX))]
+        self._path = chunk.path
+
+    @staticmethod
+    def _shapes(runner) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(int(d) for d in detail["shape"]) for name, detail in runner.get_input_details().items()}
+
+    def _runner_for(self, kwargs: dict[str, np.ndarray]):
+        if len(self._sizes) == 1:
+            return self._runner
+        for shapes, runner in self._sizes:
+            if all(shapes.get(k) == tuple(v.shape) for k, v in kwargs.items()):
+                return runner
+        have = "; ".join(", ".join(f"{k} {list(v)}" for k, v in shapes.items() if len(v) == 4)
+                         for shapes, _ in self._sizes)
+        got = ", ".join(f"{k} {list(v.shape)}" for k, v in kwargs.items() if v.ndim == 4)
+        raise ModelLoadError(f"{self._path.name} has no signature for inputs {got}; its sizes take {have} "
+                             "(generate --height --width picks one of the bundle's sizes)")
 
     @staticmethod
     def _map(names: list[str], sig_names: list[str], what: str, file: Path) -> dict[str, str]:
@@ -187,8 +210,9 @@ class LiteRTSession:
         kwargs = {
             self._in_map[n]: np.ascontiguousarray(v, dtype=self._types[self._in_map[n]]) for n, v in chosen.items()
         }
+        runner = self._runner_for(kwargs)
         try:
-            result = self._runner(**kwargs)
+            result = runner(**kwargs)
         except Exception as exc:  # LiteRT raises ValueError / RuntimeError with its own text
             raise ModelLoadError(f"LiteRT could not run the artifact: {' '.join(str(exc).split())[:300]}; the "
                                  "manifest and the model file disagree") from None

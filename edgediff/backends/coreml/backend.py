@@ -31,6 +31,7 @@ import numpy as np
 import edgediff.backends.coreml.attention as coreml_attention
 import edgediff.backends.coreml.swift as coreml_swift
 from edgediff.backends.base import Artifact, Backend, register
+from edgediff.backends.base_sizes import coreml_enumerated, coreml_shape, package_enumerated_shapes
 from edgediff.backends.coreml.attention import ATTENTION_FORMS
 from edgediff.backends.coreml.package_info import (
     _coremltools,
@@ -56,6 +57,7 @@ from edgediff.backends.coreml.pieces import (
 from edgediff.contract import TensorSpec
 from edgediff.errors import ParityError, RecipeError, UnsupportedError
 from edgediff.model.components import Component
+from edgediff.model.sizes import sizes_meta
 from edgediff.model.split import run_chunks, split_unet
 from edgediff.runtime.sessions import SessionOptions
 from edgediff.verify import compare
@@ -144,6 +146,7 @@ class CoreMLBackend(Backend):
             piece_module = swift.module if swift else module
             pieces = [_Piece(stem, piece_module, inputs, outputs, _torch_feed(feed, inputs))]
             candidate = None
+        pieces[0].dynamic, pieces[0].enumerated = coreml_enumerated(component, parts > 1, swift is not None)
         meta: dict[str, Any] = {
             "format": "mlprogram",
             "compute_units": options.compute_units,
@@ -151,6 +154,7 @@ class CoreMLBackend(Backend):
             "compute_precision": "fp32" if precision == "fp32" else "fp16",
             "attention": rewrite.to_dict(),
             "compression": self._compression_meta(options, precision),
+            **sizes_meta(component, "enumerated shapes on the spatial input", inputs=pieces[0].enumerated),
         }
         if swift:
             meta["swift_layout"] = {"contract_inputs": {p.name: c.name for p, c in zip(swift.inputs, component.inputs)},
@@ -332,7 +336,7 @@ class CoreMLBackend(Backend):
                     program = torch.export.export(piece.module, (), kwargs=piece.example, strict=False)
                 else:
                     program = torch.export.export(piece.module, tuple(piece.example[s.name] for s in piece.inputs),
-                                                  strict=False)
+                                                  strict=False, dynamic_shapes=piece.dynamic)
                 program = program.run_decompositions({})
                 _drop_aliases(program)
         except Exception as exc:
@@ -342,8 +346,8 @@ class CoreMLBackend(Backend):
             with _quiet_coremltools():
                 mlmodel = ct.convert(
                     program,
-                    inputs=[ct.TensorType(name=s.name, shape=s.shape, dtype=np.dtype(s.dtype).type)
-                            for s in piece.inputs],
+                    inputs=[ct.TensorType(name=s.name, shape=coreml_shape(ct, s, piece.enumerated),
+                                          dtype=np.dtype(s.dtype).type) for s in piece.inputs],
                     # explicit float32: with fp16 compute coremltools would otherwise emit fp16 outputs
                     outputs=[ct.TensorType(name=s.name, dtype=np.float32) for s in piece.outputs],
                     convert_to="mlprogram",
@@ -421,8 +425,11 @@ class CoreMLBackend(Backend):
                   f"specification version {info.spec_version}, {target.name} is {target.value}")
             check(f"{label}: inputs match manifest", _same_specs(info.inputs, part.inputs),
                   f"package {_specs_text(info.inputs)}; manifest {_specs_text(part.inputs)}")
-            check(f"{label}: outputs match manifest", _same_specs(info.outputs, part.outputs),
-                  f"package {_specs_text(info.outputs)}; manifest {_specs_text(part.outputs)}")
+            flexible = bool((artifact.meta.get("sizes") or {}).get("inputs"))  # enumerated sizes: outputs unshaped
+            check(f"{label}: outputs match manifest", _same_specs(info.outputs, part.outputs) or flexible and [
+                (s.name, s.dtype, s.shape) for s in info.outputs] == [(s.name, s.dtype, ()) for s in part.outputs],
+                  f"package {_specs_text(info.outputs)}; manifest {_specs_text(part.outputs)}"
+                  + (" (shape follows the enumerated input size)" if flexible else ""))
             float_ops = info.float_ops["fp16"] + info.float_ops["fp32"]
             if precision == "fp32":
                 check(f"{label}: compute precision fp32", info.float_ops["fp16"] == 0,
@@ -461,6 +468,11 @@ class CoreMLBackend(Backend):
             check(f"{label}: file size", info.package_bytes > 0,
                   f"package {info.package_bytes:,} B, weights {info.weight_file_bytes:,} B")
             softmax_total += info.op_counts.get("softmax", 0)
+        wanted = ((artifact.meta.get("sizes") or {}).get("inputs") or {})
+        if wanted:  # several sizes: the spatial input enumerates each size's shape (backends/sizes.py)
+            found = package_enumerated_shapes(artifact.path)
+            check("enumerated shapes = the bundle's sizes", found == {k: [list(s) for s in v] for k, v in wanted.items()},
+                  f"package {found}; sizes {wanted}")
         keep = artifact.meta.get("keep_float_weights") or []
         if keep:  # each weight appears as "p_x" (fp32 program) or "p_x_to_fp16" (fp16 program)
             bases = sorted({_weight_base(k) for k in keep})

@@ -4,7 +4,7 @@ float, and the small module wrappers that give Core ML the names and layouts App
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,6 +26,8 @@ class _Piece:
     keyword: bool = False  # chunk modules take keyword tensors
     stages: tuple[str, ...] = ()
     weight_bytes: int = 0
+    dynamic: Any = None  # torch.export dynamic_shapes of a component with several sizes (backends/sizes.py)
+    enumerated: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)  # input -> shape at each size
 
 
 

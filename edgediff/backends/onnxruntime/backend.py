@@ -60,6 +60,8 @@ class OnnxRuntimeBackend(Backend):
     def lower(self, component: Component, options: OnnxRuntimeOptions, precision: str, out_dir: Path) -> Artifact:
         import torch
 
+        from edgediff.model.sizes import sizes_meta, torch_dynamic_shapes
+
         path = out_dir / f"{component.name}.onnx"
         args = component.example_args(0)
         try:
@@ -69,6 +71,8 @@ class OnnxRuntimeBackend(Backend):
                     input_names=[s.name for s in component.inputs],
                     output_names=[s.name for s in component.outputs],
                     optimize=not options.fuse, verbose=False,  # fuse: onnx_graph.optimize cleans up, faster
+                    # several sizes: one graph with dynamic spatial axes (measured faster than a graph per size)
+                    dynamic_shapes=torch_dynamic_shapes(component),
                 )
         except Exception as exc:  # the exporter raises many types; turn them into one teachable error
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -99,7 +103,8 @@ class OnnxRuntimeBackend(Backend):
             raise RecipeError(f"backend.options.shard_bytes must be positive, got {options.shard_bytes}")
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD, options.shard_bytes)
         return Artifact(component.name, path, component.inputs, component.outputs,
-                        meta={"opset": options.opset, **graph_meta, **int8}, extra_files=[out_dir / f for f in extra])
+                        meta={"opset": options.opset, **graph_meta, **int8,
+                              **sizes_meta(component, "one graph, dynamic spatial axes")}, extra_files=[out_dir / f for f in extra])
 
     def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
         import onnxruntime as ort
