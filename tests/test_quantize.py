@@ -116,7 +116,7 @@ def test_plan_keeps_the_outlier_layer_and_meets_the_target():
     assert plan.counts()["int8"] > 0, "the plan should keep most of the network int8"
     sensitivity = [layer.sensitivity_psnr_db for layer in plan.layers]
     assert sensitivity == sorted(sensitivity)  # ranked, most sensitive first
-    assert plan.evaluations >= len(plan.layers)  # one sensitivity run per unit, plus the search
+    assert plan.search["kind"] == "blocks" and plan.evaluations >= plan.search["blocks"]  # one run per block, +search
 
 
 def test_weight_only_plan_quantizes_no_activations():

@@ -94,6 +94,11 @@ class OnnxRuntimeBackend(Backend):
 
             model, int8 = quantize_int8(model, component, out_dir)
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD)
+        if int8:  # what ONNX Runtime's optimiser fused of the QDQ graph (issue 19): counted from its own output
+            from edgediff.backends.onnxruntime.qdq_fusion import runtime_fusion
+
+            del model
+            int8["int8"]["runtime_fusion"] = runtime_fusion(path, options.optimization_level)
         return Artifact(component.name, path, component.inputs, component.outputs,
                         meta={"opset": options.opset, **graph_meta, **int8}, extra_files=[out_dir / f for f in extra])
 
