@@ -15,6 +15,12 @@ from edgediff.slim.quantize import QuantizeSettings, search_plan
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Stage-cache entries (ONNX Runtime's ranges) go to this test's folder, never a shared one."""
+    monkeypatch.setenv("EDGEDIFF_CACHE_DIR", str(tmp_path / "cache"))
+
+
 class Stage(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -186,7 +192,6 @@ def test_second_int8_run_reuses_calibration_plan_and_ranges(tmp_path, monkeypatc
     from edgediff.slim import quantize, stage_cache
     from tests.test_quantize import write_mini_pipeline
 
-    monkeypatch.setenv("EDGEDIFF_CACHE_DIR", str(tmp_path / "cache"))
     folder = write_mini_pipeline(tmp_path / "mini-sd")
     captures, searches, calibrations = [], [], []
     monkeypatch.setattr(calib, "capture", lambda *a, real=calib.capture: (captures.append(1), real(*a))[1])

@@ -327,6 +327,7 @@ def test_onnxruntime_large_model_calibrates_in_a_child_process(tmp_path, monkeyp
     models = {}
     for label, threshold in (("in_process", onnxruntime_int8.LARGE_MODEL_BYTES), ("child", 0)):
         monkeypatch.setattr(onnxruntime_int8, "LARGE_MODEL_BYTES", threshold)
+        monkeypatch.setenv("EDGEDIFF_CACHE_DIR", str(tmp_path / f"cache-{label}"))  # both calibrate (no cached ranges)
         models[label] = onnx.load(str(backend.lower(component, options, "int8", tmp_path / label).path))
     assert spawned == [onnxruntime_int8.calibrate_ranges]
     ours, theirs = models["child"], models["in_process"]

@@ -10,6 +10,7 @@ verify or profile, the same UNet in another recipe) reads them instead of calibr
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -49,6 +50,12 @@ def cached_ranges(float_path: Path, ranges_path: Path, samples: list[Mapping[str
         shutil.copyfile(stored, ranges_path)
         return "hit"
     calibrate()
-    shutil.copyfile(ranges_path, stored)
-    entry.finish({"samples": len(samples), "files": sorted(inputs)})
+    try:  # best effort: a cache that cannot be written (full disk, a parallel run finishing first) costs nothing
+        partial = entry.folder / f"{FILE}.{os.getpid()}.partial"
+        shutil.copyfile(ranges_path, partial)
+        os.replace(partial, stored)
+        if not entry.done:
+            entry.finish({"samples": len(samples), "files": sorted(inputs)})
+    except OSError:
+        pass
     return "miss"
