@@ -223,6 +223,7 @@ class PrecisionPlan:
     settings: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0
     outputs: dict[str, str] = field(default_factory=dict)  # component output -> the layer that computes it
+    search: dict[str, Any] = field(default_factory=dict)  # how it was found (slim/plan_search.py): blocks, refined
 
     def modes(self) -> dict[str, str]:
         return {layer.name: layer.mode for layer in self.layers}
@@ -248,6 +249,7 @@ class PrecisionPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"component": self.component, **self.summary(), "calibration": self.calibration,
                 "settings": self.settings, "evaluations": self.evaluations, "outputs": self.outputs,
+                "search": self.search,
                 "layers": [layer.to_dict() for layer in self.layers]}
 
     @classmethod
@@ -260,7 +262,7 @@ class PrecisionPlan:
         return cls(data["component"], float(data["target_psnr_db"]), layers, _unround(data["psnr_db"]),
                    _unround(data["all_int8_psnr_db"]), _unround(data["naive_psnr_db"]), data.get("realised", "plan"),
                    data.get("calibration", {}), data.get("settings", {}), data.get("evaluations", 0),
-                   data.get("outputs", {}))
+                   data.get("outputs", {}), data.get("search", {}))
 
     def to_json(self, path: Path) -> Path:
         write_json(Path(path), self.to_dict())

@@ -200,9 +200,17 @@ def plan_section(entry: dict[str, Any], bundle_dir: Path, top: int = 15) -> list
             kept = [layer for layer in plan["layers"] if layer["mode"] != "int8"]
             if kept:
                 lines += ["Kept above int8: " + ", ".join(f"`{layer['name']}` ({layer['mode']})" for layer in kept), ""]
-        lines += [markdown_table(["rank", "layer", "kind", "PSNR if only it is int8", "decision"],
+        search = plan.get("search") or {}
+        if search.get("kind") == "blocks":  # slim/plan_search.py: units measured alone only in refined blocks
+            refined = ", ".join(f"`{b}`" for b in search.get("refined_blocks", [])) or "none"
+            lines += [f"Block search: {search.get('blocks')} blocks measured, {plan.get('evaluations')} simulated "
+                      f"forwards; units measured one by one in: {refined}. A unit in another block shows its "
+                      "block's figure (in *measured as*).", ""]
+        lines += [markdown_table(["rank", "layer", "kind", "PSNR if only it is int8", "measured as", "decision"],
                                  [[str(i + 1), f"`{layer['name']}`", layer["kind"],
-                                   _db(layer["sensitivity_psnr_db"]), layer["mode"]]
+                                   _db(layer["sensitivity_psnr_db"]),
+                                   "itself" if layer.get("group", layer["name"]) == layer["name"]
+                                   else f"block `{layer['group']}`", layer["mode"]]
                                   for i, layer in enumerate(plan["layers"][:top])]), ""]
         plot = plot_sensitivity(PrecisionPlan.from_dict(plan), Path(bundle_dir) / f"precision_{name}.png")
         if plot:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from edgediff.errors import RecipeError
 from edgediff.recipe import build_section
 from edgediff.slim import calibration as calib
 from edgediff.slim import stage_cache
+from edgediff.slim.plan_search import SEARCHES, block_search, default_block_size, layer_search
 
 CACHE_VERSION = 1
 
@@ -51,6 +53,8 @@ class QuantizeSettings:
     weights_only: bool = True  # let the plan use int8 weights with float activations before falling back to float
     activations: bool = True  # False: a weight-only plan (int8 weights or float); set from the backend by convert
     group_depth: int = 0  # 0 = per layer; N = units grouped by their module path's first N parts (blocks)
+    search: str = "blocks"  # "blocks": measure blocks, then units only inside the blocks kept float; "layers": all
+    block_units: int = 0  # units per block for the block search; 0 = about sqrt(units)
     prompts: list[str] = field(default_factory=list)  # [] = edgediff.json "calibration_prompts" or built-ins
     guidance_scales: list[float] = field(default_factory=list)  # trajectories; [] = [recipe guidance, 1.0]
     spread: int = 0  # extra UNet timesteps spread evenly over the training range
@@ -75,6 +79,10 @@ def settings_from_options(options: dict[str, Any]) -> QuantizeSettings:
     settings = build_section(QuantizeSettings, dict(options), "slim.steps.quantize.options")
     if settings.eval_samples < 1 or settings.calibration_samples < 1 or settings.eval_batch < 1:
         raise RecipeError("quantize: calibration_samples, eval_samples and eval_batch must be >= 1")
+    if settings.search not in SEARCHES:
+        raise RecipeError(f"quantize: search must be one of {', '.join(SEARCHES)}, not '{settings.search}'")
+    if settings.block_units < 0:
+        raise RecipeError("quantize: block_units must be >= 0 (0 = about the square root of the unit count)")
     if settings.group_depth < 0:
         raise RecipeError("quantize: group_depth must be >= 0 (0 = per layer)")
     return settings
@@ -129,9 +137,12 @@ def calibration_for(model, components, settings: QuantizeSettings, cache: Path, 
     key = _digest({"v": CACHE_VERSION, "weights": weights, "settings": asdict(cs), "shapes": shapes,
                    "file": _file_digest(cs.file), "edgediff": __version__})
     path = cache / f"calibration-{key[:24]}.npz"
-    stage_cache.note("quantize calibration", key, path.is_file())
+    record = stage_cache.note("quantize calibration", key, path.is_file())
+    start = time.perf_counter()
     if path.is_file():
-        return calib.CalibrationSet.load(path)
+        found = calib.CalibrationSet.load(path)
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        return found
 
     def make_scheduler():
         cls = getattr(diffusers, cs.scheduler, None)
@@ -141,6 +152,7 @@ def calibration_for(model, components, settings: QuantizeSettings, cache: Path, 
 
     data = calib.capture(model, components, cs, make_scheduler)
     data.save(path)
+    record["seconds"] = round(time.perf_counter() - start, 2)
     return data
 
 
@@ -161,7 +173,8 @@ def plan_component(component, samples, timesteps, settings: QuantizeSettings, ca
                    "inputs": [s.to_dict() for s in component.inputs], "settings": plan_settings,
                    "calibration": description, "samples": len(samples), "edgediff": __version__})
     path = cache / f"plan-{component.name}-{key[:24]}.json"
-    stage_cache.note(f"quantize plan ({component.name})", key, path.is_file())
+    record = stage_cache.note(f"quantize plan ({component.name})", key, path.is_file())
+    start = time.perf_counter()
     if path.is_file():
         plan = PrecisionPlan.from_json(path)
     else:
@@ -179,6 +192,8 @@ def plan_component(component, samples, timesteps, settings: QuantizeSettings, ca
         }
         plan.settings = plan_settings
         plan.to_json(path)
+        record["evaluations"] = plan.evaluations
+    record["seconds"] = round(time.perf_counter() - start, 2)
     if settings.naive:
         plan = naive_plan(plan)
         return plan, [samples[i] for i in naive_idx]
@@ -268,51 +283,35 @@ def search_plan(component, range_samples, eval_samples, naive_samples, settings:
         sim.ranges = full_ranges
     else:  # no activation ranges: the one-timestep baseline is the same model, no second evaluation pass
         naive = all_int8
-    sensitivity = {}
-    for group, names in tqdm(groups.items(), desc=f"sensitivity {component.name}", unit="unit"):
-        alone = {n: top[n] for n in names if top[n] != "float"}
-        sensitivity[group] = scorer.psnr(alone) if alone else float("inf")
-    order = sorted(groups, key=lambda g: (sensitivity[g], g))  # most sensitive first
-    cache: dict[int, float] = {}
 
-    def with_float(k: int) -> float:
-        if k not in cache:
-            cache[k] = scorer.psnr(assign({g: "float" for g in order[:k]}))
-        return cache[k]
+    def measure(group_modes: dict[str, str]) -> float:
+        return scorer.psnr(assign(group_modes))
 
-    k = 0
-    if all_int8 < target:
-        low, high = 1, len(order)
-        cache[len(order)] = float("inf")
-        with tqdm(desc=f"plan search {component.name}", unit="eval", leave=False) as bar:
-            while low < high:
-                mid = (low + high) // 2
-                if with_float(mid) >= target:
-                    high = mid
-                else:
-                    low = mid + 1
-                bar.update()
-        k = low
-    decided = {g: "float" for g in order[:k]}
-    psnr = with_float(k) if k else all_int8
-    # Refinement: from the least sensitive float unit up, take back int8 (or int8 weights) where the target holds.
-    for group in tqdm(list(reversed(order[:k])), desc=f"plan refine {component.name}", unit="unit", leave=False):
-        options = [quantized] + (["int8_weights"] if quantized == "int8" and settings.weights_only and
-                                 any(units[n].has_weights for n in groups[group]) else [])
-        for mode in options:
-            trial = dict(decided) | {group: mode}
-            score = scorer.psnr(assign(trial))
-            if score >= target:
-                decided, psnr = trial, score
-                break
+    def alone(members: list[str]) -> float:
+        modes = {n: top[n] for g in members for n in groups[g] if top[n] != "float"}
+        return scorer.psnr(modes) if modes else float("inf")
+
+    def options(group: str) -> list[str]:
+        return [quantized] + (["int8_weights"] if quantized == "int8" and settings.weights_only and
+                              any(units[n].has_weights for n in groups[group]) else [])
+
+    names = list(groups)
+    if settings.search == "layers":
+        found = layer_search(names, measure, alone, options, target, all_int8, component.name)
+    else:
+        size = settings.block_units or default_block_size(len(names))
+        found = block_search(names, size, measure, alone, options, target, all_int8, component.name)
+    decided, psnr, sensitivity = found.decided, found.psnr, found.sensitivity
     modes = assign(decided)
     group_of = {name: g for g, names in groups.items() for name in names}
     layers = [LayerPlan(name, units[name].kind, modes[name], sensitivity[group_of[name]], units[name].weight_params,
-                        group_of[name]) for name in units]
+                        found.measured_as.get(group_of[name], group_of[name])) for name in units]
     layers.sort(key=lambda layer: (layer.sensitivity_psnr_db, layer.name))
     outputs = {spec.name: unit for spec, unit in zip(component.outputs, sim.output_units) if unit is not None}
-    return PrecisionPlan(component.name, target, layers, psnr, all_int8, naive, evaluations=scorer.calls,
+    plan = PrecisionPlan(component.name, target, layers, psnr, all_int8, naive, evaluations=scorer.calls,
                          outputs=outputs, realised="plan" if settings.activations else "plan (weights only)")
+    plan.search = {"kind": settings.search, "blocks": found.blocks, "refined_blocks": found.refined_blocks}
+    return plan
 
 
 def _groups(names: list[str], depth: int) -> dict[str, list[str]]:

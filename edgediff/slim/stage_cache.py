@@ -86,12 +86,14 @@ def entry(kind: str, inputs: dict[str, str], settings: dict[str, Any], root: Pat
     return StageEntry(kind, key, folder)
 
 
-def note(kind: str, key: str, hit: bool, **extra: Any) -> None:
-    """Record (and say on stderr) whether a stage was reused or computed."""
+def note(kind: str, key: str, hit: bool, **extra: Any) -> dict[str, Any]:
+    """Record (and say on stderr) whether a stage was reused or computed. Returns the record, so the caller can
+    add what the stage cost (`seconds`) once it is done."""
     record = {"stage": kind, "key": key[:20], "cache": "hit" if hit else "miss", **extra}
     _RECORDS.append(record)
     what = "reused from the stage cache" if hit else "computed"
     print(f"slim {kind}: {what} (key {key[:12]})", file=sys.stderr)
+    return record
 
 
 def take_records() -> list[dict[str, Any]]:

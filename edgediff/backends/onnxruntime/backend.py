@@ -102,9 +102,15 @@ class OnnxRuntimeBackend(Backend):
         if options.shard_bytes <= 0:
             raise RecipeError(f"backend.options.shard_bytes must be positive, got {options.shard_bytes}")
         extra = onnx_graph.save(model, path, EXTERNAL_DATA_THRESHOLD, options.shard_bytes)
+        if int8:  # what ONNX Runtime's optimiser fused of the QDQ graph (issue 19): counted from its own output
+            from edgediff.backends.onnxruntime.qdq_fusion import runtime_fusion
+
+            del model
+            int8["int8"]["runtime_fusion"] = runtime_fusion(path, options.optimization_level)
         return Artifact(component.name, path, component.inputs, component.outputs,
                         meta={"opset": options.opset, **graph_meta, **int8,
-                              **sizes_meta(component, "one graph, dynamic spatial axes")}, extra_files=[out_dir / f for f in extra])
+                              **sizes_meta(component, "one graph, dynamic spatial axes")},
+                        extra_files=[out_dir / f for f in extra])
 
     def _session(self, artifact: Artifact, options: OnnxRuntimeOptions, profile_prefix: str | None = None):
         import onnxruntime as ort

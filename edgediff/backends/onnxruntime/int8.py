@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgediff.backends.onnxruntime.ranges_cache import cached_ranges
 from edgediff.errors import UnsupportedError
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -89,10 +90,14 @@ def quantize_int8(model, component, work_parent: Path, source_dir: Path | None =
         model.graph.ClearField("initializer")
         release_freed_memory()
         ranges = Path(tmp) / "ranges.json"
-        if large:  # the calibration session and its model copies die with the child, before quantization starts
-            _in_child_process(calibrate_ranges, float_path, ranges, samples, input_types)
-        else:
-            calibrate_ranges(float_path, ranges, samples, input_types)
+
+        def calibrate() -> None:
+            if large:  # the calibration session and its model copies die with the child, before quantization starts
+                _in_child_process(calibrate_ranges, float_path, ranges, samples, input_types)
+            else:
+                calibrate_ranges(float_path, ranges, samples, input_types)
+
+        ranges_cache = cached_ranges(float_path, ranges, samples, calibrate)  # same graph + inputs: same ranges
         quantize_static(
             str(float_path), str(int8_path), None, quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -106,7 +111,7 @@ def quantize_int8(model, component, work_parent: Path, source_dir: Path | None =
         "realised": realised, "format": "QDQ", "activations": "uint8 asymmetric per tensor (MinMax)",
         "weights": "int8 symmetric per channel", "calibration_samples": len(samples), "calibration_source": source,
         "excluded_nodes": len(exclude) - len(weight_only) - len(masks), "weight_only_nodes": converted,
-        "mask_nodes_float": len(masks),
+        "mask_nodes_float": len(masks), "ranges_cache": ranges_cache,
         "nodes_without_scope": sum(m is None for m in scopes.values()), **counts,
     }}
     if unmatched:
