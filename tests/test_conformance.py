@@ -20,7 +20,7 @@ from edgediff.errors import BackendUnavailable
 from edgediff.runtime.sessions import open_session
 from edgediff.model.components import ComponentShapes, build_components
 from edgediff.model.load import load_model
-from tests.tiny import write_tiny_pipeline
+from tests.tiny import compact_unet_config, write_tiny_pipeline
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 SUMMARY: list[tuple[str, str, str, str]] = []
@@ -36,7 +36,7 @@ def _importable(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory):
-    folder = write_tiny_pipeline(tmp_path_factory.mktemp("conformance") / "tiny")
+    folder = write_tiny_pipeline(tmp_path_factory.mktemp("conformance") / "tiny", unet_config=compact_unet_config())
     return {c.name: c for c in build_components(load_model(folder), list(COMPONENTS), ComponentShapes(64, 64))}
 
 

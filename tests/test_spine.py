@@ -11,6 +11,7 @@ import pytest
 
 from edgediff.backends.base import open_artifact
 from edgediff.cli import main
+from tests.shared_bundle import tiny_ort_bundle
 from tests.tiny import write_tiny_pipeline
 
 
@@ -20,12 +21,9 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ort_bundle(tiny_pipeline, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("out")
-    code = main(["convert", str(tiny_pipeline), "--target", "onnxruntime", "--output", str(out),
-                 "--set", "profile.runs=2", "--set", "pipeline.num_inference_steps=4"])
-    assert code == 0
-    return out / "onnxruntime"
+def ort_bundle(tmp_path_factory) -> Path:
+    """The run's shared tiny bundle (tests/shared_bundle.py): profiled with 2 runs, 2 denoising steps."""
+    return tiny_ort_bundle(tmp_path_factory)
 
 
 def _no_partial_left(out: Path) -> None:
@@ -49,7 +47,7 @@ def test_manifest_contract(ort_bundle):
     pipe = manifest["pipeline"]
     assert pipe["height"] == pipe["width"] == 64 and pipe["latent_shape"] == [1, 4, 8, 8]
     assert pipe["vae_scaling_factor"] == pytest.approx(0.18215)
-    assert pipe["guidance"]["batched_cfg"] is True and pipe["scheduler"]["num_inference_steps"] == 4
+    assert pipe["guidance"]["batched_cfg"] is True and pipe["scheduler"]["num_inference_steps"] == 2
     e2e = manifest["verify"]["end_to_end"]
     assert e2e["status"] == "passed" and e2e["psnr_db"] >= 30
     assert (ort_bundle / "tokenizer" / "vocab.json").exists()

@@ -1,0 +1,37 @@
+"""One tiny ONNX Runtime bundle per test run, shared by the test files that only read it (or copy it first).
+
+Under `pytest -n 2 --dist loadfile` each worker is its own process, so a session-scoped fixture still converts once
+per worker and once per file that builds its own: the bundle lives in the run's common temporary folder instead,
+converted by the first worker that asks (a file lock makes the other wait) and read by every other one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Every setting a test file relies on: profile.json with 2 timed runs (test_spine), 2 denoising steps, 1 verify sample.
+CONVERT_ARGS = ("--target", "onnxruntime", "--set", "profile.runs=2", "--set", "verify.samples=1",
+                "--set", "pipeline.num_inference_steps=2")
+
+
+def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def tiny_ort_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline (tests/tiny.py) converted once for ONNX Runtime; callers must not modify it (copy first)."""
+    from filelock import FileLock
+
+    from edgediff.cli import main
+    from tests.tiny import write_tiny_pipeline
+
+    root = _run_root(tmp_path_factory) / "shared-tiny-ort"
+    bundle = root / "out" / "onnxruntime"
+    with FileLock(str(root) + ".lock"):
+        if not (bundle / "manifest.json").is_file():
+            model = write_tiny_pipeline(root / "tiny-sd")
+            assert main(["convert", str(model), *CONVERT_ARGS, "--output", str(root / "out")]) == 0
+    return bundle
