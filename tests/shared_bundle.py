@@ -22,16 +22,17 @@ def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_ort_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny pipeline (tests/tiny.py) converted once for ONNX Runtime; callers must not modify it (copy first)."""
+    """A tiny pipeline (tests/tiny.py) converted once for ONNX Runtime; callers must not modify it (copy first)."""
     from filelock import FileLock
 
     from edgediff.cli import main
-    from tests.tiny import write_tiny_pipeline
+    from tests.tiny import compact_unet_config, write_tiny_pipeline
 
     root = _run_root(tmp_path_factory) / "shared-tiny-ort"
     bundle = root / "out" / "onnxruntime"
     with FileLock(str(root) + ".lock"):
         if not (bundle / "manifest.json").is_file():
-            model = write_tiny_pipeline(root / "tiny-sd")
+            # the compact UNet: every SD block type, a third of the 4-level tiny UNet's ONNX export time
+            model = write_tiny_pipeline(root / "tiny-sd", unet_config=compact_unet_config())
             assert main(["convert", str(model), *CONVERT_ARGS, "--output", str(root / "out")]) == 0
     return bundle

@@ -279,7 +279,7 @@ def test_control_image_for_a_bundle_without_controlnet(tmp_path_factory, tmp_pat
 
     from tests.shared_bundle import tiny_ort_bundle
 
-    bundle = tiny_ort_bundle(tmp_path_factory)  # the run's shared bundle of the same tiny pipeline, no ControlNet
+    bundle = tiny_ort_bundle(tmp_path_factory)  # the run's shared tiny bundle: converted without a ControlNet
     image = tmp_path / "c.png"
     Image.fromarray(photo(64, 64)).save(image)
     code = main(["generate", str(bundle), "--prompt", "x", "-o", str(tmp_path / "o.png"), "--control-image",
