@@ -36,3 +36,23 @@ def tiny_ort_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
             model = write_tiny_pipeline(root / "tiny-sd", unet_config=compact_unet_config())
             assert main(["convert", str(model), *CONVERT_ARGS, "--output", str(root / "out")]) == 0
     return bundle
+
+
+# How test_runtime converts the default model and how apps/android/tools/prepare_test_data.py does: the same bundle.
+DEFAULT_ARGS = ("--target", "onnxruntime", "--no-profile", "--set", "verify.samples=1", "--set",
+                "verify.end_to_end=false")
+
+
+def default_ort_bundle(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Path:
+    """The default model (models/shapes-sd) converted once per run for ONNX Runtime, shared by the runtime tests
+    and the Kotlin core's test data; callers must not modify it (copy first)."""
+    from filelock import FileLock
+
+    from edgediff.cli import main
+
+    root = _run_root(tmp_path_factory) / "shared-default-ort"
+    bundle = root / "out" / "onnxruntime"
+    with FileLock(str(root) + ".lock"):
+        if not (bundle / "manifest.json").is_file():
+            assert main(["convert", str(model), *DEFAULT_ARGS, "--output", str(root / "out")]) == 0
+    return bundle
