@@ -41,11 +41,20 @@ def _env(test_data: Path | None = None) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def android_test_data(tmp_path_factory):
     """Bundles + numpy noise for the Kotlin tests, converted while :core compiles; yields (folder, seconds)."""
+    import shutil
+
+    from tests.shared_bundle import default_ort_bundle
+
     out = tmp_path_factory.mktemp("android-core")
     start = time.perf_counter()
     build = subprocess.Popen([str(SCRIPT), "--build-only"], env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
-    prepare = subprocess.run([sys.executable, str(PREPARE), str(out)], env=_env(), capture_output=True, text=True)
+    # the default model's ONNX Runtime bundle is the run's shared one (test_runtime converts it the same way):
+    # prepare_test_data --reuse keeps it and converts the others
+    shutil.copytree(default_ort_bundle(tmp_path_factory, REPO / "models" / "shapes-sd"),
+                    out / "bundles" / "shapes-sd" / "onnxruntime")
+    prepare = subprocess.run([sys.executable, str(PREPARE), str(out), "--reuse"], env=_env(), capture_output=True,
+                             text=True)
     build_log, _ = build.communicate()
     if build.returncode == MISSING_TOOL:
         _unavailable(build_log.strip().splitlines()[-1])

@@ -20,7 +20,7 @@ from edgediff.errors import BackendUnavailable
 from edgediff.runtime.sessions import open_session
 from edgediff.model.components import ComponentShapes, build_components
 from edgediff.model.load import load_model
-from tests.tiny import write_tiny_pipeline
+from tests.tiny import compact_unet_config, write_tiny_pipeline
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 SUMMARY: list[tuple[str, str, str, str]] = []
@@ -36,7 +36,7 @@ def _importable(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory):
-    folder = write_tiny_pipeline(tmp_path_factory.mktemp("conformance") / "tiny")
+    folder = write_tiny_pipeline(tmp_path_factory.mktemp("conformance") / "tiny", unet_config=compact_unet_config())
     return {c.name: c for c in build_components(load_model(folder), list(COMPONENTS), ComponentShapes(64, 64))}
 
 
@@ -50,8 +50,9 @@ def print_summary():
             print(f"{row[0]:<12} {row[1]:<9} {row[2]:<13} {row[3]:>10}  {row[4]}")
 
 
-# The tiny UNet takes ~35 s per lowering at fp16 / int8 on LiteRT and Core ML: those run with `-m slow`; the fast
-# suite runs every precision on the text encoder and VAE decoder and the UNet at fp32.
+# The UNet is the compact tiny one (tests/tiny.py compact_unet_config: every SD block type; LiteRT lowers it at fp32
+# in ~16 s, the 4-level tiny UNet took ~65 s). Its fp16 / int8 lowerings on LiteRT and Core ML run with `-m slow`;
+# the fast suite runs every precision on the text encoder and VAE decoder and the UNet at fp32.
 CASES = [pytest.param(c, p, marks=pytest.mark.slow) if c == "unet" and p != "fp32" else (c, p)
          for p in PRECISIONS for c in COMPONENTS]
 

@@ -27,7 +27,7 @@ from edgediff import contract
 from edgediff.cli import main
 from edgediff.contract import Manifest, read_strict_json, strict_json_value, write_json
 from edgediff.errors import ModelLoadError
-from tests.tiny import write_tiny_pipeline
+from tests.shared_bundle import tiny_ort_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edgediff"
@@ -35,11 +35,8 @@ PACKAGE = ROOT / "edgediff"
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    folder = write_tiny_pipeline(tmp_path_factory.mktemp("contract") / "tiny")
-    out = tmp_path_factory.mktemp("contract-out")
-    assert main(["convert", str(folder), "--target", "onnxruntime", "--output", str(out), "--no-profile",
-                 "--set", "verify.samples=1", "--set", "pipeline.num_inference_steps=3"]) == 0
-    return out / "onnxruntime"
+    """The run's shared tiny bundle (tests/shared_bundle.py); tests that edit it work on a copy."""
+    return tiny_ort_bundle(tmp_path_factory)
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:

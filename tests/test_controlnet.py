@@ -274,10 +274,12 @@ def test_control_scale_must_be_finite(tmp_path, onnx_bundle, capsys):
         pipe.generate("x", control=ctl.ControlInput(np.zeros((1, 3, 64, 64), np.float32), math.nan))
 
 
-def test_control_image_for_a_bundle_without_controlnet(models, tmp_path, capsys):
+def test_control_image_for_a_bundle_without_controlnet(tmp_path_factory, tmp_path, capsys):
     from PIL import Image
 
-    bundle = convert(models[0], None, tmp_path / "plain", "onnxruntime", "--set", "verify.end_to_end=false")
+    from tests.shared_bundle import tiny_ort_bundle
+
+    bundle = tiny_ort_bundle(tmp_path_factory)  # the run's shared tiny bundle: converted without a ControlNet
     image = tmp_path / "c.png"
     Image.fromarray(photo(64, 64)).save(image)
     code = main(["generate", str(bundle), "--prompt", "x", "-o", str(tmp_path / "o.png"), "--control-image",

@@ -407,9 +407,9 @@ def test_convert_writes_the_swift_layout_from_the_cli(tmp_path):
     the manifest's `swift` section come from the command line, not only from the Python API."""
     from edgediff.cli import main
     from edgediff.contract import read_strict_json
-    from tests.tiny import write_tiny_pipeline
+    from tests.tiny import compact_unet_config, write_tiny_pipeline
 
-    folder = write_tiny_pipeline(tmp_path / "tiny")
+    folder = write_tiny_pipeline(tmp_path / "tiny", unet_config=compact_unet_config())  # every block type, fewer ops
     out = tmp_path / "out"
     assert main(["convert", str(folder), "--target", "coreml", "--output", str(out), "--no-profile",
                  "--set", "backend.options.swift_layout=true", "--set", "verify.samples=1"]) == 0

@@ -279,7 +279,7 @@ def test_inpainting_with_a_text_to_image_unet_matches_diffusers(tiny_img2img, tm
 @pytest.mark.skipif(not default_model_present(),
                     reason="models/shapes-sd is not trained yet (edgediff train-default writes it)")
 @pytest.mark.parametrize("mask", [False, True])
-def test_default_model_img2img_matches_diffusers(tmp_path_factory, mask):
+def test_default_model_img2img_matches_diffusers(default_bundle, tmp_path_factory, mask):
     """The issue's acceptance check on the embedded default model: `edgediff generate --image` (and --mask, its
     4-channel UNet inpainting by blending) at the manifest's scheduler, steps and guidance."""
     from PIL import Image
@@ -287,7 +287,7 @@ def test_default_model_img2img_matches_diffusers(tmp_path_factory, mask):
     from edgediff.cli import main
 
     root = tmp_path_factory.mktemp("default-img2img")
-    bundle = _default_bundle(root)
+    bundle = default_bundle
     image = _write(root / "in.png", picture(64, 64, seed=1))
     args = ["--mask", str(_write(root / "m.png", centre_mask(64, 64))), "--strength", "0.8"] if mask else []
     out = root / "out.png"
@@ -308,8 +308,11 @@ def test_default_model_img2img_matches_diffusers(tmp_path_factory, mask):
     assert value >= MIN_PSNR_DB
 
 
-def _default_bundle(root: Path) -> Path:
-    return convert(DEFAULT_MODEL, root / "bundle", "onnxruntime", "--components", COMPONENTS)
+@pytest.fixture(scope="module")
+def default_bundle(tmp_path_factory) -> Path:
+    """The default model converted once for both cases (img2img and inpainting read the same bundle)."""
+    return convert(DEFAULT_MODEL, tmp_path_factory.mktemp("default-bundle"), "onnxruntime", "--components",
+                   COMPONENTS)
 
 
 @pytest.mark.slow
@@ -411,11 +414,10 @@ def test_bad_inputs_get_one_clear_error(tiny_img2img, tiny_inpaint, tmp_path, ca
     assert not (tmp_path / "o.png").exists()
 
 
-def test_a_bundle_without_an_encoder_says_how_to_get_one(tmp_path, capsys):
-    from tests.test_runtime import make_tiny_pipeline
+def test_a_bundle_without_an_encoder_says_how_to_get_one(tmp_path_factory, tmp_path, capsys):
+    from tests.shared_bundle import tiny_ort_bundle
 
-    model = make_tiny_pipeline(tmp_path / "tiny-sd")
-    bundle = convert(model, tmp_path / "out", "onnxruntime", "--set", "pipeline.num_inference_steps=2")
+    bundle = tiny_ort_bundle(tmp_path_factory)  # the run's shared bundle: the default components, no vae_encoder
     assert _generate(bundle, tmp_path, "--image", str(_write(tmp_path / "in.png", picture(64, 64)))) == 2
     assert "no vae_encoder" in (line := _error(capsys)) and "--components text_encoder,unet,vae_decoder,vae_encoder" in line
 

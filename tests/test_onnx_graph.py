@@ -37,10 +37,11 @@ def tiny_export():
     torch = pytest.importorskip("torch")
     from diffusers import UNet2DConditionModel
 
-    from tests.tiny import tiny_unet_config
+    from tests.tiny import compact_unet_config
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(tiny_unet_config()).eval()
+    # the compact tiny UNet: every SD block type (attention in the down, mid and up blocks), a third of the export
+    unet = UNet2DConditionModel.from_config(compact_unet_config()).eval()
 
     class Wrap(torch.nn.Module):
         def __init__(self, unet):

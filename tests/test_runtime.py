@@ -116,7 +116,11 @@ def default_model_present() -> bool:
 def tiny(tmp_path_factory):
     """(model folder, onnxruntime bundle): the default model if trained, else a tiny random pipeline."""
     root = tmp_path_factory.mktemp("runtime")
-    model = DEFAULT_MODEL if default_model_present() else make_tiny_pipeline(root / "tiny-sd")
+    if default_model_present():  # converted once per run, shared with the Kotlin core's test data
+        from tests.shared_bundle import default_ort_bundle
+
+        return DEFAULT_MODEL, default_ort_bundle(tmp_path_factory, DEFAULT_MODEL)
+    model = make_tiny_pipeline(root / "tiny-sd")
     return model, convert(model, root / "bundle")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.support import CONVERT_FAST, run_cli
+from tests.shared_bundle import tiny_ort_bundle
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +21,6 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tiny_folder, tmp_path_factory) -> Path:
+def tiny_bundle(tmp_path_factory) -> Path:
     """A real ONNX Runtime bundle of the tiny pipeline, converted once (cases copy it)."""
-    out = tmp_path_factory.mktemp("hostile-bundle")
-    done = run_cli(["convert", str(tiny_folder), "--target", "onnxruntime", "-o", str(out), *CONVERT_FAST])
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out / "onnxruntime"
+    return tiny_ort_bundle(tmp_path_factory)  # the run's shared one (tests/shared_bundle.py)

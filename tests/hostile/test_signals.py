@@ -46,7 +46,7 @@ def _interrupt(args: list[str], folder: Path, pattern: str, sig: int) -> tuple[i
     return proc.returncode, err
 
 
-GOLDEN_LONG = ["--steps", "600"]  # several seconds of denoising: time to be interrupted
+GOLDEN_LONG = ["--steps", "1000"]  # the most bundle-golden takes: time to be interrupted (killed long before the end)
 
 
 @pytest.mark.parametrize("sig,code,words", [(signal.SIGINT, 130, "interrupted (SIGINT)"),
