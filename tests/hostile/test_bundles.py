@@ -96,8 +96,9 @@ BUNDLE_CASES = [
      "'os.system' is not supported"),
     ("tokenizer-max-length", _manifest(lambda d: d["tokenizer"].update(max_length=-1)), "tokenizer.max_length"),
     ("no-pipeline-section", _manifest(lambda d: d.pop("pipeline")), "holds components only"),
+    # caught by the external-data reader (runtime/onnx_external.py) before any session opens
     ("onnx-garbage-resealed", lambda b: (_unet(b).write_bytes(b"\x08\x07garbage" * 100), reseal(b)),
-     "onnxruntime could not load"),
+     "is not a readable ONNX model"),
     ("components-swapped-resealed", lambda b: (shutil.copyfile(b / "vae_decoder.onnx", _unet(b)), reseal(b)),
      "the bundle is inconsistent"),
     ("colour-in-a-name", _manifest(lambda d: d["components"].update(
