@@ -84,9 +84,7 @@ class Artifact:
     tensor names (outputs of chunk i feed the same-named inputs of later chunks, next to the original inputs).
 
     `path` is absolute while a bundle is being written and after `Manifest.read` (checked to stay inside the
-    bundle); the manifest stores names relative to the bundle folder. `extra_files` are side files of `path`
-    (ONNX external weights).
-    """
+    bundle); the manifest stores names relative to the bundle folder. `extra_files`: side files (ONNX weights)."""
 
     component: str
     path: Path
@@ -296,9 +294,8 @@ def _unround(value: Any) -> float:
 class Manifest:
     """`manifest.json`: what a bundle holds, how it was made and checked, and how to run it.
 
-    `pipeline` (sizes, guidance, scheduler tables) and `tokenizer` are present for text-to-image bundles;
-    the schema describes every key. `extra` keeps sections a stage added (timings, Core ML's Swift layout).
-    """
+    `pipeline` (sizes, guidance, scheduler tables) and `tokenizer` are present for text-to-image bundles; the
+    schema describes every key. `extra` keeps sections a stage added (timings, Core ML's Swift layout)."""
 
     backend: BackendName
     precision: Precision
