@@ -135,7 +135,7 @@ def test_large_non_unet_component_is_refused(tmp_path):
 
     component = Component("vae_decoder", TAEF2Decoder(), (TensorSpec("latent", (1, 32, 4, 4)),),
                           (TensorSpec("image", (1, 3, 32, 32)),))
-    with pytest.raises(UnsupportedError, match="only UNets can be split"):
+    with pytest.raises(UnsupportedError, match="only UNets and SDXL text encoders can be split"):
         LiteRTBackend().lower(component, LiteRTOptions(max_chunk_bytes=1000), "fp32", tmp_path)
 
 
