@@ -7,20 +7,18 @@ or is interrupted never leaves a folder that looks complete.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgediff import bundle, quality, report, verify, verify_stage
+from edgediff import bundle, phases, quality, report, verify, verify_stage
 from edgediff.contract import MANIFEST_FILE, read_strict_json
 from edgediff.errors import ParityError
 from edgediff.plan import Plan
 from edgediff.profile.host import profile_bundle
 from edgediff.profile.record import write_records
 from edgediff.targets import load_target
-from edgediff.verify_sizes import bundle_sizes, verify_sizes
+from edgediff.verify_sizes import several_sizes, verify_sizes
 
 
 @dataclass
@@ -29,16 +27,6 @@ class StageTimes:
 
     def add(self, stage: str, start: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise): at full size the
-    convert process held ~11.5 GB while each profiling worker loaded its own copy (18.6 GB process tree)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def convert(plan: Plan, output_dir: Path, log=print) -> Path:
@@ -51,7 +39,7 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
     with bundle.staged_output(final_dir) as staging:
         # lower, each component's PyTorch references right after it, weights released as soon as unneeded
         prepared = verify_stage.lower_and_reference(plan, staging, times.seconds,
-                                                    keep_weights=len(bundle_sizes(plan.components)) > 1)
+                                                    keep_weights=bool(several_sizes(plan.components)))
         artifacts = prepared.artifacts
         start = time.perf_counter()
         checked = verify_stage.check(  # then the artifacts' sessions, one open at a time
@@ -83,7 +71,7 @@ def convert(plan: Plan, output_dir: Path, log=print) -> Path:
 
         records = []
         if recipe.profile.enabled:
-            release_memory()  # the profiling workers load their own copies; give the verify sessions' memory back
+            phases.release_memory()  # the profiling workers load their own copies; give the verify sessions' memory back
             start = time.perf_counter()
             records = profile_bundle(staging, runs=recipe.profile.runs, warmup=recipe.profile.warmup,
                                      compare_pytorch=recipe.profile.compare_pytorch,

@@ -19,7 +19,6 @@ What a phone needs and how this module gets there:
 from __future__ import annotations
 
 import fnmatch
-import gc
 import os
 import re
 import tempfile
@@ -36,6 +35,7 @@ from edgediff.errors import BackendUnavailable, RecipeError, UnsupportedError
 from edgediff.model.components import Component, TensorSpec
 from edgediff.model.split import split_unet, unet_stages
 from edgediff.model.split_text import split_text_encoder
+from edgediff.phases import release_memory
 from edgediff.runtime.sessions import SessionOptions
 
 SIGNATURE = "serving_default"
@@ -205,7 +205,7 @@ class LiteRTBackend(Backend):
                 inputs, outputs = _file_specs(path, piece.input_names, piece.output_names)
                 artifacts.append(Artifact(piece.name, path, inputs, outputs,
                                           meta={"stages": list(piece.stages)} if piece.stages else {}))
-                _release_memory()
+                release_memory()
 
         meta: dict[str, Any] = {"precision": precision, "signature": SIGNATURE, "threads": options.threads, **sized}
         if plan is not None and precision == "int8":
@@ -273,7 +273,7 @@ def _convert(module, sample: dict[str, Any], path: Path, options: LiteRTOptions,
                                "(run with --debug for the converter's trace)") from exc
     finally:
         edge = None
-        _release_memory()
+        release_memory()
 
 
 def _quantize(float_path: Path, path: Path, precision: str, plan: QuantPlan | None, keep_float_regexes: list[str],
@@ -312,7 +312,7 @@ def _run_quantizer(aeq, float_path, path, precision, plan, keep_float_regexes, c
     quantized = qt.quantize(result, enable_progress_report=False)
     path.write_bytes(quantized.quantized_model)
     del qt, quantized, result
-    _release_memory()
+    release_memory()
 
 
 _AEQ_CHUNK_BYTES = 32 * 1024 * 1024  # ai-edge-quantizer's "large tensor" threshold (uniform_quantize_tensor.py)
@@ -469,17 +469,6 @@ def _weight_bytes(module) -> int:
     from edgediff.model.split import _weight_bytes as count
 
     return count(module)
-
-
-def _release_memory() -> None:
-    """Collect Python garbage and hand freed heap pages back to the OS, so the next chunk starts low."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 # ---- keep_float: PyTorch module paths -> TFLite tensor-name regexes --------------------------------------------
