@@ -22,7 +22,8 @@ class SizeChecks:
     failures: list[str] = field(default_factory=list)
 
 
-def bundle_sizes(components: list[Any]) -> tuple[tuple[int, int], ...]:
+def several_sizes(components: list[Any]) -> tuple[tuple[int, int], ...]:
+    """The plan's sizes when it makes more than one (first = the default), else () (a one-size bundle)."""
     return next((tuple(c.sizes) for c in components if len(getattr(c, "sizes", ()) or ()) > 1), ())
 
 
@@ -30,7 +31,7 @@ def verify_sizes(plan: Any, artifacts: Mapping[str, Artifact], backend: str, ses
                  runnable: tuple[bool, str], first: tuple[list[verify.ComponentResult], dict[str, Any]]
                  ) -> SizeChecks:
     """Parity of every component and the end-to-end image at each size; `first` is the first size's results."""
-    sizes = bundle_sizes(plan.components)
+    sizes = several_sizes(plan.components)
     checks = SizeChecks()
     if not sizes:
         return checks

@@ -14,7 +14,7 @@ from edgediff.phases import release_weights
 from edgediff.plan import resolve
 from edgediff.recipe import load_recipe
 from edgediff.report import text_table
-from edgediff.verify_sizes import bundle_sizes
+from edgediff.verify_sizes import several_sizes
 
 
 def register(sub) -> None:
@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     backend = plan.backend
     runnable = backend.can_run_here()
     references = verify.component_references(components, recipe.verify.samples) if runnable[0] else None
-    if len(bundle_sizes(components)) <= 1:  # two phases: PyTorch first, then one session at a time
+    if not several_sizes(components):  # two phases: PyTorch first, then one session at a time
         release_weights(plan.model, plan.components)  # (several sizes: the others are checked against PyTorch)
     results = verify.verify_artifacts(
         components, manifest.components, manifest.backend, backend.session_options(plan.options), plan.limits,
         recipe.verify.samples, runnable, references=references)
     labels = [r.component for r in results]
-    for size in bundle_sizes(components)[1:]:  # a bundle with several sizes: every component at each one
+    for size in several_sizes(components)[1:]:  # a bundle with several sizes: every component at each one
         sized = [at_size(c, size) for c in components if c.sizes]  # a text encoder: the same at every size
         more = verify.verify_artifacts(sized, manifest.components, manifest.backend,
                                        backend.session_options(plan.options), plan.limits, recipe.verify.samples,
