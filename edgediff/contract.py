@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,15 @@ from typing import Any, Literal, Mapping, get_args
 
 from edgediff import __version__
 from edgediff.errors import ModelLoadError, RecipeError, UnsupportedError
+
+# the JSON helpers are re-exported: manifests, reports and apps' golden files all go through the contract
+from edgediff.jsonio import (  # noqa: F401
+    read_strict_json,
+    reject_constant,
+    restore_nonfinite,
+    strict_json_value,
+    write_json,
+)
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
@@ -96,6 +104,8 @@ class Artifact:
     sha256: str | None = None
     bytes: int | None = None
     verify: dict[str, Any] = field(default_factory=dict)  # this component's parity record, once verified
+    # side files' (sha256, bytes), hashed once like `sha256`: the manifest is rewritten after every stage
+    extra_digests: dict[Path, tuple[str, int]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def parts(self) -> list["Artifact"]:
@@ -119,8 +129,10 @@ class Artifact:
                                      "inputs": [s.to_dict() for s in a.inputs],
                                      "outputs": [s.to_dict() for s in a.outputs]}
             if a.extra_files:
-                entry["extra_files"] = [{"file": _relative(f, bundle_dir), "sha256": sha256_file(f),
-                                         "bytes": path_bytes(f)} for f in a.extra_files]
+                a.extra_digests.update({f: (sha256_file(f), path_bytes(f)) for f in a.extra_files
+                                        if f not in a.extra_digests})
+                entry["extra_files"] = [{"file": _relative(f, bundle_dir), "sha256": a.extra_digests[f][0],
+                                         "bytes": a.extra_digests[f][1]} for f in a.extra_files]
                 entry["bytes"] += sum(e["bytes"] for e in entry["extra_files"])
             return entry
 
@@ -322,7 +334,7 @@ class Manifest:
         manifest_path = find_manifest(Path(path), backend)
         root = manifest_path.parent.resolve()
         try:
-            raw = json.loads(manifest_path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+            raw = json.loads(manifest_path.read_bytes().decode("utf-8"), parse_constant=reject_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
             raise ModelLoadError(f"{manifest_path} is not valid JSON ({exc}); re-create the bundle with "
                                  "`edgediff convert`") from None
@@ -519,79 +531,6 @@ def path_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
-
-
-def strict_json_value(value: Any) -> Any:
-    """`value` with every non-finite float replaced by None and the reason beside it as `<key>_reason`, numpy
-    scalars as Python numbers and paths as strings: what every JSON parser (Kotlin's org.json, Swift's
-    JSONDecoder, JavaScript) accepts."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            item = _plain(item)
-            if isinstance(item, float) and not math.isfinite(item):
-                out[key] = None
-                out.setdefault(f"{key}_reason", _nonfinite_reason(key, item))
-            else:
-                out[key] = strict_json_value(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [None if isinstance(v := _plain(item), float) and not math.isfinite(v) else strict_json_value(v)
-                for item in value]
-    return _plain(value)
-
-
-def restore_nonfinite(value: Any) -> Any:
-    """The inverse of `strict_json_value` for configs read back from a manifest: `key: null` with
-    `key_reason: "-infinity ..."` becomes -inf again (diffusers' DPM-Solver `lambda_min_clipped` is -inf)."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            reason = value.get(f"{key}_reason") if item is None else None
-            if key.endswith("_reason") and value.get(key[: -len("_reason")], 0) is None:
-                continue
-            if isinstance(reason, str):
-                out[key] = (float("nan") if reason.startswith("not a number") else
-                            -math.inf if reason.startswith("-infinity") else math.inf)
-            else:
-                out[key] = restore_nonfinite(item)
-        return out
-    if isinstance(value, list):
-        return [restore_nonfinite(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, (dict, list, tuple, str)):
-        return value.item()  # numpy scalar
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _nonfinite_reason(key: str, value: float) -> str:
-    if math.isnan(value):
-        return "not a number (the output had non-finite values)"
-    if "psnr" in key and value > 0:
-        return "infinite: the outputs are identical"
-    return f"{'+' if value > 0 else '-'}infinity, not representable in JSON"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Strict JSON, written in full or not at all (a temporary file renamed into place)."""
-    text = json.dumps(strict_json_value(data), indent=2, allow_nan=False) + "\n"
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def read_strict_json(path: Path) -> Any:
-    """JSON as every app reads it: NaN / Infinity are errors."""
-    return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_reject_constant)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _short(value: Any) -> str:

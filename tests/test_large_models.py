@@ -201,6 +201,40 @@ def test_a_shard_location_outside_the_bundle_is_refused(sharded_bundle, tmp_path
         open_session(unet, "onnxruntime")
 
 
+def _model_with_side_file(folder: Path) -> Path:
+    """A one-node ONNX model whose weight lives in `side.data` next to it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(1, 4096), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4096])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4096])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "m.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="side.data", size_threshold=0)
+    return path
+
+
+@pytest.mark.parametrize("listed, refused", [([], True), (["side.data"], False)])
+def test_an_artifact_listing_no_side_files_may_read_none(tmp_path, listed, refused):
+    """Only listed side files carry a checksum, so a model whose artifact lists none may not read one, even from
+    inside its folder; the same model with the file listed opens (the check is not simply always failing)."""
+    from edgediff.contract import TensorSpec
+
+    path = _model_with_side_file(tmp_path)
+    artifact = Artifact("unet", path, (TensorSpec("x", (1, 4096)),), (TensorSpec("y", (1, 4096)),),
+                        extra_files=[tmp_path / f for f in listed])
+    if refused:
+        with pytest.raises(ModelLoadError, match="does not list"):
+            open_session(artifact, "onnxruntime")
+    else:
+        session = open_session(artifact, "onnxruntime")
+        out = session.run({"x": np.ones((1, 4096), np.float32)})
+        assert float(next(iter(out.values()))[0, 1]) == 2.0
+
+
 def test_a_truncated_model_file_is_a_typed_error(tmp_path):
     from edgediff.contract import TensorSpec
 

@@ -5,7 +5,8 @@ ONNX Runtime resolves each tensor's `location` relative to the model file and re
 a hostile `../../home/you/.ssh/id_rsa` or an absolute path would be read into a weight. Recent ONNX Runtime
 versions refuse such paths themselves; older ones (the runtime allows >= 1.20) do not, and the bundle's
 checksums only cover the files the manifest lists. So every location must stay inside the model's folder
-(edgediff.contract.inside) and, when the artifact lists its side files, be one of them (hence checksummed).
+(edgediff.contract.inside) and be one of the side files the artifact lists (hence checksummed): an artifact that
+lists none may read none.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def external_locations(data: bytes | mmap.mmap) -> list[str]:
 
 def check_external_data(model_path: Path, listed: list[Path] | None = None) -> list[Path]:
     """The model's external-data files, each checked to stay inside the model's folder and (when `listed` is
-    given and not empty) to be one of the artifact's side files, which the manifest checksums. Raises
-    ModelLoadError naming the offending location."""
+    given, even empty) to be one of the artifact's side files, which the manifest checksums. `listed=None` is
+    for a model no manifest describes. Raises ModelLoadError naming the offending location."""
     try:
         with open(model_path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size == 0:
@@ -147,11 +148,11 @@ def check_external_data(model_path: Path, listed: list[Path] | None = None) -> l
         raise ModelLoadError(f"{model_path} is not a readable ONNX model ({exc}); re-export it or re-convert "
                              "the bundle") from None
     root = Path(model_path).parent
-    allowed = {Path(p).resolve() for p in listed or []}
+    allowed = None if listed is None else {Path(p).resolve() for p in listed}
     paths = []
     for location in locations:
         path = inside(root, location, f"{Path(model_path).name}: external data location")
-        if allowed and path.resolve() not in allowed:
+        if allowed is not None and path.resolve() not in allowed:
             raise ModelLoadError(f"{Path(model_path).name} reads weights from {location!r}, which the manifest "
                                  "does not list among its files (so no checksum covers it); the bundle is "
                                  "inconsistent or tampered with: re-convert it")
