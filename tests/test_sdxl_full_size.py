@@ -92,8 +92,6 @@ def test_onnxruntime_converts_within_memory(sdxl_folder, tmp_path):
     assert peak < PEAK_LIMIT_GB
 
 
-@pytest.mark.xfail(strict=True, reason="not done: the files are all under 2 GB, but verify opens the UNet's 8 "
-                   "chunk interpreters at once (XNNPACK packs a second copy of their weights): 21 GB measured")
 def test_litert_converts_in_chunks_under_2gb(sdxl_folder, tmp_path):
     # SDXL's largest UNet stage (up_blocks.0's first resnet + its 10-layer transformer) holds 1.60 GB
     peak, _ = _convert(sdxl_folder, tmp_path, "litert", "--set", "verify.end_to_end=false",
