@@ -9,8 +9,7 @@ before the next.
 
 from __future__ import annotations
 
-import ctypes
-import gc
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from edgediff.contract import Artifact
+from edgediff.runtime.memory import release_memory
 from edgediff.runtime.sessions import Session, SessionOptions, open_session
 
 Call = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -48,7 +48,7 @@ class OneAtATime:
             while len(self._open) >= self._keep:
                 self._open.popitem(last=False)
                 release_memory()
-            session = open_session(self._artifacts[name], self._backend, self._options)
+            session = open_session(self._artifacts[name], self._backend, one_chunk_at_a_time(self._options))
         self._open[name] = session
         return session
 
@@ -75,13 +75,11 @@ def finish(pending: Pending | dict[str, Any], artifacts: Mapping[str, Artifact],
         sessions.close()
 
 
-def release_memory() -> None:
-    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
+def one_chunk_at_a_time(options: SessionOptions) -> SessionOptions:
+    """`options` with chunked artifacts opened one chunk at a time: verify's sessions, so a chunked UNet never
+    holds all its chunk interpreters at once (full-size SDXL on LiteRT: 8 of them reached 21 GB). The outputs
+    are the chain's, bit for bit; each call reopens the chunks, which verify's few calls can afford."""
+    return dataclasses.replace(options, one_chunk_at_a_time=True)
 
 
 def torch_modules(model: Any, components: Iterable[Any]) -> list[Any]:

@@ -22,7 +22,7 @@ from edgediff.errors import ParityError
 from edgediff.model import sampling
 from edgediff.model.components import Component, vae_scaling_factor
 from edgediff.model.sampling import image_psnr_record, make_scheduler
-from edgediff.phases import Pending, finish
+from edgediff.phases import Pending, finish, one_chunk_at_a_time
 from edgediff.runtime.sessions import SessionOptions, open_session
 
 
@@ -152,7 +152,7 @@ def verify_artifacts(components: list[Component], artifacts: Mapping[str, Artifa
     """Each artifact, opened as the runtime opens it, against its PyTorch component on `samples` seeded inputs;
     skipped (with the reason) where the backend cannot run here, plus the backend's structural checks. With
     `references` (component_references, computed before the PyTorch weights were released) no module runs
-    here; one session is open at a time either way."""
+    here; one session is open at a time either way, and a chunked one holds one chunk at a time."""
     can_run, why = runnable
     results = []
     for component in tqdm(components, desc="verify", unit="component"):
@@ -162,7 +162,7 @@ def verify_artifacts(components: list[Component], artifacts: Mapping[str, Artifa
         else:
             pairs = references[component.name] if references is not None else \
                 component_references([component], samples)[component.name]
-            session = open_session(artifact, backend, session_options)
+            session = open_session(artifact, backend, one_chunk_at_a_time(session_options))
             result = check_references(component.name, pairs, session.run, limits[component.name])
             del session  # closed before the next opens: at full size each holds gigabytes
         if structural_check is not None:

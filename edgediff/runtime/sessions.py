@@ -20,6 +20,7 @@ import numpy as np
 
 from edgediff.contract import Artifact, BackendName, Manifest, TensorSpec
 from edgediff.errors import BackendUnavailable, ModelLoadError, UnsupportedError
+from edgediff.runtime.chunk_stream import StreamedChain, track
 
 SIZE_SIGNATURE_PREFIX = "size_"  # LiteRT signatures of a bundle's other sizes (edgediff/model/sizes.py)
 ORT_PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -51,6 +52,9 @@ class SessionOptions:
     optimization_level: str = "all"  # ONNX Runtime graph optimizations: disable, basic, extended, all
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     coreml_compute_units: str = "ALL"
+    # A chunked component opens one chunk at a time (edgediff.runtime.chunk_stream): far less memory (full-size
+    # SDXL on LiteRT: 1 UNet chunk in XNNPACK instead of 8), slower per call (every chunk reopened each run).
+    one_chunk_at_a_time: bool = False
 
 
 class Session(Protocol):
@@ -161,6 +165,7 @@ class LiteRTSession:
             self._interpreter = Interpreter(model_path=str(chunk.path), num_threads=options.threads or None)
         except Exception as exc:
             raise ModelLoadError(f"LiteRT could not load {chunk.path}: {exc}") from exc
+        track("litert", self._interpreter)  # edgediff.runtime.chunk_stream.LIVE counts the open interpreters
         signatures = self._interpreter.get_signature_list()
         if not signatures:
             raise ModelLoadError(f"{chunk.path.name} has no signature; export it with litert-torch (it writes serving_default)")
@@ -295,9 +300,13 @@ def open_session(artifact: Artifact, backend: BackendName | str, options: Sessio
         raise UnsupportedError(f"no runtime session for backend {backend!r} (known: {', '.join(SESSION_TYPES)})")
     options = options or SessionOptions()
     kind = SESSION_TYPES[backend]
-    parts = [kind(part, options) for part in artifact.parts]
-    session: Session = parts[0] if len(parts) == 1 and parts[0].inputs == artifact.inputs else \
-        ChainedSession(artifact, parts)
+    session: Session
+    if options.one_chunk_at_a_time and len(artifact.parts) > 1:
+        session = StreamedChain(artifact, lambda part: kind(part, options))
+    else:
+        parts = [kind(part, options) for part in artifact.parts]
+        session = parts[0] if len(parts) == 1 and parts[0].inputs == artifact.inputs else \
+            ChainedSession(artifact, parts)
     if artifact.meta.get("swift_layout"):
         session = SwiftLayoutSession(artifact, session)
     return session
