@@ -93,5 +93,6 @@ def sdxl_turbo_litert_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[
         if not (bundle / "manifest.json").is_file():
             assert main(["convert", str(model), "--target", "litert", "--output", str(root / "out"), "--no-profile",
                          "--set", "verify.samples=1", "--set", "pipeline.num_inference_steps=2",
-                         "--set", "pipeline.guidance_scale=0", "--set", f"backend.options.max_chunk_bytes={budget}"]) == 0
+                         "--set", "pipeline.guidance_scale=0",
+                         "--set", f"backend.options.max_chunk_bytes={budget}"]) == 0
     return model, bundle, budget
