@@ -38,6 +38,13 @@ def tiny_ort_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundle
 
 
+def tiny_ort_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model folder, bundle) of tiny_ort_bundle: for tests that convert the same tiny pipeline another way and
+    compare with the shared bundle; callers must modify neither."""
+    bundle = tiny_ort_bundle(tmp_path_factory)
+    return bundle.parents[1] / "tiny-sd", bundle
+
+
 # How test_runtime converts the default model and how apps/android/tools/prepare_test_data.py does: the same bundle.
 DEFAULT_ARGS = ("--target", "onnxruntime", "--no-profile", "--set", "verify.samples=1", "--set",
                 "verify.end_to_end=false")
@@ -56,3 +63,36 @@ def default_ort_bundle(tmp_path_factory: pytest.TempPathFactory, model: Path) ->
         if not (bundle / "manifest.json").is_file():
             assert main(["convert", str(model), *DEFAULT_ARGS, "--output", str(root / "out")]) == 0
     return bundle
+
+
+def _saved_bytes(folder: Path) -> int:
+    """Bytes of the tensors in a component folder's safetensors files (their headers not counted)."""
+    from safetensors.numpy import load_file
+
+    return sum(a.nbytes for file in folder.glob("*.safetensors") for a in load_file(str(file)).values())
+
+
+def sdxl_turbo_litert_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
+    """The tiny SDXL-Turbo pipeline (tests/sdxl_tiny.py) converted once per run for LiteRT, as test_sdxl (turbo on
+    LiteRT, against diffusers) and test_large_models (a text encoder converted in chunks) both need it: returns
+    (model folder, bundle, max_chunk_bytes). The chunk budget lies between the two text encoders' weights, so
+    text_encoder_2 (the one that is 2.8 GB at full size) is converted in chunks and text_encoder and the UNet whole:
+    one conversion holds both forms. Callers must not modify it (copy first)."""
+    from filelock import FileLock
+
+    from edgediff.cli import main
+    from tests.sdxl_tiny import write_tiny_sdxl
+
+    root = _run_root(tmp_path_factory) / "shared-sdxl-turbo-litert"
+    model, bundle = root / "tiny-sdxl-turbo", root / "out" / "litert"
+    with FileLock(str(root) + ".lock"):
+        if not (model / "model_index.json").is_file():
+            write_tiny_sdxl(model, turbo=True)
+        # text_encoder_2 = text_encoder + its 32x32 projection (4 KB): the midpoint splits only the second
+        budget = (_saved_bytes(model / "text_encoder") + _saved_bytes(model / "text_encoder_2")) // 2
+        if not (bundle / "manifest.json").is_file():
+            assert main(["convert", str(model), "--target", "litert", "--output", str(root / "out"), "--no-profile",
+                         "--set", "verify.samples=1", "--set", "pipeline.num_inference_steps=2",
+                         "--set", "pipeline.guidance_scale=0",
+                         "--set", f"backend.options.max_chunk_bytes={budget}"]) == 0
+    return model, bundle, budget

@@ -77,12 +77,16 @@ def ort_base(models, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def litert_turbo(models, tmp_path_factory) -> Path:
-    """SDXL-Turbo for LiteRT: the one turbo conversion (the runtime's turbo logic is the same on every backend;
-    ONNX Runtime is covered by the base bundle)."""
+def litert_turbo(tmp_path_factory) -> tuple[Path, Path]:
+    """SDXL-Turbo for LiteRT, (model folder, bundle): the one turbo conversion (the runtime's turbo logic is the same
+    on every backend; ONNX Runtime is covered by the base bundle). The run converts it once, for this file and
+    test_large_models, whose chunked text encoder it carries: text_encoder_2 in chunks, text_encoder and the UNet
+    whole (tests/shared_bundle.py)."""
     pytest.importorskip("litert_torch")
-    return convert(models["turbo"], tmp_path_factory.mktemp("turbo-litert"), "litert",
-                   "--set", "pipeline.guidance_scale=0", "--set", "pipeline.num_inference_steps=2")
+    from tests.shared_bundle import sdxl_turbo_litert_bundle
+
+    model, bundle, _ = sdxl_turbo_litert_bundle(tmp_path_factory)
+    return model, bundle
 
 
 def test_manifest_carries_sdxl(ort_base):
@@ -123,15 +127,16 @@ def test_runtime_matches_diffusers(models, ort_base, negative_prompt, guidance):
     assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
 
 
-def test_turbo_one_unet_call_per_step_matches_diffusers(models, litert_turbo):
-    manifest = json.loads((litert_turbo / "manifest.json").read_text())
+def test_turbo_one_unet_call_per_step_matches_diffusers(litert_turbo):
+    model, bundle = litert_turbo
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["components"]["unet"]["inputs"][0]["shape"][0] == 1  # guidance 0: no CFG batch
     sched = manifest["pipeline"]["scheduler"]
     assert sched["class_name"] == "EulerAncestralDiscreteScheduler" and sched["config"]["timestep_spacing"] == "trailing"
-    pipe = BundlePipeline.load(litert_turbo)
+    pipe = BundlePipeline.load(bundle)
     result = pipe.generate(PROMPT, seed=11)
     assert result.steps == 2 and len(result.timings.unet_step_ms) == 2
-    ref = reference_image(models["turbo"], 11, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
+    ref = reference_image(model, 11, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
     assert psnr(result.image, ref) >= MIN_PSNR_DB, psnr(result.image, ref)
 
 
@@ -161,14 +166,14 @@ def test_apps_refuse_sdxl_bundles_clearly(ort_base, tmp_path, capsys):
     assert len(err) == 1 and "SDXL" in err[0] and "text_embeds" in err[0], err
 
 
-def test_litert_converts_and_matches_diffusers(models, litert_turbo):
-    bundle = litert_turbo
+def test_litert_converts_and_matches_diffusers(litert_turbo):
+    model, bundle = litert_turbo
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert all(c["verify"]["status"] == "passed" for c in manifest["components"].values())
     assert manifest["verify"]["end_to_end"]["status"] == "passed"
     pipe = BundlePipeline.load(bundle)
     got = pipe.generate(PROMPT, seed=5, steps=2).image
-    ref = reference_image(models["turbo"], 5, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
+    ref = reference_image(model, 5, 2, 0.0, None, pipe.latent_shape, noisy_steps=1)
     assert psnr(got, ref) >= MIN_PSNR_DB, psnr(got, ref)
 
 

@@ -77,19 +77,28 @@ compile() { # name, classpath, output jar, extra kotlinc flags, source dirs...
     local name=$1 cp=$2 out=$3 flags=$4; shift 4
     local sources stamp
     mapfile -t sources < <(find "$@" -name '*.kt' | sort)
-    stamp=$( (echo "$KOTLIN_VERSION $cp $flags"; cat "${sources[@]}"; if [[ $name == core-tests ]]; then cat "$BUILD/core.jar.stamp"; fi) | sha256sum | cut -c1-64)
+    stamp=$( (echo "$KOTLIN_VERSION $cp $flags"; cat "${sources[@]}") | sha256sum | cut -c1-64)
     if [[ -f $out && -f $out.stamp && $(cat "$out.stamp") == "$stamp" ]]; then
         return 0
     fi
     echo "jvm-test: compiling $name (${#sources[@]} files)" >&2
     rm -f "$out" "$out.stamp"
-    "$KOTLINC" -nowarn -jvm-target 17 $flags -cp "$cp" -d "$out" "${sources[@]}" 2>&1 | grep -v '^info: ' >&2 || true
+    # A one-shot compile of a few thousand lines: the client JIT (C1) and the serial collector start faster than
+    # kotlinc's defaults and did the same work in a third of the CPU time here (19.6 s vs 61.8 s before, with the
+    # two kotlinc runs this build used to make). JAVA_OPTS, when set, wins.
+    JAVA_OPTS=${JAVA_OPTS:-"-Xmx1g -Xms256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"} \
+        "$KOTLINC" -nowarn -jvm-target 17 $flags -cp "$cp" -d "$out" "${sources[@]}" 2>&1 | grep -v '^info: ' >&2 || true
     [[ -f $out ]] || { echo "jvm-test: compiling $name failed" >&2; exit 1; }
     echo "$stamp" >"$out.stamp"
 }
-compile core "$JSON" "$BUILD/core.jar" "" "$HERE/src/main/kotlin"
-# the tests see :core's internals, as a Gradle test source set does
-compile core-tests "$BUILD/core.jar:$JSON:$JNA:$JUNIT" "$BUILD/core-tests.jar" "-Xfriend-paths=$BUILD/core.jar" "$HERE/src/test/kotlin"
+# :core and its tests in one kotlinc run (one compiler start-up and one analysis of :core instead of two); the tests
+# see :core's internals, as a Gradle test source set does. :core itself may use only org.json (what Android ships):
+# the libraries only the tests have must not appear in its sources.
+if test_only=$(grep -rlE '\b(com\.sun\.jna|org\.junit)\b' "$HERE/src/main/kotlin"); then
+    echo "jvm-test: :core must not use JNA or JUnit (test-only libraries): $test_only" >&2
+    exit 1
+fi
+compile core+tests "$JSON:$JNA:$JUNIT" "$BUILD/core-and-tests.jar" "" "$HERE/src/main/kotlin" "$HERE/src/test/kotlin"
 [[ $BUILD_ONLY -eq 1 ]] && exit 0
 
 # --- native runtimes from the Python wheels -------------------------------------------------------------------
@@ -128,8 +137,8 @@ java -Xss4m -Djna.nosys=false \
     -Dedgediff.litert.lib="$LITERT_LIB" \
     -Dedgediff.ci="${CI:-}" \
     -jar "$JUNIT" \
-    --class-path "$BUILD/core.jar:$BUILD/core-tests.jar:$JSON:$JNA:$STDLIB" \
-    --scan-class-path "$BUILD/core-tests.jar" \
+    --class-path "$BUILD/core-and-tests.jar:$JSON:$JNA:$STDLIB" \
+    --scan-class-path "$BUILD/core-and-tests.jar" \
     --disable-banner --details=tree --disable-ansi-colors \
     --reports-dir "$BUILD/reports" "${EXTRA[@]}" >"$LOG" 2>&1
 rc=$?
