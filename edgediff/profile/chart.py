@@ -41,6 +41,8 @@ def latency_chart(records: list[ProfileRecord], path: Path, title: str = "Latenc
                 continue
             r = match[-1]
             value, is_median = _value(r)
+            if value is None:  # neither a median nor a mean: nothing to draw
+                continue
             any_mean |= not is_median
             upper = (r.p90_ms - value) if (is_median and r.p90_ms is not None and r.p90_ms >= value) else 0.0
             ax.bar(j + (i - (len(series) - 1) / 2) * width, value, width * 0.95, color=f"C{i % 10}",

@@ -17,7 +17,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -160,6 +160,7 @@ class LocalSession:
 def open_session(target: Target) -> Iterator[RemoteSession]:
     """The connection a target describes, with its work folder removed on exit."""
     reach = target.reach
+    session: RemoteSession
     if reach.method == "adb":
         session = AdbSession(reach.serial, remote_dir=reach.remote_dir or "/data/local/tmp")
     elif reach.method == "ssh":
@@ -263,7 +264,7 @@ def profile_artifact(session: RemoteSession, target: Target, files: list[Path], 
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-4:])
         raise DeviceError(f"{tool} on {target.name} failed for {component} (exit {result.returncode}): {tail}")
     after_temp = _temperature(session)
-    meta = {"component": component, "precision": target.precision, "device": target.name}
+    meta: dict[str, Any] = {"component": component, "precision": target.precision, "device": target.name}
 
     with tempfile.TemporaryDirectory(prefix="edgediff-fetch-") as tmp:
         if tool == "benchmark_model":
@@ -293,7 +294,8 @@ def profile_artifact(session: RemoteSession, target: Target, files: list[Path], 
                 samples = tegrastats.parse_tegrastats(local.read_text())
                 if samples.samples:
                     record.extra["tegrastats"] = samples.summary()
-        else:  # litert-benchmark
+        else:  # litert-benchmark: its result file is always requested (set above)
+            assert profile_file is not None
             local = session.fetch(profile_file, Path(tmp) / "result.json")
             parsed_json = litert_benchmark.parse_result_json(local.read_text())
             parsed_json.log = litert_benchmark.parse_log(result.stderr)
@@ -364,13 +366,13 @@ def profile_on_target(bundle_dir: Path, target: Target, runs: int | None = None,
             "export the report, then `edgediff profile --import report.json --tool app`")
     if tool == "host":
         bundle_dir, _ = resolve_bundle(bundle_dir, target, verify_checksums)
-        records = profile_bundle(bundle_dir, runs=runs or target.benchmark.runs,
-                                 warmup=target.benchmark.warmup if warmup is None else warmup,
-                                 compare_pytorch=False, components=components, log=log,
-                                 verify_checksums=verify_checksums)
-        for r in records:
+        host = profile_bundle(bundle_dir, runs=runs or target.benchmark.runs,
+                              warmup=target.benchmark.warmup if warmup is None else warmup,
+                              compare_pytorch=False, components=components, log=log,
+                              verify_checksums=verify_checksums)
+        for r in host:
             r.settings["target"] = target.name
-        return records
+        return host
     if tool == "coreml":
         return profile_coreml(bundle_dir, target, runs, warmup, components, log, verify_checksums)
     bundle_dir, manifest = resolve_bundle(bundle_dir, target, verify_checksums)
@@ -449,10 +451,14 @@ def profile_coreml(bundle_dir: Path, target: Target, runs: int | None, warmup: i
     return records
 
 
-def _random(rng: np.random.Generator, shape: list[int], dtype: str) -> np.ndarray:
+def _random(rng: np.random.Generator, shape: tuple[int | str, ...], dtype: str) -> np.ndarray:
+    if not all(isinstance(d, int) for d in shape):
+        raise UnsupportedError(f"cannot make a random input of shape {shape}: a dimension is symbolic; "
+                               "profile a bundle converted at fixed sizes")
+    dims = [int(d) for d in shape]
     if str(dtype).startswith("int"):
-        return rng.integers(0, 1000, size=shape).astype(dtype)
-    return rng.standard_normal(shape).astype(dtype)
+        return rng.integers(0, 1000, size=dims).astype(dtype)
+    return rng.standard_normal(dims).astype(dtype)
 
 
 __all__ = ["profile_on_target", "profile_artifact", "open_session", "LocalSession", "benchmark_model_args",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from edgediff.errors import ParseError, RecipeError
 from edgediff.profile.parsers import (
@@ -59,7 +60,7 @@ def import_report(path: str | Path, tool: str, *, component: str | None = None, 
     if not path.is_file():
         raise RecipeError(f"no such file: {path}")
     text = clean_text(read_output(path))
-    meta = {"component": component or "model", "backend": backend or TOOLS[tool],
+    meta: dict[str, Any] = {"component": component or "model", "backend": backend or TOOLS[tool],
             "precision": precision or "unknown", "device": device or "unknown"}
     if tool == "app":
         records = app_report.to_records(app_report.parse_app_report(text))

@@ -123,14 +123,16 @@ class SshSession:
             os.close(fd)
         deadline = time.monotonic() + self.connect_timeout_s + 20
         buf = b""
+        answer = self._guardian.stdout
+        assert answer is not None  # stdout=PIPE
         while b"\n" not in buf:
             left = deadline - time.monotonic()
-            ready, _, _ = select.select([self._guardian.stdout], [], [], max(0.0, left))
+            ready, _, _ = select.select([answer], [], [], max(0.0, left))
             if not ready:
                 self._abort_guardian()
                 raise DeviceError(f"ssh {self.description}: no answer within {self.connect_timeout_s + 20:g} s while "
                                   "creating the remote work folder")
-            chunk = os.read(self._guardian.stdout.fileno(), 4096)
+            chunk = os.read(answer.fileno(), 4096)
             if not chunk:
                 rc = self._guardian.wait(timeout=10)
                 err = self._guardian_err.read_text(errors="replace")

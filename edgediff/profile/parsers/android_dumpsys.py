@@ -96,8 +96,9 @@ def _row_values(line: str, spans: list[tuple[int, int]], line_no: int, raw: str)
             any(ch.isdigit() for ch in label):  # no row label has digits: one that does hides a garbled value
         raise fail(TOOL_MEMINFO, "malformed or truncated memory table row", line_no, raw)
     cols = [_column_of(t.end(), spans) for t in values]
-    if None not in cols and len(set(cols)) == len(cols):
-        return label, [(c, int(t.group())) for c, t in zip(cols, values)]
+    placed = [c for c in cols if c is not None]
+    if len(placed) == len(cols) and len(set(placed)) == len(placed):
+        return label, [(c, int(t.group())) for c, t in zip(placed, values)]
     if len(values) > len(spans):
         raise fail(TOOL_MEMINFO, "memory table row whose values do not line up with the columns", line_no, raw)
     return label, [(i, int(t.group())) for i, t in enumerate(values)]
@@ -180,8 +181,9 @@ def parse_meminfo(text: str) -> MemInfo:
             cols = [_column_of(t.end(), spans) for t in found]
             if None in cols and len(found) == len(summary_cols):  # spacing lost: one value per column
                 cols = list(range(len(found)))
-            if None not in cols:
-                out.app_summary[label.strip()] = {summary_cols[c]: int(t.group()) for c, t in zip(cols, found)}
+            placed = [c for c in cols if c is not None]
+            if len(placed) == len(cols):
+                out.app_summary[label.strip()] = {summary_cols[c]: int(t.group()) for c, t in zip(placed, found)}
             # else: a partial row whose values cannot be placed once the spacing is lost: not recorded
     if out.pid is None and not out.rows:
         raise fail_absent(TOOL_MEMINFO, "'** MEMINFO in pid' block", last_line(text),

@@ -163,6 +163,7 @@ def parse_app_report(text: str) -> AppReport:
 def to_records(report: AppReport) -> list[ProfileRecord]:
     records = []
     for r in report.results:
+        runs: int | None
         if r.latencies_ms:
             stats = summarize_ms(r.latencies_ms)
             computed = {"median_ms": stats.median, "p90_ms": stats.p90, "mean_ms": stats.mean,

@@ -46,7 +46,7 @@ class LiteRtBenchmark:
 
 
 def _number(value: object, key: str) -> float:
-    if not finite(value):
+    if not isinstance(value, (int, float)) or not finite(value):
         raise fail(TOOL, f"JSON field {key!r} should be a finite number, got {str(value)[:40]!r}",
                    hint="pass the file written by --result_json, unedited")
     return float(value)
@@ -177,7 +177,7 @@ def to_record(result: LiteRtBenchmark, *, component: str, backend: str = "litert
         settings["accelerators"] = list(result.accelerators)
     if result.signature:
         settings["signature"] = result.signature
-    extra = {k: v for k, v in lat.items() if k in ("std_ms", "p5_ms", "p95_ms", "warmup_avg_ms")}
+    extra: dict[str, object] = {k: v for k, v in lat.items() if k in ("std_ms", "p5_ms", "p95_ms", "warmup_avg_ms")}
     for key in ("model", "model_size_mb", "fully_accelerated", "throughput_mb_s"):
         if getattr(result, key) is not None:
             extra[key] = getattr(result, key)

@@ -112,7 +112,7 @@ def parse_detail(text: str) -> dict[str, object]:
 
 
 def _ms(ns: object) -> float | None:
-    return rescale(ns, "0.000001") if finite(ns) else None
+    return rescale(ns, "0.000001") if isinstance(ns, (int, float)) and finite(ns) else None
 
 
 def to_record(result: LoadGenSummary | dict, *, component: str, backend: str = "unknown", precision: str = "unknown",

@@ -99,8 +99,8 @@ def parse_perf_test(text: str) -> OrtPerfTest:
         if line.startswith("Disabling intra-op thread spinning"):
             out.spinning_disabled = True
             continue
-        if (m := _USING.fullmatch(line)) is not None:
-            out.execution_providers.append(m["ep"])
+        if (used := _USING.fullmatch(line)) is not None:
+            out.execution_providers.append(used["ep"])
             continue
         for prefix, key, pattern, scale in _LINES:
             if line.startswith(prefix):

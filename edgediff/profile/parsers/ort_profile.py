@@ -89,7 +89,7 @@ def parse_ort_profile(text: str) -> OrtProfile:
         elif cat == "Node":
             if not name.endswith("_kernel_time"):
                 continue  # _fence_before / _fence_after markers
-            args = ev.get("args") if isinstance(ev.get("args"), dict) else {}
+            args: dict = ev["args"] if isinstance(ev.get("args"), dict) else {}
             node_name = name[: -len("_kernel_time")]
             node = out.nodes.get(node_name)
             if node is None:

@@ -356,8 +356,8 @@ def to_record(log: TrtexecLog, *, component: str, backend: str = "tensorrt", pre
               device: str = "unknown", settings: dict[str, object] | None = None) -> ProfileRecord:
     """Headline = host latency (H2D + compute + D2H, what an app waits for); GPU compute and the rest go to extra."""
     if log.status == "FAILED":
-        at = log.__dict__.get("_status_at")
-        raise fail(TOOL, "the run FAILED (see the log's errors)", *(at or (None, None)),
+        line_no, line = log.__dict__.get("_status_at") or (None, None)
+        raise fail(TOOL, "the run FAILED (see the log's errors)", line_no, line,
                    hint="fix the engine build or inputs and re-run")
     lat = log.host_latency
     if lat is None or lat.median is None:
