@@ -117,6 +117,8 @@ def slim_steps(recipe: Recipe, backend: Backend) -> list[SlimStep]:
         step.options.setdefault("scheduler", p.scheduler)
         step.options.setdefault("num_inference_steps", p.num_inference_steps)
         step.options.setdefault("guidance_scale", p.guidance_scale)
+        if p.sizes:  # ranges calibrated at every size (edgediff/slim/calibration_sizes.py)
+            step.options.setdefault("sizes", list(p.sizes))
     return steps
 
 

@@ -147,6 +147,24 @@ def test_onnxruntime_bundle_with_three_sizes(tmp_path_factory, tmp_path, capsys)
     unet = json.loads((multi / "manifest.json").read_text())["components"]["unet"]
     assert unet["meta"]["sizes"]["how"].startswith("one graph")
     _check_bundle(model, single, multi, "onnxruntime", capsys)
+    _check_golden_per_size(multi, tmp_path / "golden")
+
+
+def _check_golden_per_size(bundle: Path, out: Path) -> None:
+    """bundle-golden writes the first size's run where one-size readers look, and one run per other size."""
+    from edgediff.cli import main
+
+    assert main(["bundle-golden", str(bundle), "--output", str(out), "--steps", "2"]) == 0
+    top = json.loads((out / "golden.json").read_text())
+    assert top["size"] == [64, 64] and [s["name"] for s in top["sizes"]] == ["64x96", "96x64"]
+    channels = top["latent_shape"][1]
+    for entry in top["sizes"]:
+        sub = json.loads((out / entry["golden"] / "golden.json").read_text())
+        h, w = entry["size"]
+        assert sub["size"] == [h, w] and "sizes" not in sub
+        assert sub["latent_shape"] == sub["tensors"]["initial_noise"]["shape"] == [1, channels, h // 8, w // 8]
+        assert sub["tensors"]["decoded"]["shape"] == [1, 3, h, w]
+        assert sub["tensors"]["initial_noise"]["sha256"] != top["tensors"]["initial_noise"]["sha256"]
 
 
 @pytest.mark.slow

@@ -19,8 +19,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edgediff.runtime.golden_sizes import write_every_size
 from edgediff.runtime.pipeline import BundlePipeline, GenerationResult
 from edgediff.runtime.schedulers import TableScheduler
+from edgediff.runtime.sizes import bundle_sizes
 
 GOLDEN_FORMAT = "edgediff-golden/1"
 DEFAULT_PROMPT = "a red circle on a blue background"
@@ -83,9 +85,15 @@ def write_golden(
     steps: int | None = None,
     guidance: float | None = None,
     negative_prompt: str = "",
+    one_size: bool = False,
 ) -> Path:
-    """Run one generation with every intermediate kept and write it to `out_dir`; returns golden.json's path."""
+    """Run one generation with every intermediate kept and write it to `out_dir`; returns golden.json's path.
+    A bundle with several sizes gets one such folder per size (runtime/golden_sizes.py) unless `one_size`."""
     from PIL import Image
+
+    if not one_size and len(bundle_sizes(pipe.manifest)) > 1:
+        return write_every_size(pipe, out_dir, lambda p, folder: write_golden(
+            p, folder, prompt, seed, steps, guidance, negative_prompt, one_size=True))
 
     out_dir = Path(out_dir)
     tensors_dir = out_dir / "tensors"

@@ -37,7 +37,7 @@ from edgediff.contract import Int8Inputs, LayerPlan, PrecisionPlan, sha256_file
 from edgediff.errors import RecipeError
 from edgediff.recipe import build_section
 from edgediff.slim import calibration as calib
-from edgediff.slim import stage_cache
+from edgediff.slim import calibration_sizes, stage_cache
 from edgediff.slim.plan_search import SEARCHES, block_search, default_block_size, layer_search
 
 CACHE_VERSION = 1
@@ -70,6 +70,9 @@ class QuantizeSettings:
     scheduler: str = ""
     num_inference_steps: int = 0
     guidance_scale: float = -1.0
+    # The bundle's sizes ("WxH", recipe pipeline.sizes; filled by convert): ranges are calibrated at each one
+    # (edgediff/slim/calibration_sizes.py); the plan is searched at the first.
+    sizes: list[str] = field(default_factory=list)
 
     def target_for(self, component: str) -> float:
         return float(self.targets.get(component, self.target_psnr_db))
@@ -110,6 +113,10 @@ def quantize_slim_step(model: Any, components: list, options: dict[str, Any]) ->
     cache = _cache_dir(settings)
     weights = weights_digest(model, chosen)
     data = calibration_for(model, components, settings, cache, weights)
+    more = calibration_sizes.samples_at_other_sizes(  # weight-only plans measure no activation ranges
+        model, components, settings.sizes if settings.activations else [],
+        lambda at: calibration_for(model, at, settings, cache, weights))
+    first = calibration_sizes.first_size(model, components) if more else None
     for component in chosen:
         samples = data.samples.get(component.name) or []
         if not samples:
@@ -117,6 +124,8 @@ def quantize_slim_step(model: Any, components: list, options: dict[str, Any]) ->
         timesteps = data.timesteps.get(component.name) or []
         plan, backend_samples = plan_component(component, samples, timesteps, settings, cache, weights,
                                                data.description)
+        backend_samples = calibration_sizes.with_every_size(plan, first, backend_samples,
+                                                            more.get(component.name, {}), settings.naive)
         attach(component, plan, backend_samples)
     return components
 
@@ -168,7 +177,8 @@ def plan_component(component, samples, timesteps, settings: QuantizeSettings, ca
     ranges_idx = calib.evenly(kept, settings.calibration_samples)
     eval_idx = calib.evenly(held, settings.eval_samples)
     naive_idx = _one_timestep(ranges_idx, timesteps, settings.naive_timestep)
-    plan_settings = {k: v for k, v in asdict(settings).items() if k not in ("cache_dir", "naive", "components")}
+    plan_settings = {k: v for k, v in asdict(settings).items()
+                     if k not in ("cache_dir", "naive", "components", "sizes")}
     key = _digest({"v": CACHE_VERSION, "weights": weights, "component": component.name,
                    "inputs": [s.to_dict() for s in component.inputs], "settings": plan_settings,
                    "calibration": description, "samples": len(samples), "edgediff": __version__})

@@ -31,6 +31,8 @@ public enum BundleError: Error, Equatable, Sendable, LocalizedError, CustomStrin
     case overMemoryBudget(neededMB: Int, budgetMB: Int)
     /// A tensor does not have the shape or type the manifest or the golden files promise.
     case invalidTensor(name: String, detail: String)
+    /// An image size the bundle does not make (or a malformed one); `detail` lists the sizes it has.
+    case unsupportedSize(size: String, detail: String)
     /// The runtime could not load or run a component.
     case sessionFailed(component: String, detail: String)
     /// A file exists but cannot be read (permissions, a file provider that is offline).
@@ -51,6 +53,7 @@ public enum BundleError: Error, Equatable, Sendable, LocalizedError, CustomStrin
         case .invalidJson: return "invalid_json"
         case .overMemoryBudget: return "over_memory_budget"
         case .invalidTensor: return "invalid_tensor"
+        case .unsupportedSize: return "unsupported_size"
         case .sessionFailed: return "session_failed"
         case .unreadableFile: return "unreadable_file"
         }
@@ -91,6 +94,8 @@ public enum BundleError: Error, Equatable, Sendable, LocalizedError, CustomStrin
                 + "Use a smaller precision (fp16, 6-bit palettized weights), a chunked UNet or a smaller model."
         case .invalidTensor(let name, let detail):
             return "Tensor \(name): \(detail)."
+        case .unsupportedSize(let size, let detail):
+            return "No \(size) image from this bundle: \(detail)."
         case .sessionFailed(let component, let detail):
             return "\(component): the runtime failed: \(detail)."
         case .unreadableFile(let path, let reason):

@@ -27,6 +27,10 @@ public struct GoldenFiles: Sendable {
     public let negativeInputIds: [Int32]?
     public let tokenizerCases: [(text: String, ids: [Int32])]
     public let tensors: [String: GoldenTensorEntry]
+    /// The image size of this run (`size`, [height, width]); nil in golden files of one-size bundles.
+    public let size: ImageSize?
+    /// A bundle with several sizes: the golden folder of each other size (`sizes`, runtime/golden_sizes.py).
+    public let otherSizes: [ImageSize: String]
     let tablesFile: String
 
     public init(dir: URL) throws {
@@ -84,6 +88,32 @@ public struct GoldenFiles: Sendable {
                 sha256: try reader.string(entry["sha256"], key: "tensors.\(name).sha256"))
         }
         tensors = entries
+        func pixelPair(_ value: JSONValue?, _ key: String) throws -> ImageSize {
+            let pair = try ints(value, key)
+            guard pair.count == 2, pair.allSatisfy({ $0 >= 8 }) else {
+                throw BundleError.invalidManifest(key: "golden.json: \(key)", expected: "[height, width] in pixels")
+            }
+            return ImageSize(height: Int(pair[0]), width: Int(pair[1]))
+        }
+        if let value = json["size"], !value.isNull { size = try pixelPair(value, "size") } else { size = nil }
+        var others: [ImageSize: String] = [:]
+        if let value = json["sizes"], !value.isNull {
+            for (index, item) in try reader.array(value, key: "sizes").enumerated() {
+                let entry = try reader.object(item, key: "sizes[\(index)]")
+                others[try pixelPair(entry["size"], "sizes[\(index)].size")] = try reader.string(entry["golden"], key: "sizes[\(index)].golden")
+            }
+        }
+        otherSizes = others
+    }
+
+    /// The golden files of the run at `size`: this folder for its own size, else the one `sizes` names for it.
+    public func atSize(_ wanted: ImageSize) throws -> GoldenFiles {
+        if wanted == size || (size == nil && otherSizes.isEmpty) { return self }
+        guard let relative = otherSizes[wanted] else {
+            let covered = (size.map { [$0] } ?? []) + Array(otherSizes.keys)
+            throw BundleError.unsupportedSize(size: wanted.name, detail: "these golden files cover \(ImageSize.describe(covered))")
+        }
+        return try GoldenFiles(dir: try BundleFiles.resolve(relative, in: dir))
     }
 
     /// The scheduler tables the golden run used (scheduler_tables.json).

@@ -90,6 +90,8 @@ public struct PipelineSpec: Sendable, Equatable {
     public let vaeShiftFactor: Double
     public let guidance: GuidanceSpec
     public let scheduler: SchedulerSpec
+    /// Every size the bundle makes, the first = height x width (`pipeline.sizes`; ImageSizes.swift).
+    public var sizes: [ImageSize] = []
 }
 
 /// `tokenizer`: where the CLIP files are, plus the special-token overrides the manifest may carry.
@@ -319,14 +321,13 @@ struct ManifestReader {
         let scheduler = SchedulerSpec(
             className: className, numInferenceSteps: steps, tables: tables,
             tablesError: try optionalString(schedulerJSON["tables_error"], key: "pipeline.scheduler.tables_error"))
+        let height = try optionalCount(data["height"], key: "pipeline.height")
+        let width = try optionalCount(data["width"], key: "pipeline.width")
         return PipelineSpec(
-            latentShape: latentShape,
-            height: try optionalCount(data["height"], key: "pipeline.height"),
-            width: try optionalCount(data["width"], key: "pipeline.width"),
-            vaeScalingFactor: scaling,
+            latentShape: latentShape, height: height, width: width, vaeScalingFactor: scaling,
             vaeShiftFactor: try optionalNumber(data["vae_shift_factor"], key: "pipeline.vae_shift_factor") ?? 0,
-            guidance: guidance,
-            scheduler: scheduler)
+            guidance: guidance, scheduler: scheduler,
+            sizes: try ImageSizes.parse(data["sizes"], latent: latentShape, height: height, width: width))
     }
 
     func tokenizer(_ value: JSONValue?) throws -> TokenizerSpec {

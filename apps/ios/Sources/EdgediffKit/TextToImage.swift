@@ -104,6 +104,11 @@ public struct TextToImage: Sendable {
     let unetBatch: Int?
     let batchedCfg: Bool
     let timeCondDim: Int?
+    /// The size of the next images: the bundle's first until `useSize` picks another of its sizes.
+    public private(set) var size: ImageSize
+
+    /// The latent of one image at `size` (the sessions pick the graph shape or LiteRT signature from it).
+    public var latentShape: [Int] { ImageSizes.latentShape(manifest, size: size) }
 
     public var defaultSteps: Int { manifest.pipeline.scheduler.numInferenceSteps }
     public var defaultGuidance: Double { manifest.pipeline.guidance.scale }
@@ -137,6 +142,16 @@ public struct TextToImage: Sendable {
         self.unetBatch = unetBatch
         self.batchedCfg = unetBatch.map { $0 == 2 } ?? manifest.pipeline.guidance.batchedCfg
         self.timeCondDim = timeCondDim
+        self.size = manifest.pipeline.sizes.first ?? ImageSize(
+            height: manifest.latentShape[2] * 8, width: manifest.latentShape[3] * 8)
+    }
+
+    /// Make the next images `width` x `height` (both nil: the bundle's first size). A size the bundle was not
+    /// converted for is refused (`BundleError.unsupportedSize`) naming the sizes it makes; nothing changes then.
+    @discardableResult
+    public mutating func useSize(height: Int?, width: Int?) throws -> ImageSize {
+        size = try ImageSizes.pick(manifest, height: height, width: width)
+        return size
     }
 
     /// The manifest's tables when they fit the request; other step counts need tables the bundle lacks.
@@ -169,7 +184,7 @@ public struct TextToImage: Sendable {
         let g = guidance ?? defaultGuidance
         var sched = try scheduler(steps: steps)
         var keep = Intermediates()
-        let shape = manifest.latentShape
+        let shape = latentShape
         let count = try Tensor.elementCount(shape, name: "latent")
 
         var mark = Stopwatch()
@@ -322,7 +337,7 @@ public struct TextToImage: Sendable {
     func decode(_ latents: [Float], _ session: any InferenceSession) async throws -> FloatTensor {
         let s = Float(manifest.pipeline.vaeScalingFactor)
         let shift = Float(manifest.pipeline.vaeShiftFactor)
-        let scaled = try FloatTensor(shape: manifest.latentShape, data: latents.map { $0 / s + shift })
+        let scaled = try FloatTensor(shape: latentShape, data: latents.map { $0 / s + shift })
         return try await output(session, [vaeDecoderSpec.inputs[0].name: .float(scaled)], vaeDecoderSpec.outputs[0].name, "vae_decoder")
     }
 

@@ -86,6 +86,12 @@ sealed class BundleError(val code: String, message: String) : Exception(message)
         "tensor $name: $detail",
     )
 
+    /** An image size the bundle does not make (or a malformed one); `detail` lists the sizes it has. */
+    class UnsupportedSize(val size: String, val detail: String) : BundleError(
+        "unsupported_size",
+        "no $size image from this bundle: $detail",
+    )
+
     /** The runtime could not load or run a component. */
     class SessionFailed(val component: String, val detail: String) : BundleError(
         "session_failed",

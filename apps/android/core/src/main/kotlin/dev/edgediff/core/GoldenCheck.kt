@@ -26,6 +26,10 @@ class GoldenFiles(val dir: File) {
     val negativeInputIds: IntArray?
     val tokenizerCases: List<Pair<String, IntArray>>
     val tensors: Map<String, GoldenTensorEntry>
+    /** The image size of this run (`size`, [height, width]); null in golden files of one-size bundles. */
+    val size: ImageSize?
+    /** A bundle with several sizes: the golden folder of each other size (`sizes`, runtime/golden_sizes.py). */
+    val otherSizes: Map<ImageSize, String>
     private val tablesFile: String
 
     init {
@@ -46,6 +50,15 @@ class GoldenFiles(val dir: File) {
         negativeInputIds = tokens.optArray("negative_input_ids")?.ints()
         tokenizerCases = tokens.array("cases").nodes().map { (it.optString("text") ?: "") to it.array("ids").ints() }
         tablesFile = json.string("scheduler_tables")
+        size = json.optArray("size")?.ints()?.let { pair ->
+            if (pair.size != 2 || pair.any { it < 8 }) throw BundleError.InvalidManifest("golden.json: size", "[height, width] in pixels")
+            ImageSize(pair[0], pair[1])
+        }
+        otherSizes = (json.optArray("sizes")?.nodes() ?: emptyList()).associate { e ->
+            val pair = e.array("size").ints()
+            if (pair.size != 2 || pair.any { it < 8 }) throw BundleError.InvalidManifest("golden.json: ${e.path}.size", "[height, width] in pixels")
+            ImageSize(pair[0], pair[1]) to e.string("golden")
+        }
         val t = json.node("tensors")
         tensors = t.keys().associateWith { name ->
             val e = t.node(name)
@@ -56,6 +69,14 @@ class GoldenFiles(val dir: File) {
     val schedulerTables: SchedulerTables by lazy { SchedulerTables.parseFile(safeFile(tablesFile)) }
 
     fun has(name: String) = name in tensors
+
+    /** The golden files of the run at `size`: this folder for its own size, else the one `sizes` names for it. */
+    fun atSize(size: ImageSize): GoldenFiles {
+        if (size == this.size || (this.size == null && otherSizes.isEmpty())) return this
+        val rel = otherSizes[size] ?: throw BundleError.UnsupportedSize(
+            size.name, "these golden files cover ${ImageSize.describe(listOfNotNull(this.size) + otherSizes.keys)}")
+        return GoldenFiles(safeFile(rel))
+    }
 
     private fun safeFile(rel: String): File {
         val f = File(dir, rel).canonicalFile

@@ -69,6 +69,8 @@ data class PipelineSpec(
     val vaeShiftFactor: Double,
     val guidance: GuidanceSpec,
     val scheduler: SchedulerSpec,
+    /** Every size the bundle makes, the first = height x width (`pipeline.sizes`; ImageSizes.kt). */
+    val sizes: List<ImageSize> = emptyList(),
 )
 
 /** Where the CLIP tokenizer files are, plus special-token overrides the manifest may carry. */
@@ -275,14 +277,17 @@ class BundleManifest private constructor(
             if (steps < 1) throw BundleError.InvalidManifest("pipeline.scheduler.num_inference_steps", "a positive integer")
             val scaling = node.optDouble("vae_scaling_factor") ?: 0.18215
             if (scaling <= 0) throw BundleError.InvalidManifest("pipeline.vae_scaling_factor", "a positive number")
+            val height = node.optCount("height")
+            val width = node.optCount("width")
             return PipelineSpec(
                 latentShape = latent,
-                height = node.optCount("height"),
-                width = node.optCount("width"),
+                height = height,
+                width = width,
                 vaeScalingFactor = scaling,
                 vaeShiftFactor = node.optDouble("vae_shift_factor") ?: 0.0,
                 guidance = guidance,
                 scheduler = SchedulerSpec(className, steps, tables, sched.optString("tables_error")),
+                sizes = ImageSizes.parse(node, latent, height, width),
             )
         }
 

@@ -95,6 +95,11 @@ class TextToImage(
     private val unetOutput: String
     private val vaeInput: String
     private val vaeOutput: String
+    /** The size of the next images: the bundle's first until `useSize` picks another of its sizes. */
+    var size: ImageSize = manifest.pipeline.sizes.first()
+        private set
+    /** The latent of one image at `size` (the sessions pick the graph shape or LiteRT signature from it). */
+    val latentShape: IntArray get() = ImageSizes.latentShape(manifest, size)
     val defaultSteps: Int get() = manifest.pipeline.scheduler.numInferenceSteps
     val defaultGuidance: Double get() = manifest.pipeline.guidance.scale
 
@@ -129,6 +134,12 @@ class TextToImage(
         }
         loadMs = (System.nanoTime() - start) / 1e6
     }
+
+    /**
+     * Make the next images `width` x `height` (both null: the bundle's first size). A size the bundle was not
+     * converted for is refused (`BundleError.UnsupportedSize`) naming the sizes it makes; nothing changes then.
+     */
+    fun useSize(height: Int?, width: Int?): ImageSize = ImageSizes.pick(manifest, height, width).also { size = it }
 
     /** The manifest's tables when they fit the request; other step counts need tables the bundle lacks. */
     fun scheduler(steps: Int? = null): TableScheduler {
@@ -215,7 +226,7 @@ class TextToImage(
         val s = manifest.pipeline.vaeScalingFactor.toFloat()
         val shift = manifest.pipeline.vaeShiftFactor.toFloat()
         val scaled = FloatArray(latents.size) { latents[it] / s + shift }
-        return output(vaeDecoder, mapOf(vaeInput to FloatTensor(manifest.latentShape, scaled)), vaeOutput, "vae_decoder")
+        return output(vaeDecoder, mapOf(vaeInput to FloatTensor(latentShape, scaled)), vaeOutput, "vae_decoder")
     }
 
     /** One image. `latents` (unscaled, of the latent shape) replaces the seeded initial draw. */
@@ -234,7 +245,7 @@ class TextToImage(
         val g = guidance ?: defaultGuidance
         val sched = scheduler(steps)
         val keep = if (keepIntermediates) Intermediates() else null
-        val shape = manifest.latentShape
+        val shape = latentShape
 
         var t0 = System.nanoTime()
         val ids = ids(prompt)

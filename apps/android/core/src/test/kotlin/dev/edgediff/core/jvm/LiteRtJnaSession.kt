@@ -8,6 +8,7 @@ import dev.edgediff.core.BundleError
 import dev.edgediff.core.ChunkSpec
 import dev.edgediff.core.ComponentSpec
 import dev.edgediff.core.FloatTensor
+import dev.edgediff.core.ImageSizes
 import dev.edgediff.core.InferenceSession
 import dev.edgediff.core.IntTensor
 import dev.edgediff.core.SessionFactory
@@ -17,7 +18,7 @@ import dev.edgediff.core.TensorSpec
 /**
  * LiteRT 2.x's CompiledModel C API (libLiteRt.so from the ai-edge-litert wheel) through JNA: the same API the
  * app's Kotlin CompiledModel wraps on Android. One environment is shared by every model; each model file runs
- * signature 0 with managed tensor buffers created from the compiled model's buffer requirements.
+ * the signature of the feeds' size with managed tensor buffers created from the compiled model's buffer requirements.
  */
 class LiteRtRuntime(libraryPath: String, private val accelerators: Int = CPU) : SessionFactory, AutoCloseable {
     private val lib = NativeLibrary.getInstance(libraryPath)
@@ -48,29 +49,45 @@ class LiteRtRuntime(libraryPath: String, private val accelerators: Int = CPU) : 
 
     private class Slot(val name: String, val elementType: Int, val shape: IntArray, val buffer: Pointer, val bytes: Long)
 
+    /** One signature of a model file: its key, tensor buffers and the manifest-name -> position maps. */
+    private class Sig(val index: Long, val key: String, val inSlots: List<Slot>, val outSlots: List<Slot>,
+                      val inputMap: Map<String, Int>, val outputMap: Map<String, Int>)
+
+    /**
+     * A model file's signatures: one, or (a bundle with several sizes) one per size, serving_default the first,
+     * size_WxH the others, sharing the weights. Each run goes to the signature whose input shapes are the feeds'
+     * (ImageSizes.chooseSignature, as the Python runtime's LiteRTSession picks its runner).
+     */
     inner class LiteRtJnaSession(chunk: ChunkSpec) : InferenceSession {
         override val inputs: List<TensorSpec> = chunk.inputs
         override val outputs: List<TensorSpec> = chunk.outputs
         private val model: Pointer = out { check("LiteRtCreateModelFromFile", env, chunk.file.path, it) }
         private val options: Pointer
         private val compiled: Pointer
-        private val inSlots: List<Slot>
-        private val outSlots: List<Slot>
-        private val inputMap: Map<String, Int>
-        private val outputMap: Map<String, Int>
+        private val sigs: List<Sig>
+
+        /** The key of the signature the last run used (what the tests check against the size asked for). */
+        var lastSignature: String? = null
+            private set
+
+        val signatureKeys: List<String> get() = sigs.map { it.key }
 
         init {
-            val signature = out { check("LiteRtGetModelSignature", model, 0L, it) }
             options = out { check("LiteRtCreateOptions", it) }
             check("LiteRtSetOptionsHardwareAccelerators", options, accelerators)
             compiled = out { check("LiteRtCreateCompiledModel", env, model, options, it) }
-            inSlots = slots(signature, true)
-            outSlots = slots(signature, false)
-            inputMap = mapNames(inputs.map { it.name }, inSlots.map { it.name }, "inputs", chunk)
-            outputMap = mapNames(outputs.map { it.name }, outSlots.map { it.name }, "outputs", chunk)
+            val count = Memory(8).also { check("LiteRtGetNumModelSignatures", model, it) }.getLong(0)
+            sigs = (0 until count).map { index ->
+                val signature = out { check("LiteRtGetModelSignature", model, index, it) }
+                val key = out { check("LiteRtGetSignatureKey", signature, it) }.getString(0, "UTF-8")
+                val ins = slots(signature, index, true)
+                val outs = slots(signature, index, false)
+                Sig(index, key, ins, outs, mapNames(inputs.map { it.name }, ins.map { it.name }, "inputs", chunk),
+                    mapNames(outputs.map { it.name }, outs.map { it.name }, "outputs", chunk))
+            }
         }
 
-        private fun slots(signature: Pointer, input: Boolean): List<Slot> {
+        private fun slots(signature: Pointer, index: Long, input: Boolean): List<Slot> {
             val kind = if (input) "Input" else "Output"
             val count = Memory(8).also { check("LiteRtGetNumSignature${kind}s", signature, it) }.getLong(0)
             return (0 until count).map { i ->
@@ -79,7 +96,7 @@ class LiteRtRuntime(libraryPath: String, private val accelerators: Int = CPU) : 
                 val type = Memory(72).also { it.clear(); check("LiteRtGetRankedTensorType", tensor, it) }
                 val rank = type.getInt(4) and 0x7f
                 val shape = IntArray(rank) { type.getInt(8L + 4 * it) }
-                val requirements = out { check("LiteRtGetCompiledModel${kind}BufferRequirements", compiled, 0L, i, it) }
+                val requirements = out { check("LiteRtGetCompiledModel${kind}BufferRequirements", compiled, index, i, it) }
                 val buffer = out { check("LiteRtCreateManagedTensorBufferFromRequirements", env, type, requirements, it) }
                 val size = Memory(8).also { check("LiteRtGetTensorBufferPackedSize", buffer, it) }.getLong(0)
                 Slot(name, type.getInt(0), shape, buffer, size)
@@ -98,14 +115,15 @@ class LiteRtRuntime(libraryPath: String, private val accelerators: Int = CPU) : 
         }
 
         override fun run(feeds: Map<String, Tensor>): Map<String, FloatTensor> {
-            for ((name, index) in inputMap) {
-                val t = feeds[name] ?: throw BundleError.SessionFailed("litert", "no feed for input $name")
-                write(inSlots[index], t)
-            }
-            val ins = Memory(8L * inSlots.size).also { m -> inSlots.forEachIndexed { i, s -> m.setPointer(8L * i, s.buffer) } }
-            val outs = Memory(8L * outSlots.size).also { m -> outSlots.forEachIndexed { i, s -> m.setPointer(8L * i, s.buffer) } }
-            check("LiteRtRunCompiledModel", compiled, 0L, inSlots.size.toLong(), ins, outSlots.size.toLong(), outs)
-            return outputMap.mapValues { (_, index) -> read(outSlots[index]) }
+            val names = inputs.map { it.name }
+            val given = names.map { name -> (feeds[name] ?: throw BundleError.SessionFailed("litert", "no feed for input $name")).shape }
+            val sig = sigs[ImageSizes.chooseSignature(sigs.map { s -> s.key to names.map { s.inSlots[s.inputMap.getValue(it)].shape } }, given)]
+            for ((name, index) in sig.inputMap) write(sig.inSlots[index], feeds.getValue(name))
+            val ins = Memory(8L * sig.inSlots.size).also { m -> sig.inSlots.forEachIndexed { i, s -> m.setPointer(8L * i, s.buffer) } }
+            val outs = Memory(8L * sig.outSlots.size).also { m -> sig.outSlots.forEachIndexed { i, s -> m.setPointer(8L * i, s.buffer) } }
+            check("LiteRtRunCompiledModel", compiled, sig.index, sig.inSlots.size.toLong(), ins, sig.outSlots.size.toLong(), outs)
+            lastSignature = sig.key
+            return sig.outputMap.mapValues { (_, index) -> read(sig.outSlots[index]) }
         }
 
         private fun write(slot: Slot, tensor: Tensor) {
@@ -135,7 +153,7 @@ class LiteRtRuntime(libraryPath: String, private val accelerators: Int = CPU) : 
         }
 
         override fun close() {
-            (inSlots + outSlots).forEach { void("LiteRtDestroyTensorBuffer", it.buffer) }
+            sigs.flatMap { it.inSlots + it.outSlots }.forEach { void("LiteRtDestroyTensorBuffer", it.buffer) }
             void("LiteRtDestroyCompiledModel", compiled)
             void("LiteRtDestroyOptions", options)
             void("LiteRtDestroyModel", model)
