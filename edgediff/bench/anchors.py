@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIMUM_SETUP = ("python3 -m venv .venv-optimum && .venv-optimum/bin/pip install \"torch==2.13.0\" && "
@@ -37,7 +38,7 @@ EARLIER_FIGURES = [
 ]
 # int8 latency figures this suite does not measure (its rows are fp32), with where they were recorded. The ratio
 # the targets section prints is computed from the two s/step figures, not copied.
-EARLIER_INT8 = [
+EARLIER_INT8: list[dict[str, Any]] = [
     {"what": "ONNX Runtime int8 (static QDQ, every layer) SD 1.5 UNet vs the fp32 file of the same run",
      "int8_s": 10.71, "fp32_s": 23.18, "target": 0.40,
      "conditions": "512x512 batch 2, one thread, 5 interleaved runs, load 2.1-3.1",

@@ -133,7 +133,7 @@ def int8_lines() -> list[str]:
     for item in EARLIER_INT8:
         ratio = item["int8_s"] / item["fp32_s"]
         target = item["target"]
-        gap = (f"**met**" if ratio <= target
+        gap = ("**met**" if ratio <= target
                else f"**{ratio - target:.3f} above**: needs {1 - target / ratio:.1%} less time")
         out.append(f"- {item['what']}: {ratio:.3f}× ({item['int8_s']} vs {item['fp32_s']} s/step, "
                    f"{item['conditions']}); target ≤ {target:.2f}×: {gap}. Source: {item['source']}.")
