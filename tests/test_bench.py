@@ -118,3 +118,33 @@ def test_a_corrupt_baseline_is_a_one_line_error(tmp_path: Path, capsys):
     bad.write_text("{not json")
     with pytest.raises(RecipeError, match="record-baseline"):
         guard.read_baseline(bad)
+
+
+def _sd15_row(converter: str, batch: int, ratio: float, peak_mb: float) -> dict:
+    settings = Settings(batch=batch).to_dict()
+    return {"key": f"sd15__{converter}__b{batch}", "model": "sd15", "converter": converter, "settings": settings,
+            "backend": "onnxruntime", "kind": "edgediff",
+            "convert": {"status": "ok", "settings": settings, "convert_s": 30.0, "wall_s": 55.0,
+                        "peak_tree_rss_mb": peak_mb, "peak_process_rss_mb": peak_mb,
+                        "load_average_1min": {"min": 1.0, "max": 1.2}},
+            "timing": {"status": "ok", "settings": settings, "load_average_1min_row": {"min": 2.0, "max": 3.0},
+                       "artifact": {"median_s": 5.0 * ratio, "ratio_to_eager": ratio}, "gemm_peak_gflops": 150.0,
+                       "eager": {"median_s": 5.0, "cpu_s_per_step": 9.0}}}
+
+
+def test_batch_two_rows_get_their_own_table_and_target_line(tmp_path: Path):
+    """Report logic only (synthetic rows): a batch-2 row neither hides nor replaces the batch-1 row, and the
+    targets section computes each gap from the rows it is given."""
+    from edgediff.bench.report import write_markdown
+    from edgediff.bench.targets import targets
+
+    rows = [_sd15_row("edgediff-onnxruntime", 1, 0.77, 4096.0), _sd15_row("edgediff-onnxruntime", 2, 0.63, 5120.0)]
+    lines = "\n".join(targets(rows))
+    assert "batch 1: edgediff 0.770×" in lines and "needs 9.1% less time" in lines
+    assert "batch 2: edgediff 0.630×" in lines and "**met**, 10.0% under" in lines
+    assert "**loaded (> 2.5)**" in lines  # the timing load above 2.5 is flagged
+    assert "4.00 GB peak" in lines and "4.80 GB under 8.80 GB" in lines  # batch-1 row against the 8.8 GB anchor
+    out = tmp_path / "BENCHMARKS.md"
+    write_markdown(out, rows, {"fingerprint": "x"}, "test", None, [])
+    text = out.read_text()
+    assert "## SD 1.5 UNet (random weights)\n" in text and "## SD 1.5 UNet (random weights), batch 2\n" in text

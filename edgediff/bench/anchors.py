@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIMUM_SETUP = ("python3 -m venv .venv-optimum && .venv-optimum/bin/pip install \"torch==2.13.0\" && "
@@ -34,6 +35,18 @@ EARLIER_FIGURES = [
      "scope": "UNet", "wall": "", "peak_gb": 14.3, "artifact": ""},
     {"converter": "edgediff convert (default settings), ONNX Runtime", "model": "SD 1.5",
      "scope": "whole pipeline, verified", "wall": "", "peak_gb": 12.07, "artifact": ""},
+]
+# int8 latency figures this suite does not measure (its rows are fp32), with where they were recorded. The ratio
+# the targets section prints is computed from the two s/step figures, not copied.
+EARLIER_INT8: list[dict[str, Any]] = [
+    {"what": "ONNX Runtime int8 (static QDQ, every layer) SD 1.5 UNet vs the fp32 file of the same run",
+     "int8_s": 10.71, "fp32_s": 23.18, "target": 0.40,
+     "conditions": "512x512 batch 2, one thread, 5 interleaved runs, load 2.1-3.1",
+     "source": "reports/int8/README.md, section \"Whole SD 1.5 UNet (sessions 3 and 4)\""},
+    {"what": "LiteRT int8 (weight-only, every layer) SD 1.5 UNet vs fp32 chunks of the same run",
+     "int8_s": 30.74, "fp32_s": 44.87, "target": 0.50,
+     "conditions": "512x512 batch 2, 5 runs, load 3.4-5.1",
+     "source": "reports/int8/README.md (same section) and reports/litert-sd15/README.md, first table"},
 ]
 EARLIER_LATENCY = ("SD 1.5 UNet 512x512, batch 1, 2 threads, 5 interleaved runs, quiet machine: PyTorch eager "
                    "4.38 s/step, ONNX Runtime on Optimum's export 3.56 s (0.81x), edgediff's ONNX Runtime artifact "

@@ -9,6 +9,7 @@ from typing import Any
 
 from edgediff.bench.anchors import EARLIER_FIGURES, EARLIER_LATENCY
 from edgediff.bench.rows import CONVERTERS, MODELS
+from edgediff.bench.targets import targets
 
 COMMAND = "python -m edgediff.bench --suite all"
 
@@ -78,6 +79,10 @@ HEADER = ["converter", "status", "convert s", "peak RSS GB tree (process)", "art
           "s/step median (p90)", "× eager", "CPU s/step", "% of GEMM rate", "PSNR dB", "load convert / timing"]
 
 
+def _batch(row: dict[str, Any]) -> int:
+    return int((row.get("settings") or {}).get("batch", 1))
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -96,15 +101,15 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
                       str(machine.get("logical_cpus")), str(machine.get("memory_gb")), machine.get("fingerprint", "")]])
     versions = machine.get("versions", {})
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
-    for key, model in MODELS.items():
-        mine = [r for r in rows if r["model"] == key]
+    for key, model, batch in [(k, m, b) for k, m in MODELS.items() for b in (1, 2)]:
+        mine = [r for r in rows if r["model"] == key and _batch(r) == batch]  # one table per model and batch
         if not mine:
             continue
         mine.sort(key=lambda r: list(CONVERTERS).index(r["converter"]) if r["converter"] in CONVERTERS else 99)
         timing: dict[str, Any] = next((r["timing"] for r in mine if (r.get("timing") or {}).get("status") == "ok"), {})
         shapes = timing.get("input_shapes", {}).get("sample")
         settings = mine[0]["settings"]
-        lines += [f"## {model.title}", "",
+        lines += [f"## {model.title}" + (f", batch {batch}" if batch != 1 else ""), "",
                   f"UNet input {shapes or '?'}, batch {settings['batch']}, {timing.get('threads', '?')} threads, "
                   f"{settings['runs']} interleaved runs after {settings['warmup']} warm-up; "
                   f"{_num(timing.get('flops_per_step'), '.1f', 1e-9)} GFLOP per call.", ""]
@@ -150,7 +155,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
 
 
 def write_plots(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
-    """Latency (s/step, eager beside) and conversion peak memory per converter per model; [] without matplotlib."""
+    """Latency (s/step, eager beside) and conversion peak memory per converter per model, batch 1; [] without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -160,6 +166,7 @@ def write_plots(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
         return []
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    rows = [r for r in rows if _batch(r) == 1]  # batch-2 rows are in their own tables, not in the plots
     models = [k for k in MODELS if any(r["model"] == k for r in rows)]
     converters = [c for c in CONVERTERS if any(r["converter"] == c for r in rows)]
     for name, label, pick in (
@@ -192,33 +199,3 @@ def write_plots(folder: Path, rows: list[dict[str, Any]]) -> list[str]:
         written.append(f"plots/{name}.png")
     return written
 
-
-def _find(rows: list[dict[str, Any]], model: str, converter: str) -> dict[str, Any] | None:
-    row = next((r for r in rows if r["model"] == model and r["converter"] == converter), None)
-    return row if row and (row.get("convert") or {}).get("status") == "ok" else None
-
-
-def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """Issue 22's targets that these rows measure (SD 1.5, fp32), each stated with where it stands."""
-    ort, optimum = _find(rows, "sd15", "edgediff-onnxruntime"), _find(rows, "sd15", "optimum-onnxruntime")
-    litert, anchor = _find(rows, "sd15", "edgediff-litert"), _find(rows, "sd15", "litert-torch")
-    if not any((ort, optimum, litert, anchor)):
-        return []
-    out = ["## Targets (issue 22) measured by these rows", ""]
-
-    def gb(row: dict[str, Any] | None) -> str:
-        return (f"{row['convert']['peak_tree_rss_mb'] / 1024:.2f} GB in {row['convert']['convert_s']:.0f} s"
-                if row else "not measured")
-
-    def speed(row: dict[str, Any] | None) -> str:
-        art = ((row or {}).get("timing") or {}).get("artifact") or {}
-        return f"{art['ratio_to_eager']:.2f}× eager" if "ratio_to_eager" in art else "not measured"
-
-    out.append(f"- ONNX Runtime fp32 SD 1.5 UNet ≤ 0.70× eager: edgediff {speed(ort)}, Optimum's export "
-               f"{speed(optimum)} (batch {((ort or optimum or {}).get('settings') or {}).get('batch', '?')}).")
-    out.append(f"- Conversion peak, ONNX Runtime ≤ the best anchor: edgediff {gb(ort)} vs Optimum {gb(optimum)} "
-               "(UNet alone, both here; the earlier whole-pipeline Optimum figure is 8.8 GB).")
-    out.append(f"- Conversion peak, LiteRT ≤ 12.1 GB and below ours before (14.3 GB): edgediff {gb(litert)}, "
-               f"litert-torch default {gb(anchor)}.")
-    out.append("- int8 targets: not measured by these fp32 rows.")
-    return out + [""]
