@@ -33,7 +33,9 @@ Measured 2026-12-03 on the shared 2-core / 24 GB machine, each run alone under t
     UNet 392 s (8 chunks), VAE decoder 11 s; verify sessions 192 s. 23 files, 13.72 GB, the largest
     text_encoder_2.part0 1.67 GB (text_encoder_2 in 2 chunks, the UNet in 8 of 0.29-1.65 GB); parity 126-135 dB,
     cosine 1.000000. Manifest: reports/full-size/sdxl-litert.manifest.json.
-- coreml (test_coreml_converts_chunked): not run at full size (no lock time left in the session).
+- coreml (test_coreml_converts_chunked, fp16, load 1.3-1.6): passed, peak RSS 15.0 GiB (16.1 GB), 15.1 min;
+  UNet in 2 chunks (2.50 + 2.66 GB .mlpackage), 6.5 GB in all; structural checks only (Core ML predictions need
+  macOS). Manifest: reports/full-size/sdxl-coreml.manifest.json.
 """
 
 from __future__ import annotations
