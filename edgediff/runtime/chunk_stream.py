@@ -14,7 +14,7 @@ itself) and the most open at once: a test or a memory report reads it instead of
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -22,7 +22,13 @@ from edgediff.runtime.memory import release_memory
 
 if TYPE_CHECKING:
     from edgediff.contract import Artifact
-    from edgediff.runtime.sessions import Session
+
+
+class _Runs(Protocol):
+    """What a chunk's session offers here (edgediff.runtime.sessions.Session; not imported: sessions imports
+    this module)."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 class LiveSessions:
@@ -62,7 +68,7 @@ class StreamedChain:
     """Runs an artifact's chunks in order, each opened just before it runs and closed right after; chunk i sees
     the component's inputs plus every earlier output it names, as in ChainedSession."""
 
-    def __init__(self, artifact: "Artifact", open_part: Callable[["Artifact"], "Session"]):
+    def __init__(self, artifact: "Artifact", open_part: Callable[["Artifact"], _Runs]):
         self.inputs, self.outputs = artifact.inputs, artifact.outputs
         self._parts, self._open_part = list(artifact.parts), open_part
         # what each chunk must leave behind: the names any later chunk reads, plus the component's outputs
